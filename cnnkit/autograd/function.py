@@ -1,0 +1,104 @@
+"""``Function``: the base of every differentiable op (forward on arrays, backward on gradients)."""
+from __future__ import annotations
+
+import threading
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside ``no_grad()`` on this thread."""
+    return getattr(_state, "enabled", True)
+
+
+def set_grad_enabled(mode: bool) -> None:
+    """Turn graph recording on or off for this thread."""
+    _state.enabled = bool(mode)
+
+
+class _GradMode:
+    """Context manager and decorator that sets graph recording for its body."""
+
+    mode = True
+
+    def __enter__(self):
+        self._previous = is_grad_enabled()
+        set_grad_enabled(self.mode)
+        return self
+
+    def __exit__(self, *exc):
+        set_grad_enabled(self._previous)
+        return False
+
+    def __call__(self, func):
+        import functools
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with self.__class__():
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradMode):  # noqa: N801  (torch's name)
+    """Record nothing inside: outputs have no history and ``requires_grad=False``."""
+
+    mode = False
+
+
+class enable_grad(_GradMode):  # noqa: N801
+    """Record the graph again inside an enclosing ``no_grad``."""
+
+    mode = True
+
+
+class Function:
+    """A differentiable op.
+
+    Subclasses implement ``forward(*arrays) -> array`` and ``backward(grad) -> grads``
+    (one per input, ``None`` where no gradient is needed; ``self.needs_input_grad`` says
+    which are). Non-tensor arguments are passed to ``apply`` as keywords and become
+    attributes. Keep only what backward needs on ``self``.
+    """
+
+    inputs: tuple = ()
+    needs_input_grad: tuple = ()
+
+    def __init__(self, **params):
+        self.__dict__.update(params)
+
+    def forward(self, *arrays):
+        raise NotImplementedError
+
+    def backward(self, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        """Run forward on the inputs' arrays and, when recording, link the output to them."""
+        from .tensor import Tensor
+
+        fn = cls(**params)
+        arrays = [t.data if isinstance(t, Tensor) else t for t in inputs]
+        record = is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in inputs)
+        if record:
+            fn.needs_input_grad = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
+        out = fn.forward(*arrays)
+        if not record:
+            return Tensor._wrap(out)
+        fn.inputs = tuple(t if isinstance(t, Tensor) else None for t in inputs)
+        return Tensor._wrap(out, requires_grad=True, ctx=fn)
+
+    def __repr__(self):
+        return f"<{type(self).__name__}>"
+
+
+class _Freed:
+    """Marks a node whose graph was freed by a previous ``backward``."""
+
+    def __repr__(self):
+        return "<freed graph>"
+
+
+FREED = _Freed()

@@ -1,0 +1,4 @@
+"""The command-line interface (``cnnkit --help``)."""
+from .main import main
+
+__all__ = ["main"]
