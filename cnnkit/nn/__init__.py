@@ -3,3 +3,12 @@ from . import init
 from .containers import ModuleDict, ModuleList, Sequential
 from .module import Module
 from .parameter import Parameter
+from .activation import *  # noqa: F403
+from .conv import *  # noqa: F403
+from .deform import *  # noqa: F403
+from .dropout import *  # noqa: F403
+from .shape import *  # noqa: F403
+from .linear import *  # noqa: F403
+from .normalization import *  # noqa: F403
+from .pooling import *  # noqa: F403
+from .blocks import *  # noqa: F403
