@@ -1,0 +1,97 @@
+"""Design rules enforced: one-way imports, ops take the array module from the backend, no pickle loads."""
+import ast
+import pathlib
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "cnnkit"
+
+# Layers of the design, lowest first; a module may import only from its own layer or lower ones.
+LAYERS = [
+    {"backend"},
+    {"autograd"},
+    {"functional"},
+    {"nn"},
+    {"models"},
+    {"analysis", "optim", "data", "train", "io", "onnx", "viz"},
+    {"cli", "web"},
+]
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+# Within the middle layer the order is: data/optim -> train (uses them); io -> train; viz uses analysis/io/train.
+SAME_LAYER_ALLOWED = {
+    "train": {"data", "optim", "io", "analysis"},
+    "viz": {"analysis", "io", "train", "data"},
+    "onnx": {"io", "analysis"},
+    "io": {"optim", "data"},
+    "web": {"cli"},
+    "cli": {"web"},
+}
+
+
+def _package_of(path):
+    parts = path.relative_to(PACKAGE).parts
+    return parts[0].removesuffix(".py") if parts else None
+
+
+def _imported_packages(path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    depth = len(path.relative_to(PACKAGE).parts) - 1  # folders below cnnkit/
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                up = node.level - 1
+                if up < depth:
+                    continue  # relative import inside the same package
+                target = (node.module or "").split(".")[0]
+                if target:
+                    yield target, node.lineno
+                else:
+                    for alias in node.names:
+                        yield alias.name, node.lineno
+            elif node.module and node.module.startswith("cnnkit."):
+                yield node.module.split(".")[1], node.lineno
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("cnnkit."):
+                    yield alias.name.split(".")[1], node.lineno
+
+
+def _sources():
+    return sorted(p for p in PACKAGE.rglob("*.py") if len(p.relative_to(PACKAGE).parts) > 1 or p.stem == "backend")
+
+
+def test_imports_point_downward_only():
+    violations = []
+    for path in _sources():
+        own = _package_of(path)
+        if own not in RANK:
+            continue
+        for target, line in _imported_packages(path):
+            if target not in RANK or target == own:
+                continue
+            if RANK[target] > RANK[own] or (RANK[target] == RANK[own] and target not in SAME_LAYER_ALLOWED.get(own, ())):
+                violations.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({own}) imports {target}")
+    assert not violations, "upward imports:\n" + "\n".join(violations)
+
+
+@pytest.mark.parametrize("package", ["autograd", "functional"])
+def test_ops_take_the_array_module_from_the_backend(package):
+    offenders = []
+    for path in (PACKAGE / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "numpy" or n.startswith("numpy.") for n in names):
+                offenders.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert not offenders, "ops must use backend.get_array_module(), not numpy directly: " + ", ".join(offenders)
+
+
+def test_no_plain_pickle_loading():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        for needle in ("pickle.load(", "pickle.loads(", "allow_pickle=True", "torch.load("):
+            for line_no, line in enumerate(text.splitlines(), 1):
+                if needle in line and "weights_only=True" not in line and "noqa: pickle" not in line:
+                    offenders.append(f"{path.relative_to(PACKAGE.parent)}:{line_no}: {line.strip()}")
+    assert not offenders, "unsafe deserialisation:\n" + "\n".join(offenders)

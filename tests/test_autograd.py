@@ -1,0 +1,189 @@
+"""The autograd engine: gradients of the primitives, graph handling, no_grad, dtypes."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cnnkit
+from cnnkit.autograd import FREED, gradcheck
+
+
+def t64(*shape, seed=0):
+    return cnnkit.tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=True)
+
+
+PRIMITIVES = {
+    "add_broadcast": (lambda a, b: a + b, [(3, 4), (4,)]),
+    "sub_broadcast": (lambda a, b: a - b, [(3, 1), (1, 4)]),
+    "mul": (lambda a, b: a * b, [(2, 3), (2, 3)]),
+    "div": (lambda a, b: a / (b.abs() + 1), [(2, 3), (3,)]),
+    "pow_scalar": (lambda a: (a.abs() + 0.5) ** 1.5, [(2, 3)]),
+    "pow_tensor": (lambda a, b: (a.abs() + 0.5) ** b, [(2, 3), (2, 3)]),
+    "exp_log_sqrt": (lambda a: ((a.exp() + 1).log() + (a * a + 1).sqrt()), [(5,)]),
+    "matmul_batched": (lambda a, b: a @ b, [(2, 3, 4), (4, 5)]),
+    "matmul_vector": (lambda a, b: a @ b, [(3, 4), (4,)]),
+    "sum_mean": (lambda a: a.sum(1) + a.mean((0, 2), keepdim=True).sum(), [(2, 3, 4)]),
+    "max_min": (lambda a: a.max(1) - a.min(0, keepdim=True).sum(), [(3, 4)]),
+    "reshape_permute": (lambda a: a.reshape(4, 6).permute(1, 0).flatten() * 2, [(2, 3, 4)]),
+    "getitem_advanced": (lambda a: a[[0, 0, 2], 1:] * 3, [(3, 4)]),
+    "cat_stack": (lambda a, b: cnnkit.stack([cnnkit.cat([a, b], 1), cnnkit.cat([b, a], 1)], 0), [(2, 3), (2, 3)]),
+    "clamp": (lambda a: a.clamp(-0.5, 0.5) * a, [(4, 5)]),
+    "where": (lambda a, b: cnnkit.where(a.data > 0, a, b * 2), [(3, 3), (3, 3)]),
+    "expand_transpose": (lambda a: a.expand(3, 2, 4).transpose(0, 2), [(2, 1)]),
+    "var": (lambda a: a.var(1), [(3, 5)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRIMITIVES))
+def test_primitive_gradcheck(name):
+    fn, shapes = PRIMITIVES[name]
+    inputs = [t64(*shape, seed=i) for i, shape in enumerate(shapes)]
+    assert gradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("name", sorted(PRIMITIVES))
+def test_primitive_matches_torch(name):
+    fn, shapes = PRIMITIVES[name]
+    arrays = [np.random.default_rng(i).standard_normal(s).astype(np.float32) for i, s in enumerate(shapes)]
+    ours = [cnnkit.tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    out_ours = fn(*ours)
+    if name == "where":
+        out_theirs = torch.where(theirs[0] > 0, theirs[0], theirs[1] * 2)
+    elif name == "expand_transpose":
+        out_theirs = theirs[0].expand(3, 2, 4).transpose(0, 2)
+    elif name == "cat_stack":
+        a, b = theirs
+        out_theirs = torch.stack([torch.cat([a, b], 1), torch.cat([b, a], 1)], 0)
+    elif name == "max_min":
+        out_theirs = theirs[0].amax(1) - theirs[0].amin(0, keepdim=True).sum()
+    else:
+        out_theirs = fn(*theirs)
+    np.testing.assert_allclose(out_ours.data, out_theirs.detach().numpy(), rtol=1e-5, atol=1e-5)
+    upstream = np.random.default_rng(9).standard_normal(out_ours.shape).astype(np.float32)
+    out_ours.backward(upstream)
+    out_theirs.backward(torch.from_numpy(upstream))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad, b.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_tensor_used_twice_accumulates():
+    x = cnnkit.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x * x + x  # x feeds two branches
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, 2 * x.data + 1)
+
+
+def test_skip_connection_gets_both_gradients():
+    x = cnnkit.tensor(np.arange(4.0).reshape(2, 2), requires_grad=True)
+    w = cnnkit.tensor([[2.0, 0.0], [0.0, 3.0]], requires_grad=True)
+    out = x @ w + x  # x -> "layer" -> + x
+    out.sum().backward()
+    np.testing.assert_allclose(x.grad, np.ones((2, 2)) @ w.data.T + 1)
+
+
+def test_grads_accumulate_across_backward_calls_and_graph_is_freed():
+    x = cnnkit.tensor([1.0, -2.0], requires_grad=True)
+    loss = (x * 3).sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad, [6.0, 6.0])
+    assert loss._ctx is FREED
+
+
+def test_retain_graph_allows_second_backward():
+    x = cnnkit.tensor([1.0, 2.0], requires_grad=True)
+    loss = (x * x).sum()
+    loss.backward(retain_graph=True)
+    loss.backward()
+    np.testing.assert_allclose(x.grad, 4 * x.data)
+
+
+def test_no_grad_records_nothing():
+    x = cnnkit.tensor([1.0, 2.0], requires_grad=True)
+    with cnnkit.no_grad():
+        y = x * 2 + 1
+    assert not y.requires_grad and y.grad_fn is None
+    z = x * 2
+    assert z.requires_grad and z.grad_fn is not None
+
+    @cnnkit.no_grad()
+    def double(t):
+        return t * 2
+
+    assert not double(x).requires_grad
+
+
+def test_deep_graph_does_not_overflow_the_stack():
+    x = cnnkit.tensor(np.ones(1), requires_grad=True)
+    y = x
+    for _ in range(20000):
+        y = y * 1.0001
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [1.0001 ** 20000], rtol=1e-4)
+
+
+def test_retain_grad_on_intermediate():
+    x = cnnkit.tensor([1.0, 2.0], requires_grad=True)
+    h = (x * 2).retain_grad()
+    (h * h).sum().backward()
+    np.testing.assert_allclose(h.grad, 2 * h.data)
+
+
+@given(st.sampled_from(["float32", "float64"]))
+def test_dtype_is_preserved(dtype):
+    x = cnnkit.tensor(np.ones((2, 3), dtype=dtype), requires_grad=True)
+    y = ((x * 2.5 + 1) / 3 - x.mean()) ** 2
+    assert y.dtype == np.dtype(dtype)
+    y.sum().backward()
+    assert x.grad.dtype == np.dtype(dtype)
+
+
+def test_python_floats_default_to_float32():
+    assert cnnkit.tensor([1.0, 2.0]).dtype == np.float32
+    assert cnnkit.tensor(np.zeros(2)).dtype == np.float64
+    assert cnnkit.tensor([1, 2]).dtype == np.int64
+    assert cnnkit.randn(2, 2).dtype == np.float32
+
+
+def test_backward_needs_scalar_or_gradient():
+    x = cnnkit.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="shape \\(2,\\)"):
+        (x * 2).backward()
+    with pytest.raises(ValueError, match="gradient shape"):
+        (x * 2).backward(np.ones(3))
+
+
+def test_integer_tensor_cannot_require_grad():
+    with pytest.raises(TypeError, match="floating-point"):
+        cnnkit.tensor([1, 2], requires_grad=True)
+
+
+def test_cat_shape_error_names_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(3, 3\)"):
+        cnnkit.cat([cnnkit.zeros(2, 3), cnnkit.zeros(3, 3)], dim=1)
+
+
+def test_manual_seed_is_reproducible():
+    cnnkit.manual_seed(123)
+    a = cnnkit.randn(3).data
+    cnnkit.manual_seed(123)
+    np.testing.assert_array_equal(a, cnnkit.randn(3).data)
+
+
+def test_gradcheck_catches_a_wrong_backward():
+    class WrongSquare(cnnkit.Function):
+        def forward(self, a):
+            self.a = a
+            return a * a
+
+        def backward(self, grad):
+            return (grad * self.a,)  # should be 2 * a
+
+    with pytest.raises(AssertionError, match="gradient mismatch"):
+        gradcheck(lambda a: WrongSquare.apply(a), [t64(3)])
+    with pytest.raises(TypeError, match="float64"):
+        gradcheck(lambda a: a * 2, [cnnkit.tensor([1.0], requires_grad=True)])
