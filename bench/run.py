@@ -1,0 +1,226 @@
+"""Time cnnkit against PyTorch (CPU) in one process with the same thread count.
+
+    python bench/run.py [--threads 2] [--repeat 5] [--filter conv] [--json results.json]
+
+Every case is a function ``build(torch) -> (cnnkit_callable, torch_callable)`` registered with
+``@case(name)``; a case whose op cnnkit does not have yet returns ``None`` and prints "n/a".
+Each callable is warmed up, then run ``--repeat`` times back to back, in two rounds per library;
+the minimum is reported (the least noisy estimate on a shared machine).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def _parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="threads for both libraries (default 2)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per callable; the minimum is kept")
+    parser.add_argument("--filter", default="", help="only cases whose name contains this substring")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--list", action="store_true", help="list the case names and exit")
+    return parser.parse_args(argv)
+
+
+ARGS = _parse_args() if __name__ == "__main__" else _parse_args([])
+# BLAS reads its thread count when the library loads, so this must happen before NumPy is imported.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+             "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import cnnkit  # noqa: E402
+import cnnkit.functional as F  # noqa: E402
+
+try:  # also caps a BLAS that was already loaded by something else
+    from threadpoolctl import threadpool_limits
+
+    _THREADPOOL = threadpool_limits(limits=ARGS.threads)
+    THREADPOOLCTL = True
+except ImportError:
+    THREADPOOLCTL = False
+
+CASES = []
+
+
+def case(name):
+    """Register ``build(torch) -> (ours, theirs) | None`` under ``name``."""
+    def register(build):
+        CASES.append((name, build))
+        return build
+    return register
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _data(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _pair_of_tensors(torch, array, requires_grad=True):
+    """The same float32 data as a cnnkit tensor and a torch tensor."""
+    return (cnnkit.tensor(array.copy(), requires_grad=requires_grad),
+            torch.tensor(array.copy(), requires_grad=requires_grad))
+
+
+def _forward_backward(ours_fn, theirs_fn, torch, leaves, out_shape):
+    """Callables that run fn(*leaves) then backward with a fixed upstream gradient, clearing grads first."""
+    upstream = _data(out_shape, seed=1)
+    upstream_torch = torch.from_numpy(upstream.copy())
+    ours_leaves = [pair[0] for pair in leaves]
+    theirs_leaves = [pair[1] for pair in leaves]
+
+    def ours():
+        for t in ours_leaves:
+            t.grad = None
+        ours_fn(*ours_leaves).backward(upstream)
+
+    def theirs():
+        for t in theirs_leaves:
+            t.grad = None
+        theirs_fn(*theirs_leaves).backward(upstream_torch)
+
+    return ours, theirs
+
+
+def _has(*names):
+    return all(hasattr(F, name) for name in names)
+
+
+# --------------------------------------------------------------------------------------------- conv cases
+def _conv_case(name, batch, channels, size, out_channels, kernel, stride=1, dilation=1, groups=1):
+    padding = dilation * (kernel // 2)
+
+    @case(name)
+    def build(torch):
+        x = _pair_of_tensors(torch, _data((batch, channels, size, size)))
+        w = _pair_of_tensors(torch, _data((out_channels, channels // groups, kernel, kernel), seed=2) * 0.1)
+        b = _pair_of_tensors(torch, _data((out_channels,), seed=3))
+        out_size = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+        kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        return _forward_backward(lambda *t: F.conv2d(*t, **kwargs),
+                                 lambda *t: torch.nn.functional.conv2d(*t, **kwargs),
+                                 torch, [x, w, b], (batch, out_channels, out_size, out_size))
+
+
+for _n, _c, _h, _k, _r in [(64, 3, 32, 64, 3), (64, 64, 32, 64, 3), (64, 128, 16, 128, 3), (32, 256, 8, 256, 3),
+                           (128, 1, 28, 6, 5)]:
+    _conv_case(f"conv2d fwd+bwd N{_n} C{_c} {_h}x{_h} K{_k} {_r}x{_r}", _n, _c, _h, _k, _r)
+_conv_case("conv2d fwd+bwd N64 C64 32x32 K128 3x3 stride2", 64, 64, 32, 128, 3, stride=2)
+_conv_case("conv2d fwd+bwd N64 C64 32x32 K128 1x1", 64, 64, 32, 128, 1)
+_conv_case("conv2d fwd+bwd N64 C128 16x16 K128 3x3 depthwise", 64, 128, 16, 128, 3, groups=128)
+_conv_case("conv2d fwd+bwd N64 C64 32x32 K64 3x3 dilation2", 64, 64, 32, 64, 3, dilation=2)
+
+
+@case("conv_transpose2d fwd+bwd N64 C64 16x16 K32 4x4 stride2")
+def _conv_transpose(torch):
+    x = _pair_of_tensors(torch, _data((64, 64, 16, 16)))
+    w = _pair_of_tensors(torch, _data((64, 32, 4, 4), seed=2) * 0.1)
+    kwargs = dict(stride=2, padding=1)
+    return _forward_backward(lambda *t: F.conv_transpose2d(*t, **kwargs),
+                             lambda *t: torch.nn.functional.conv_transpose2d(*t, **kwargs),
+                             torch, [x, w], (64, 32, 32, 32))
+
+
+# ---------------------------------------------------------------------------------- pooling / normalization
+def _pool_case(name, op, shape, out_shape, **kwargs):
+    @case(name)
+    def build(torch):
+        if not _has(op):
+            return None
+        x = _pair_of_tensors(torch, _data(shape))
+        return _forward_backward(lambda t: getattr(F, op)(t, **kwargs),
+                                 lambda t: getattr(torch.nn.functional, op)(t, **kwargs),
+                                 torch, [x], out_shape)
+
+
+_pool_case("max_pool2d 2x2 fwd+bwd N64 C64 32x32", "max_pool2d", (64, 64, 32, 32), (64, 64, 16, 16),
+           kernel_size=2, stride=2)
+_pool_case("max_pool2d 3x3/2 pad1 fwd+bwd N64 C64 32x32", "max_pool2d", (64, 64, 32, 32), (64, 64, 16, 16),
+           kernel_size=3, stride=2, padding=1)
+_pool_case("avg_pool2d 2x2 fwd+bwd N64 C64 32x32", "avg_pool2d", (64, 64, 32, 32), (64, 64, 16, 16),
+           kernel_size=2, stride=2)
+
+
+@case("batch_norm train fwd+bwd N64 C64 32x32")
+def _batch_norm(torch):
+    if not _has("batch_norm"):
+        return None
+    shape = (64, 64, 32, 32)
+    x = _pair_of_tensors(torch, _data(shape))
+    gamma = _pair_of_tensors(torch, np.ones(64, np.float32))
+    beta = _pair_of_tensors(torch, np.zeros(64, np.float32))
+    stats = [(cnnkit.zeros(64), torch.zeros(64)), (cnnkit.ones(64), torch.ones(64))]
+    return _forward_backward(lambda t, g, b: F.batch_norm(t, stats[0][0], stats[1][0], g, b, training=True),
+                             lambda t, g, b: torch.nn.functional.batch_norm(t, stats[0][1], stats[1][1], g, b,
+                                                                            training=True),
+                             torch, [x, gamma, beta], shape)
+
+
+# --------------------------------------------------------------------------------------------------- runner
+def _best_time(fn, repeat):
+    """Minimum over ``repeat`` back-to-back runs after one warm-up run, in ms."""
+    fn()  # warm-up: first-call allocations, BLAS / OpenMP thread start-up
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best * 1e3
+
+
+def _best_times(ours, theirs, repeat):
+    # Back-to-back runs of one library, not alternation: interleaving lets each side's cache and
+    # thread-pool state disturb the other (torch's OpenMP pool in particular measured ~1.6x slower).
+    # Two rounds, so that a burst of background load during one block does not decide the result.
+    best_ours = best_theirs = float("inf")
+    for _ in range(2):
+        best_ours = min(best_ours, _best_time(ours, repeat))
+        best_theirs = min(best_theirs, _best_time(theirs, repeat))
+    return best_ours, best_theirs
+
+
+def run(args):
+    import torch
+
+    torch.set_num_threads(args.threads)
+    selected = [(name, build) for name, build in CASES if args.filter in name]
+    if args.list:
+        print("\n".join(name for name, _ in selected))
+        return 0
+    print(f"cnnkit vs torch {torch.__version__} (CPU), numpy {np.__version__}, {args.threads} thread(s), "
+          f"min of {args.repeat} runs; threadpoolctl {'used' if THREADPOOLCTL else 'not installed (env vars only)'}; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    width = max([len(name) for name, _ in selected] + [4])
+    print(f"{'case':<{width}}  {'cnnkit ms':>10}  {'torch ms':>10}  {'ratio':>6}")
+    results = []
+    for name, build in selected:
+        callables = build(torch)
+        if callables is None:
+            print(f"{name:<{width}}  {'n/a':>10}  {'n/a':>10}  {'n/a':>6}")
+            results.append({"case": name, "cnnkit_ms": None, "torch_ms": None, "ratio": None})
+            continue
+        try:
+            ours_ms, theirs_ms = _best_times(*callables, args.repeat)
+        except Exception as error:  # one broken op must not hide the other rows
+            print(f"{name:<{width}}  {'error':>10}  {'':>10}  {'':>6}  {type(error).__name__}: {error}")
+            results.append({"case": name, "cnnkit_ms": None, "torch_ms": None, "ratio": None,
+                            "error": f"{type(error).__name__}: {error}"})
+            continue
+        ratio = ours_ms / theirs_ms
+        print(f"{name:<{width}}  {ours_ms:10.2f}  {theirs_ms:10.2f}  {ratio:6.2f}", flush=True)
+        results.append({"case": name, "cnnkit_ms": ours_ms, "torch_ms": theirs_ms, "ratio": ratio})
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"threads": args.threads, "repeat": args.repeat, "torch": torch.__version__,
+                       "numpy": np.__version__, "results": results}, handle, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(ARGS))

@@ -1,0 +1,149 @@
+"""The convolution machinery's data movement: geometry, chunking, padding, im2col and col2im.
+
+Column layout: ``cols[c, i, j, n, *grid]`` with grid = (out_h, out_w). Reshaped to
+``(groups, C/groups * kh * kw, N * pixels)`` a convolution is one GEMM per group,
+``W (groups, K/groups, C/groups*kh*kw) @ cols``, whose inner dimension is the long one.
+
+"Wide" columns (depthwise, stride 1): grid = (out_h * padded_w,), the rows of the flattened
+padded image. Each column row is then one contiguous run (a fast copy), at the price of
+padded_w - out_w garbage outputs per row, which are cropped (forward) or met by zeros (backward).
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+
+__all__ = []  # internal helpers, imported by name from cnnkit.functional.conv
+
+# Samples per chunk are chosen so one GEMM sees about this many output pixels: enough columns to keep
+# BLAS efficient, few enough that the chunk's columns (C*kh*kw x columns) stay in cache instead of
+# streaming a kh*kw-times inflated copy of the whole batch through main memory. Depthwise GEMMs are
+# memory-bound matrix-vector products, which want their columns in the faster, smaller caches.
+CHUNK_COLUMNS = 2048
+DEPTHWISE_CHUNK_COLUMNS = 512
+
+
+class ConvGeometry:
+    """Sizes of one correlation y = x (*) w: x (N, C, H, W), w (K, C/groups, kh, kw), y (N, K, out_h, out_w)."""
+
+    __slots__ = ("batch", "in_channels", "in_size", "out_channels", "kernel", "stride", "pads", "dilation",
+                 "groups", "out_size", "padded_size", "wide", "grid", "slack", "chunk")
+
+    def __init__(self, batch, in_channels, in_size, out_channels, kernel, stride, pads, dilation, groups, out_size):
+        self.batch, self.in_channels, self.in_size = batch, in_channels, tuple(in_size)
+        self.out_channels, self.kernel, self.stride = out_channels, tuple(kernel), tuple(stride)
+        self.pads, self.dilation, self.groups, self.out_size = tuple(pads), tuple(dilation), groups, tuple(out_size)
+        (top, bottom), (left, right) = self.pads
+        self.padded_size = (self.in_size[0] + top + bottom, self.in_size[1] + left + right)
+        # Wide columns only pay off for depthwise GEMVs, which are bound by the copies; for dense convs
+        # the extra (padded_w - out_w) GEMM columns cancel the faster copy (measured).
+        self.wide = self.depthwise and self.stride == (1, 1)
+        out_h, out_w = self.out_size
+        self.grid = (out_h * self.padded_size[1],) if self.wide else (out_h, out_w)
+        # a wide run starting at kernel offset (i, j) ends (kw - 1) * dw elements past its image
+        self.slack = (self.kernel[1] - 1) * self.dilation[1] if self.wide else 0
+        pixels = max(1, self.grid[0] * (self.grid[1] if len(self.grid) == 2 else 1))
+        target = DEPTHWISE_CHUNK_COLUMNS if self.depthwise else CHUNK_COLUMNS
+        self.chunk = max(1, min(batch, -(-target // pixels)))
+
+    @property
+    def has_padding(self):
+        return any(self.pads[0]) or any(self.pads[1])
+
+    @property
+    def depthwise(self):
+        """One input channel per group (groups == in_channels > 1)."""
+        return self.groups > 1 and self.groups == self.in_channels
+
+    @property
+    def pointwise(self):
+        """1x1 kernel, stride 1, no padding, every pixel read: the input is its own column matrix.
+
+        (conv_transpose2d's output_padding gives geometries whose last rows no window reads.)
+        """
+        return (self.kernel == (1, 1) and self.stride == (1, 1) and not self.has_padding and not self.wide
+                and self.in_size == self.out_size)
+
+    @property
+    def pixels(self):
+        """Columns per sample: out_h * out_w, or out_h * padded_w for wide columns."""
+        size = 1
+        for s in self.grid:
+            size *= s
+        return size
+
+    def chunks(self):
+        """(start, stop) sample ranges that one GEMM handles at a time."""
+        for start in range(0, self.batch, self.chunk):
+            yield start, min(self.batch, start + self.chunk)
+
+
+class Workspace:
+    """Flat scratch arrays reused by every chunk (a fresh large array per chunk would page-fault each time)."""
+
+    def __init__(self, dtype):
+        self.dtype, self.arrays = dtype, {}
+
+    def get(self, name, shape, zero=False, slack=0):
+        """A C-contiguous ``shape`` view of scratch ``name`` (zeroed when first made with ``zero``)."""
+        xp = get_array_module()
+        size = 1
+        for s in shape:
+            size *= s
+        flat = self.arrays.get(name)
+        if flat is None or flat.size < size + slack:
+            flat = xp.zeros(size + slack, self.dtype) if zero else xp.empty(size + slack, self.dtype)
+            self.arrays[name] = flat
+        return flat[:size].reshape(shape)
+
+
+def padded_chunk(x, start, stop, geo, work, name="padded"):
+    """x[start:stop] zero-padded, in a reused buffer whose border stays zero (one in-cache copy per chunk).
+
+    Without padding x itself is returned, except for wide columns, whose runs need ``slack`` elements
+    after the last image.
+    """
+    if not geo.has_padding and not geo.wide:
+        return x[start:stop]
+    (top, _), (left, _) = geo.pads
+    height, width = geo.in_size
+    full = work.get(name, (geo.chunk, geo.in_channels) + geo.padded_size, zero=True, slack=geo.slack)
+    padded = full[:stop - start]
+    padded[:, :, top:top + height, left:left + width] = x[start:stop]
+    return padded
+
+
+def _window_view(x_pad, geo, writeable=False):
+    """Zero-copy view v[c, i, j, n, *grid] = x_pad[n, c, h*sh + i*dh, w*sw + j*dw] (the columns, uncopied)."""
+    xp = get_array_module()
+    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.stride, geo.dilation
+    n_stride, c_stride, h_stride, w_stride = x_pad.strides
+    batch, channels = x_pad.shape[:2]
+    if geo.wide:  # v[c, i, j, n, l] = flat image n, c at i*dh*padded_w + j*dw + l
+        shape = (channels, kh, kw, batch) + geo.grid
+        strides = (c_stride, h_stride * dh, w_stride * dw, n_stride, w_stride)
+    else:
+        shape = (channels, kh, kw, batch) + geo.grid
+        strides = (c_stride, h_stride * dh, w_stride * dw, n_stride, h_stride * sh, w_stride * sw)
+    return xp.lib.stride_tricks.as_strided(x_pad, shape=shape, strides=strides, writeable=writeable)
+
+
+def im2col(x_pad, geo, out):
+    """cols[c, i, j, n, h, w] = x_pad[n, c, h*sh + i*dh, w*sw + j*dw], copied once into ``out``."""
+    out[...] = _window_view(x_pad, geo)
+    return out
+
+
+def col2im_add(cols, x_pad, geo):
+    """x_pad[n, c, h*sh + i*dh, w*sw + j*dw] += cols[c, i, j, n, h, w]: the adjoint of ``im2col``.
+
+    One strided add per kernel offset (kh*kw adds), each over a whole (N, C, *grid) block; windows
+    overlap, so the offsets cannot be written in a single assignment. Wide garbage columns of
+    ``cols`` must be zero: they land on the next row's left border.
+    """
+    kh, kw = geo.kernel
+    target = _window_view(x_pad, geo, writeable=True)
+    for i in range(kh):
+        for j in range(kw):
+            block = target[:, i, j]
+            block += cols[:, i, j]
+    return x_pad

@@ -1,0 +1,35 @@
+"""Data set plumbing shared by ``cnnkit train/eval/predict``: the description saved with a model and its transform."""
+from __future__ import annotations
+
+from .. import data
+from ..data import transforms
+
+
+def _as_list(value):
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
+
+
+def image_side(image_size):
+    """The side of a square image size given as ``28`` or ``(28, 28)``."""
+    if isinstance(image_size, (list, tuple)):
+        return int(image_size[0]) if len(set(image_size)) == 1 else tuple(int(v) for v in image_size)
+    return int(image_size)
+
+
+def describe_data(name, root=None, dataset=None):
+    """What a model must know about its data: classes, channels, image size and normalization statistics.
+
+    Class names come from the loaded ``dataset`` where it has them (``folder`` data sets).
+    """
+    info = dict(data.dataset_info(name, root=root))
+    classes = list(getattr(dataset, "classes", None) or info.get("classes") or [])
+    num_classes = len(classes) if classes else int(info["num_classes"])
+    return {"dataset": name, "num_classes": num_classes, "in_channels": int(info["in_channels"]),
+            "image_size": info["image_size"], "classes": [str(c) for c in classes] or None,
+            "mean": _as_list(info["mean"]), "std": _as_list(info["std"])}
+
+
+def normalizing_transform(description):
+    """uint8 image -> float32 CHW tensor in [0, 1] -> normalized with the data set's mean and std."""
+    return transforms.Compose([transforms.ToTensor(),
+                               transforms.Normalize(description["mean"], description["std"])])

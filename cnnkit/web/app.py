@@ -1,0 +1,114 @@
+"""The Flask application: the static page and the JSON API (``GET /api/model``, ``POST /api/predict``).
+
+``POST /api/predict`` takes ``{"image": "data:image/png;base64,..."}`` (any image type Pillow reads, or the
+bare base64) and answers ``{"top5": [...], "layers": [...], "input": {...}}`` (see ``Predictor.predict``).
+Bodies over ``MAX_BODY_BYTES`` get 413; a body that is not a JSON object with a string ``image`` holding
+base64 of a picture gets 400. Every error is JSON: ``{"error": "...", "status": code}``.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import re
+
+from flask import Flask, jsonify, request, send_from_directory
+from werkzeug.exceptions import HTTPException
+
+from ..viz import ImageInputError
+
+MAX_BODY_BYTES = 1024 * 1024
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,",
+                      re.ASCII)
+
+log = logging.getLogger("cnnkit.web")
+
+
+class BadRequestError(ValueError):
+    """A request the API cannot use; the message is sent back with status 400."""
+
+
+def decode_image_field(payload):
+    """The picture bytes from a parsed request body ``{"image": "data:image/...;base64,..."}``."""
+    if not isinstance(payload, dict):
+        raise BadRequestError(f"the body must be a JSON object like {{\"image\": \"data:image/png;base64,...\"}}, "
+                         f"got a JSON {type(payload).__name__}")
+    if "image" not in payload:
+        raise BadRequestError("the JSON object has no 'image' field; send {\"image\": \"data:image/png;base64,...\"}")
+    text = payload["image"]
+    if not isinstance(text, str):
+        raise BadRequestError(f"'image' must be a string (a data URL or base64), got a JSON {type(text).__name__}")
+    match = DATA_URL.match(text)
+    if match:
+        mime = match.group("mime") or "text/plain"
+        if not mime.startswith("image/"):
+            raise BadRequestError(f"'image' is a data URL of type {mime}; it must be an image "
+                                  "(image/png, image/jpeg, ...)")
+        if not match.group("b64"):
+            raise BadRequestError("'image' is a data URL without ';base64'; encode the picture as base64")
+        text = text[match.end():]
+    elif text.startswith("data:"):
+        raise BadRequestError("'image' is not a valid data URL; expected data:image/<type>;base64,<data>")
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise BadRequestError(f"'image' is not valid base64 ({error})") from None
+    if not data:
+        raise BadRequestError("'image' is empty")
+    return data
+
+
+def create_app(predictor):
+    """A Flask app serving ``predictor`` (a :class:`cnnkit.web.Predictor`) and the drawing page."""
+    app = Flask("cnnkit.web", static_folder=STATIC_DIR, static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["JSON_SORT_KEYS"] = False
+    app.json.sort_keys = False
+    model_json = json.dumps(predictor.description)  # the model never changes: encode its summary once
+
+    @app.get("/")
+    def index():
+        return send_from_directory(STATIC_DIR, "index.html")
+
+    @app.get("/api/model")
+    def model_summary():
+        return app.response_class(model_json, mimetype="application/json")
+
+    @app.get("/api/health")
+    def health():
+        return jsonify(status="ok")
+
+    @app.post("/api/predict")
+    def predict():
+        body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+        try:
+            try:
+                payload = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise BadRequestError(f"the body is not valid JSON ({error})") from None
+            image = decode_image_field(payload)
+            answer = predictor.predict(image)
+        except (BadRequestError, ImageInputError) as error:
+            return _error(400, str(error))
+        return jsonify(answer)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        messages = {413: f"the request body is larger than {MAX_BODY_BYTES} bytes; send a smaller image"}
+        return _error(error.code or 500, messages.get(error.code, error.description))
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error):
+        log.exception("cnnkit.web: unexpected error")
+        return _error(500, f"internal error: {type(error).__name__}: {error}")
+
+    return app
+
+
+def _error(status, message):
+    response = jsonify(error=message, status=status)
+    response.status_code = status
+    return response

@@ -1,0 +1,162 @@
+"""Op-table specs for pooling: random geometries (odd sizes, leftovers, overlap, padding, dilation, ceil_mode)."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+from optable import Case, OpSpec
+
+
+def _ours(name):
+    def call(*args, **kwargs):
+        import cnnkit.functional as F
+
+        return getattr(F, name)(*args, **kwargs)
+
+    return call
+
+
+def _theirs(name):
+    def call(*args, **kwargs):
+        import torch.nn.functional as TF
+
+        return getattr(TF, name)(*args, **kwargs)
+
+    return call
+
+
+def _first(out):
+    return out[0]
+
+
+def _data(draw, shape, positive=False):
+    """Continuous random data (no ties between window elements), reproducible from a drawn seed."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
+    values = rng.standard_normal(shape)
+    return np.abs(values) + 0.2 if positive else values
+
+
+def _input_shape(draw, heights, widths, max_size, allow_unbatched=True, small=False):
+    """(N, C, H, W) or, sometimes, unbatched (C, H, W), with H and W at least the given minima."""
+    batch = 1 if small else draw(st.integers(1, 2))
+    channels = 1 if small else draw(st.integers(1, 3))
+    height = draw(st.integers(max(heights, 1), max(heights, 1) + max_size))
+    width = draw(st.integers(max(widths, 1), max(widths, 1) + max_size))
+    if allow_unbatched and draw(st.integers(0, 5)) == 0:
+        return (channels, height, width)
+    return (batch, channels, height, width)
+
+
+def _axis(draw, max_kernel, with_dilation):
+    """(kernel, stride, padding, dilation) for one axis: stride > kernel leaves leftovers, padding <= kernel // 2."""
+    kernel = draw(st.integers(1, max_kernel))
+    stride = draw(st.integers(1, 3))
+    padding = draw(st.integers(0, kernel // 2))
+    dilation = draw(st.integers(1, 2)) if with_dilation else 1
+    return kernel, stride, padding, dilation
+
+
+@st.composite
+def _window_case(draw, op, max_size=6, max_kernel=4, small=False):
+    """Cases for max_pool2d / avg_pool2d / lp_pool2d (``op`` picks the extra arguments)."""
+    rows = _axis(draw, max_kernel, op == "max")
+    cols = _axis(draw, max_kernel, op == "max")
+    if draw(st.booleans()):  # the classic overlapping 3/2 window, to be sure it is hit often
+        rows = cols = (3, 2, draw(st.integers(0, 1)), 1)
+    kernel, stride, padding, dilation = zip(rows, cols)
+    min_size = [dilation[a] * (kernel[a] - 1) + 1 - 2 * padding[a] for a in range(2)]
+    if op == "lp":
+        padding = (0, 0)  # torch 2.13's lp_pool2d has no padding argument (tested separately)
+        min_size = [dilation[a] * (kernel[a] - 1) + 1 for a in range(2)]
+    shape = _input_shape(draw, min_size[0], min_size[1], max_size, allow_unbatched=op != "lp", small=small)
+    kwargs = {"kernel_size": kernel, "stride": None if (stride == kernel and draw(st.booleans())) else stride,
+              "ceil_mode": draw(st.booleans())}
+    if op == "max":
+        kwargs.update(padding=padding, dilation=dilation)
+        return Case([_data(draw, shape)], kwargs)
+    if op == "avg":
+        kwargs.update(padding=padding, count_include_pad=draw(st.booleans()),
+                      divisor_override=draw(st.sampled_from([None, None, 1, 3, 7])))
+        return Case([_data(draw, shape)], kwargs)
+    norm_type = draw(st.sampled_from([1, 1.5, 2, 3, 4]))
+    # torch pools x^p: it equals ours (|x|^p) for even p, or for any p on positive inputs
+    positive = norm_type not in (2, 4)
+    kwargs["norm_type"] = norm_type
+    return Case([_data(draw, shape, positive)], kwargs)
+
+
+@st.composite
+def _unpool_case(draw, small=False):
+    """Values and indices from torch's max_pool2d on random data (overlapping windows give repeated indices)."""
+    import torch
+    import torch.nn.functional as TF
+
+    kernel = draw(st.integers(2, 3))
+    # overlapping windows repeat an index: fine for parity (torch's gradient is a gather too), but the
+    # repeated value is then written twice, so finite differences would see only the last write
+    stride = kernel if small else draw(st.integers(1, kernel))
+    padding = draw(st.integers(0, kernel // 2))
+    shape = (1, draw(st.integers(1, 2))) if small else (draw(st.integers(1, 2)), draw(st.integers(1, 3)))
+    limit = 5 if small else 9
+    shape += (draw(st.integers(kernel, limit)), draw(st.integers(kernel, limit)))
+    values, indices = TF.max_pool2d(torch.from_numpy(_data(draw, shape)), kernel, stride, padding,
+                                    return_indices=True)
+    kwargs = {"kernel_size": kernel, "stride": stride, "padding": padding}
+    default = tuple((values.shape[a] - 1) * stride - 2 * padding + kernel for a in (2, 3))
+    if default != shape[2:] or draw(st.booleans()):
+        kwargs["output_size"] = shape  # needed where pooling dropped rows (floor) or padding shrank the default
+    return Case([values.numpy(), indices.numpy()], kwargs)
+
+
+@st.composite
+def _adaptive_case(draw, small=False):
+    limit = 6 if small else 13
+    shape = (1, draw(st.integers(1, 2))) if small else (draw(st.integers(1, 2)), draw(st.integers(1, 3)))
+    shape += (draw(st.integers(1, limit)), draw(st.integers(1, limit)))
+    out_h = draw(st.one_of(st.none(), st.integers(1, shape[2] + 2)))
+    out_w = draw(st.one_of(st.none(), st.integers(1, shape[3] + 2)))
+    output_size = draw(st.sampled_from([(out_h, out_w), out_h or 1, 1]))
+    if not small and draw(st.integers(0, 5)) == 0:
+        shape = shape[1:]
+    return Case([_data(draw, shape)], {"output_size": output_size})
+
+
+def _windows_touch_input(case):
+    """False when a dilated window reads only padding (torch gives -inf there; cnnkit raises, see test_pooling)."""
+    kwargs, size = case.kwargs, case.inputs[0].shape[-2:]
+    if "dilation" not in kwargs:
+        return True
+    stride = kwargs["stride"] or kwargs["kernel_size"]
+    for axis in range(2):
+        kernel, step, pad = kwargs["kernel_size"][axis], kwargs["dilation"][axis], kwargs["padding"][axis]
+        effective = step * (kernel - 1) + 1
+        outputs = -(-(size[axis] + 2 * pad - effective) // stride[axis]) + 1 if kwargs["ceil_mode"] else \
+            (size[axis] + 2 * pad - effective) // stride[axis] + 1
+        for position in range(outputs):
+            start = position * stride[axis] - pad
+            if not any(0 <= start + i * step < size[axis] for i in range(kernel)):
+                return False
+    return True
+
+
+def _with_indices(strategy):
+    return strategy.map(lambda case: Case(case.inputs, {**case.kwargs, "return_indices": True}))
+
+
+# gradcheck runs two forwards per input element: keep those inputs to ~100 elements
+_SMALL = {"max_size": 3, "max_kernel": 3, "small": True}
+_MAX = _window_case("max").filter(_windows_touch_input)
+_MAX_SMALL = _window_case("max", **_SMALL).filter(_windows_touch_input)
+
+SPECS = [
+    OpSpec("max_pool2d", _MAX, gradcheck_cases=_MAX_SMALL),
+    OpSpec("max_pool2d[return_indices]", _with_indices(_MAX), ours=_ours("max_pool2d"), theirs=_theirs("max_pool2d"),
+           output=_first, gradcheck_cases=_with_indices(_MAX_SMALL)),
+    OpSpec("avg_pool2d", _window_case("avg"), gradcheck_cases=_window_case("avg", **_SMALL)),
+    OpSpec("lp_pool2d", _window_case("lp"), gradcheck_cases=_window_case("lp", **_SMALL)),
+    OpSpec("max_unpool2d", _unpool_case(), gradcheck_cases=_unpool_case(small=True)),
+    OpSpec("adaptive_avg_pool2d", _adaptive_case(), gradcheck_cases=_adaptive_case(small=True)),
+    OpSpec("adaptive_max_pool2d", _adaptive_case(), gradcheck_cases=_adaptive_case(small=True)),
+    OpSpec("adaptive_max_pool2d[return_indices]", _with_indices(_adaptive_case()), ours=_ours("adaptive_max_pool2d"),
+           theirs=_theirs("adaptive_max_pool2d"), output=_first,
+           gradcheck_cases=_with_indices(_adaptive_case(small=True))),
+]

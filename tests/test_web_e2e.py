@@ -1,0 +1,135 @@
+"""The page in a real headless Chromium: draw a stroke, see predictions and feature maps, hover a receptive field.
+
+Needs Debian's chromium and chromium-driver (.ci/install-browser installs them) and the selenium package;
+skips with the reason when one is missing.
+"""
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+         "--window-size=1400,1200"]
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+    pytest.skip(f"no headless browser: {CHROMIUM} and {CHROMEDRIVER} are needed (run .ci/install-browser, "
+                "which installs Debian's chromium and chromium-driver)", allow_module_level=True)
+
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from cnnkit.io import save_checkpoint  # noqa: E402
+from cnnkit.models import create  # noqa: E402
+from cnnkit.web import Predictor, Server, create_app  # noqa: E402
+
+CLASSES = ["x", "o", "plus", "triangle", "square", "diamond"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import cnnkit
+
+    cnnkit.manual_seed(5)
+    model = create("lenet5", num_classes=len(CLASSES), in_channels=1, image_size=28)
+    path = tmp_path_factory.mktemp("e2e") / "best.safetensors"
+    save_checkpoint(path, model, extra={"data": {"classes": CLASSES, "in_channels": 1, "image_size": 28,
+                                                 "mean": [0.0889], "std": [0.2228]}})
+    running = Server(create_app(Predictor.from_checkpoint(path)), host="127.0.0.1", port=0).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def browser():
+    profile = tempfile.mkdtemp(prefix="cnnkit-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS + [f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_draw_predict_and_hover_a_receptive_field(server, browser, tmp_path):
+    try:
+        _draw_predict_and_hover(server, browser, tmp_path)
+    except Exception:
+        # keep what the browser showed, to see why
+        path = tmp_path / "failure.png"
+        browser.save_screenshot(str(path))
+        print(f"\nfailure screenshot: {path}; status line: {browser.find_element(By.ID, 'status').text!r}")
+        raise
+
+
+def _draw_predict_and_hover(server, browser, tmp_path):
+    started = time.perf_counter()
+    wait = WebDriverWait(browser, 30)
+    browser.get(server.url)
+    wait.until(lambda d: "lenet5" in d.find_element(By.ID, "model-name").text)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#summary tbody tr")) >= 4
+
+    # Draw an X with the mouse: two strokes across the 280x280 canvas (offsets are from its centre).
+    canvas = browser.find_element(By.ID, "canvas")
+    actions = ActionChains(browser)
+    for start, end in (((-80, -80), (80, 80)), ((80, -80), (-80, 80))):
+        actions.move_to_element_with_offset(canvas, *start).click_and_hold()
+        for step in range(1, 9):
+            actions.move_to_element_with_offset(canvas, start[0] + (end[0] - start[0]) * step // 8,
+                                                start[1] + (end[1] - start[1]) * step // 8)
+        actions.release()
+    actions.perform()
+    ink = browser.execute_script(
+        "const d = document.getElementById('canvas').getContext('2d').getImageData(0, 0, 280, 280).data;"
+        "let dark = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 128) dark++; return dark;")
+    assert ink > 2000, "the stroke did not reach the canvas"
+
+    # Predictions and every conv/pool layer's maps appear.
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#predictions li.prediction")) == 5)
+    labels = [element.text for element in browser.find_elements(By.CSS_SELECTOR, "#predictions .label")]
+    assert set(labels) <= set(CLASSES) and len(set(labels)) == 5
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "img.fmap")) == 6 + 6 + 16 + 16)
+    wait.until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('img.fmap')].every(i => i.complete && i.naturalWidth > 0)"))
+    titles = [element.text for element in browser.find_elements(By.CSS_SELECTOR, ".layer h3")]
+    assert any("features.3" in title and "16×10×10" in title for title in titles), titles
+
+    # Hover unit (5, 5) of a features.3 map (16x10x10), just below-right of the map's centre (the centre is
+    # the corner between units 4 and 5): it sees input rows/cols -2 + 5*2 .. +13 = 8..21.
+    fmap = browser.find_element(By.CSS_SELECTOR, 'img.fmap[data-layer="2"][data-channel="3"]')
+    cell = fmap.rect["width"] / 10
+    ActionChains(browser).move_to_element_with_offset(fmap, round(cell / 2), round(cell / 2)).perform()
+    box = browser.find_element(By.ID, "rf-box")
+    wait.until(lambda d: box.is_displayed())
+    assert box.get_attribute("data-layer") == "features.3"
+    assert box.get_attribute("data-unit") == "5,5"
+    assert box.get_attribute("data-span") == "8,8,21,21"
+    # Its size on the canvas is the 14-pixel field scaled by the view the server cut out of the drawing.
+    expected = browser.execute_script(
+        "const v = latest.input.view; return 14 * v.width / 28 * canvas.clientWidth / v.source_width;")
+    assert abs(box.rect["width"] - min(expected, 280)) <= 2
+    canvas_rect, box_rect = canvas.rect, box.rect
+    assert canvas_rect["x"] <= box_rect["x"] and box_rect["x"] + box_rect["width"] <= canvas_rect["x"] + 282
+    assert browser.find_element(By.ID, "rf-box-input").is_displayed()
+    assert "sees input rows 8–21" in browser.find_element(By.ID, "rf-caption").text
+
+    screenshot = tmp_path / "cnnkit-serve.png"
+    browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
+    print(f"\nscreenshot: {screenshot}\ne2e: page loaded, drawn, predicted and hovered in "
+          f"{time.perf_counter() - started:.2f} s")
+
+    # Moving away hides the highlight again.
+    ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h1")).perform()
+    wait.until(lambda d: not box.is_displayed())
