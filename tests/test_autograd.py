@@ -24,7 +24,7 @@ PRIMITIVES = {
     "matmul_batched": (lambda a, b: a @ b, [(2, 3, 4), (4, 5)]),
     "matmul_vector": (lambda a, b: a @ b, [(3, 4), (4,)]),
     "sum_mean": (lambda a: a.sum(1) + a.mean((0, 2), keepdim=True).sum(), [(2, 3, 4)]),
-    "max_min": (lambda a: a.max(1) - a.min(0, keepdim=True).sum(), [(3, 4)]),
+    "max_min": (lambda a: a.amax(1) - a.amin(0, keepdim=True).sum() + a.max(), [(3, 4)]),
     "reshape_permute": (lambda a: a.reshape(4, 6).permute(1, 0).flatten() * 2, [(2, 3, 4)]),
     "getitem_advanced": (lambda a: a[[0, 0, 2], 1:] * 3, [(3, 4)]),
     "cat_stack": (lambda a, b: cnnkit.stack([cnnkit.cat([a, b], 1), cnnkit.cat([b, a], 1)], 0), [(2, 3), (2, 3)]),
@@ -57,7 +57,7 @@ def test_primitive_matches_torch(name):
         a, b = theirs
         out_theirs = torch.stack([torch.cat([a, b], 1), torch.cat([b, a], 1)], 0)
     elif name == "max_min":
-        out_theirs = theirs[0].amax(1) - theirs[0].amin(0, keepdim=True).sum()
+        out_theirs = theirs[0].amax(1) - theirs[0].amin(0, keepdim=True).sum() + theirs[0].max()
     else:
         out_theirs = fn(*theirs)
     np.testing.assert_allclose(out_ours.data, out_theirs.detach().numpy(), rtol=1e-5, atol=1e-5)
@@ -187,3 +187,18 @@ def test_gradcheck_catches_a_wrong_backward():
         gradcheck(lambda a: WrongSquare.apply(a), [t64(3)])
     with pytest.raises(TypeError, match="float64"):
         gradcheck(lambda a: a * 2, [cnnkit.tensor([1.0], requires_grad=True)])
+
+
+def test_max_with_a_dim_returns_values_and_indices_like_torch():
+    data = np.random.default_rng(3).standard_normal((4, 5)).astype(np.float32)
+    ours, theirs = cnnkit.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    for keepdim in (False, True):
+        values, indices = ours.max(1, keepdim=keepdim)
+        their_values, their_indices = theirs.max(1, keepdim=keepdim)
+        np.testing.assert_array_equal(values.data, their_values.detach().numpy())
+        np.testing.assert_array_equal(indices.data, their_indices.numpy())
+    low, where = ours.min(0)
+    assert where.shape == (5,) and np.array_equal(low.data, data.min(0))
+    ours.max(1).values.sum().backward()
+    theirs.max(1).values.sum().backward()
+    np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import numbers
+from collections import namedtuple
 
 from .. import backend
 from . import ops
 from .function import FREED, is_grad_enabled
 
 _FLOAT_KINDS = "fc"
+
+# What ``x.max(dim)`` returns, as torch.return_types.max does: ``values, indices = x.max(1)``.
+ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
 
 
 def _as_array(data, dtype=None):
@@ -313,10 +317,27 @@ class Tensor:
         return ops.Mean.apply(self, axis=dim, keepdims=keepdim)
 
     def max(self, dim=None, keepdim=False):
-        return ops.Max.apply(self, axis=dim, keepdims=keepdim, largest=True)
+        """The largest element; with an int ``dim``, ``(values, indices)`` along it, as in torch."""
+        return self._extreme(dim, keepdim, largest=True)
 
     def min(self, dim=None, keepdim=False):
+        """The smallest element; with an int ``dim``, ``(values, indices)`` along it, as in torch."""
+        return self._extreme(dim, keepdim, largest=False)
+
+    def amax(self, dim=None, keepdim=False):
+        """max over ``dim`` (an int or a tuple), values only; the gradient is shared among ties."""
+        return ops.Max.apply(self, axis=dim, keepdims=keepdim, largest=True)
+
+    def amin(self, dim=None, keepdim=False):
+        """min over ``dim`` (an int or a tuple), values only; the gradient is shared among ties."""
         return ops.Max.apply(self, axis=dim, keepdims=keepdim, largest=False)
+
+    def _extreme(self, dim, keepdim, largest):
+        values = ops.Max.apply(self, axis=dim, keepdims=keepdim, largest=largest)
+        if not isinstance(dim, numbers.Integral):
+            return values
+        indices = self.argmax(dim, keepdim) if largest else self.argmin(dim, keepdim)
+        return ValuesIndices(values, indices)
 
     def var(self, dim=None, keepdim=False, unbiased=True):
         centered = self - self.mean(dim, keepdim=True)
