@@ -82,7 +82,8 @@ def check_against_torch(spec: OpSpec, case: Case, seed: int = 0):
             ours_in.append(value)
             theirs_in.append(value)
     ours = _pick(spec.our_fn()(*ours_in, **case.kwargs), spec)
-    theirs = _pick(spec.their_fn()(*theirs_in, **(case.torch_kwargs if case.torch_kwargs is not None else case.kwargs)), spec)
+    their_kwargs = case.torch_kwargs if case.torch_kwargs is not None else case.kwargs
+    theirs = _pick(spec.their_fn()(*theirs_in, **their_kwargs), spec)
     theirs_np = theirs.detach().numpy()
     assert ours.shape == tuple(theirs.shape), f"{spec.name}: output shape {ours.shape} vs torch {tuple(theirs.shape)}"
     assert ours.dtype == np.float32 or ours.dtype.kind != "f", f"{spec.name}: float32 input gave {ours.dtype}"

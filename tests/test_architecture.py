@@ -69,7 +69,8 @@ def test_imports_point_downward_only():
         for target, line in _imported_packages(path):
             if target not in RANK or target == own:
                 continue
-            if RANK[target] > RANK[own] or (RANK[target] == RANK[own] and target not in SAME_LAYER_ALLOWED.get(own, ())):
+            same_layer_ok = target in SAME_LAYER_ALLOWED.get(own, ())
+            if RANK[target] > RANK[own] or (RANK[target] == RANK[own] and not same_layer_ok):
                 violations.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({own}) imports {target}")
     assert not violations, "upward imports:\n" + "\n".join(violations)
 

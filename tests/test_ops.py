@@ -4,7 +4,6 @@ import pathlib
 
 import pytest
 from hypothesis import given, settings
-
 from optable import check_against_torch, check_gradcheck
 
 SPECS = []

@@ -50,7 +50,8 @@ def resolve_padding(padding, in_size, kernel, stride, dilation, layer="conv2d"):
                          f"'valid' or 'same', got {padding!r}")
     if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(isinstance(p, (tuple, list)) for p in padding):
         sides = tuple(pair(tuple(p), "padding", layer) for p in padding)
-    elif isinstance(padding, (tuple, list)) and len(padding) == 4 and all(isinstance(p, numbers.Integral) for p in padding):
+    elif (isinstance(padding, (tuple, list)) and len(padding) == 4
+          and all(isinstance(p, numbers.Integral) for p in padding)):
         top, bottom, left, right = (int(p) for p in padding)
         sides = ((top, bottom), (left, right))
     else:
@@ -68,7 +69,8 @@ def check_input(layer, x_shape, expected_channels=None, name="input"):
                          "add a batch dimension with x.unsqueeze(0) for a single image")
     if expected_channels is not None and x_shape[1] != expected_channels:
         raise ValueError(f"{layer}: {name} has {x_shape[1]} channels (shape {tuple(x_shape)}) but the layer "
-                         f"expects in_channels={expected_channels}; change in_channels or the previous layer's out_channels")
+                         f"expects in_channels={expected_channels}; "
+                         "change in_channels or the previous layer's out_channels")
 
 
 def window_output_size(layer, axis, size, kernel, stride, pads, dilation, strict=False, ceil_mode=False):
