@@ -7,6 +7,7 @@ import re
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,24 +203,39 @@ def test_oversized_body_gets_413_json(client):
     assert client.post("/api/predict", json={"image": drawing("x")}).status_code == 200
 
 
+def test_the_cap_is_exactly_max_body_bytes(client):
+    picture = json.dumps({"image": drawing("x")}).encode()
+    for padding, status in ((MAX_BODY_BYTES - len(picture), 200), (MAX_BODY_BYTES - len(picture) + 1, 413)):
+        body = picture + b" " * padding  # JSON allows trailing white space
+        assert client.post("/api/predict", data=body, content_type="application/json").status_code == status
+
+
 def test_unknown_routes_and_methods_are_json(client):
     assert client.get("/api/nothing").get_json()["status"] == 404
     assert client.get("/api/predict").status_code == 405
 
 
 # ------------------------------------------------------------------ a real server under load
-@pytest.fixture(scope="module")
-def server(predictor):
-    running = Server(create_app(predictor), host="127.0.0.1", port=0).start()
+@pytest.fixture(scope="module", params=["waitress", "werkzeug"])
+def server(predictor, request):
+    # waitress is what 'cnnkit serve' uses; Werkzeug's threaded server is its fallback without waitress
+    running = Server(create_app(predictor), host="127.0.0.1", port=0,
+                     prefer_waitress=request.param == "waitress").start()
+    assert running.kind == request.param
     yield running
     running.stop()
 
 
-def _post(server, body, content_type="application/json"):
+def _post(server, body, content_type="application/json", chunked=False):
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     try:
         started = time.perf_counter()
-        connection.request("POST", "/api/predict", body=body, headers={"Content-Type": content_type})
+        if chunked:  # no Content-Length: the cap must hold while the body streams in
+            pieces = iter([body[start:start + 65536] for start in range(0, len(body), 65536)])
+            connection.request("POST", "/api/predict", body=pieces, headers={"Content-Type": content_type},
+                               encode_chunked=True)
+        else:
+            connection.request("POST", "/api/predict", body=body, headers={"Content-Type": content_type})
         response = connection.getresponse()
         payload = response.read()
         return response.status, json.loads(payload), time.perf_counter() - started
@@ -227,16 +243,24 @@ def _post(server, body, content_type="application/json"):
         connection.close()
 
 
-def test_real_server_errors_and_recovery(server):
-    status, answer, _ = _post(server, b"{oops")
-    assert status == 400 and answer["status"] == 400
-    status, answer, _ = _post(server, b'{"image": "' + b"A" * (MAX_BODY_BYTES + 10) + b'"}')
-    assert status == 413 and answer["status"] == 413
+OVERSIZED = b'{"image": "' + b"A" * (MAX_BODY_BYTES + 10) + b'"}'
+
+
+@pytest.mark.parametrize("name", ["malformed JSON", "a JSON list", "image is a number", "text data URL",
+                                  "base64 of text", "oversized", "oversized, chunked"])
+def test_real_server_answers_bad_requests_with_4xx_and_goes_on(server, name):
+    if name.startswith("oversized"):
+        status, answer, _ = _post(server, OVERSIZED, chunked=name.endswith("chunked"))
+        assert status == 413 and answer["status"] == 413 and "larger than" in answer["error"]
+    else:
+        body, message = BAD_REQUESTS[name]
+        status, answer, _ = _post(server, body)
+        assert status == 400 and answer["status"] == 400 and message in answer["error"]
     status, answer, _ = _post(server, json.dumps({"image": drawing("o")}).encode())
     assert status == 200 and len(answer["top5"]) == 5
 
 
-def test_load_200_requests_from_8_clients(server, client):
+def test_load_200_requests_from_8_clients(server, client, capsys):
     images = [drawing(kind) for kind in ("x", "o", "plus", "square")]
     # The answers one at a time, through the test client: every concurrent answer must equal its image's.
     expected = [client.post("/api/predict", json={"image": image}).get_json() for image in images]
@@ -260,19 +284,21 @@ def test_load_200_requests_from_8_clients(server, client):
         assert [layer["maps"] for layer in answer["layers"]] == [layer["maps"] for layer in reference["layers"]]
         latencies.append(seconds)
     p50, p95 = np.percentile(latencies, [50, 95])
-    print(f"\nload test ({server.kind}): 200 requests, 8 clients, {elapsed:.2f} s, "
-          f"{200 / elapsed:.1f} req/s, latency p50 {1000 * p50:.1f} ms, p95 {1000 * p95:.1f} ms, "
-          f"max {1000 * max(latencies):.1f} ms, mean {1000 * statistics.mean(latencies):.1f} ms")
+    with capsys.disabled():  # shown in CI's log even without -s
+            print(f"\nload test ({server.kind}): 200 requests, 8 clients, {elapsed:.2f} s, "
+              f"{200 / elapsed:.1f} req/s, latency p50 {1000 * p50:.1f} ms, p95 {1000 * p95:.1f} ms, "
+              f"max {1000 * max(latencies):.1f} ms, mean {1000 * statistics.mean(latencies):.1f} ms")
 
 
 # ------------------------------------------------------------------ cnnkit serve
+def _interrupted(server):
+    raise KeyboardInterrupt  # Ctrl-C right away
+
+
 def test_cli_serve_prints_its_url(checkpoint, monkeypatch, capsys):
     from cnnkit.cli.main import main
 
-    def interrupted(self):
-        raise KeyboardInterrupt  # Ctrl-C right away
-
-    monkeypatch.setattr(Server, "serve_forever", interrupted)
+    monkeypatch.setattr(Server, "serve_forever", _interrupted)
     assert main(["serve", str(checkpoint), "--port", "0"]) == 0
     out = capsys.readouterr().out
     url = re.search(r"open (http://127\.0\.0\.1:(\d+)/)", out)
@@ -293,3 +319,40 @@ def test_cli_serve_errors(checkpoint, tmp_path, capsys):
         port = taken.getsockname()[1]
         assert main(["serve", str(checkpoint), "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal, so the trainer draws its tqdm bar."""
+
+    def isatty(self):
+        return True
+
+
+def test_cli_serve_without_checkpoint_trains_lenet5_then_serves_the_latest_run(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from cnnkit.cli import train as train_command
+    from cnnkit.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    # The real 'cnnkit train' defaults (LeNet-5 on shapes), on a slice of the data so that this stays fast.
+    monkeypatch.setitem(train_command.DEFAULTS, "train_split", "train[:256]")
+    monkeypatch.setitem(train_command.DEFAULTS, "val_split", "test[:64]")
+    monkeypatch.setattr(Server, "serve_forever", _interrupted)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+
+    assert main(["serve", "--port", "0", "--train-epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "training lenet5 on the built-in shapes data for 1 epoch(s) first" in out
+    assert re.search(r"epoch 1/1: .*\d+/4 .*batch", terminal.getvalue()), terminal.getvalue()[-500:]
+    trained = (tmp_path / "runs" / "latest" / "best.safetensors").resolve()
+    assert trained.is_file() and trained.parent.name.startswith("lenet5-shapes-")
+    assert re.search(r"serving lenet5 from \S+best\.safetensors", out) and "open http://127.0.0.1:" in out
+
+    # Now runs/latest exists: served as it is, without training again.
+    assert main(["serve", "--port", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "training" not in out and f"from {Path('runs', 'latest', 'best.safetensors')} with" in out
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == ["latest", trained.parent.name]
+

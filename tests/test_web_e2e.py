@@ -3,6 +3,8 @@
 Needs Debian's chromium and chromium-driver (.ci/install-browser installs them) and the selenium package;
 skips with the reason when one is missing.
 """
+import http.client
+import json
 import os
 import shutil
 import tempfile
@@ -12,9 +14,11 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-         "--window-size=1400,1200"]
+# Headless and quiet: no GPU, no sandbox (containers run as root), nothing fetched from the network; tall enough
+# that the whole page fits, so nothing scrolls before the screenshot.
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1400,1600"]
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
 if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
@@ -23,6 +27,9 @@ if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
 
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.actions import interaction  # noqa: E402
+from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402
+from selenium.webdriver.common.actions.pointer_input import PointerInput  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -73,6 +80,22 @@ def test_draw_predict_and_hover_a_receptive_field(server, browser, tmp_path):
         raise
 
 
+def _predict(server, data_url):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request("POST", "/api/predict", body=json.dumps({"image": data_url}),
+                           headers={"Content-Type": "application/json"})
+        return json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+
+
+def _dark_pixels(browser):
+    return browser.execute_script(
+        "const d = document.getElementById('canvas').getContext('2d').getImageData(0, 0, 280, 280).data;"
+        "let dark = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 128) dark++; return dark;")
+
+
 def _draw_predict_and_hover(server, browser, tmp_path):
     started = time.perf_counter()
     wait = WebDriverWait(browser, 30)
@@ -80,25 +103,42 @@ def _draw_predict_and_hover(server, browser, tmp_path):
     wait.until(lambda d: "lenet5" in d.find_element(By.ID, "model-name").text)
     assert len(browser.find_elements(By.CSS_SELECTOR, "#summary tbody tr")) >= 4
 
-    # Draw an X with the mouse: two strokes across the 280x280 canvas (offsets are from its centre).
+    # Draw an X (offsets are from the 280x280 canvas's centre). The first stroke with the mouse, moving without
+    # a pause (40 ms a step): requests go out while the pen still moves, and with the button still held the
+    # predictions already show (they follow the pen, not only its release).
+    browser.execute_script(
+        "window.sentAt = []; const send = window.fetch;"
+        "window.fetch = (...args) => { sentAt.push(performance.now()); return send(...args); };"
+        "window.lastMoveAt = 0; canvas.addEventListener('pointermove', () => { lastMoveAt = performance.now(); });")
     canvas = browser.find_element(By.ID, "canvas")
-    actions = ActionChains(browser)
-    for start, end in (((-80, -80), (80, 80)), ((80, -80), (-80, 80))):
-        actions.move_to_element_with_offset(canvas, *start).click_and_hold()
-        for step in range(1, 9):
-            actions.move_to_element_with_offset(canvas, start[0] + (end[0] - start[0]) * step // 8,
-                                                start[1] + (end[1] - start[1]) * step // 8)
-        actions.release()
-    actions.perform()
-    ink = browser.execute_script(
-        "const d = document.getElementById('canvas').getContext('2d').getImageData(0, 0, 280, 280).data;"
-        "let dark = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 128) dark++; return dark;")
-    assert ink > 2000, "the stroke did not reach the canvas"
-
-    # Predictions and every conv/pool layer's maps appear.
+    stroke = ActionChains(browser, duration=40).move_to_element_with_offset(canvas, -80, -80).click_and_hold()
+    for step in range(1, 17):
+        stroke.move_to_element_with_offset(canvas, -80 + 10 * step, -80 + 10 * step)
+    stroke.perform()
+    assert browser.execute_script("return sentAt.filter((t) => t < lastMoveAt).length") >= 1
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#predictions li.prediction")) == 5)
-    labels = [element.text for element in browser.find_elements(By.CSS_SELECTOR, "#predictions .label")]
-    assert set(labels) <= set(CLASSES) and len(set(labels)) == 5
+    ActionChains(browser).release().perform()
+    first_ink = _dark_pixels(browser)
+    assert first_ink > 1000, "the mouse stroke did not reach the canvas"
+
+    # The second stroke with a finger (touch pointer events).
+    finger = ActionBuilder(browser, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"))
+    finger.pointer_action.move_to(canvas, 80, -80).pointer_down()
+    for step in range(1, 9):
+        finger.pointer_action.move_to(canvas, 80 - 20 * step, -80 + 20 * step)
+    finger.pointer_action.pointer_up()
+    finger.perform()
+    assert _dark_pixels(browser) > first_ink + 1000, "the touch stroke did not reach the canvas"
+
+    # Once the page is idle, its predictions are the server's answer for the whole drawing.
+    wait.until(lambda d: d.execute_script("return !inFlight && !pending && timer === null && latest !== null"))
+    shown = [(item.find_element(By.CSS_SELECTOR, ".label").text, item.find_element(By.CSS_SELECTOR, ".prob").text)
+             for item in browser.find_elements(By.CSS_SELECTOR, "#predictions li.prediction")]
+    answer = _predict(server, browser.execute_script("return canvas.toDataURL('image/png')"))
+    assert shown == [(entry["label"], f"{100 * entry['prob']:.1f}%") for entry in answer["top5"]]
+    assert len({label for label, _ in shown}) == 5 and {label for label, _ in shown} <= set(CLASSES)
+
+    # Every conv/pool layer's maps appear.
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "img.fmap")) == 6 + 6 + 16 + 16)
     wait.until(lambda d: d.execute_script(
         "return [...document.querySelectorAll('img.fmap')].every(i => i.complete && i.naturalWidth > 0)"))

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 
-from flask import Flask, jsonify, request, send_from_directory
+from flask import Flask, abort, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from ..viz import ImageInputError
@@ -64,7 +64,9 @@ def decode_image_field(payload):
 def create_app(predictor):
     """A Flask app serving ``predictor`` (a :class:`cnnkit.web.Predictor`) and the drawing page."""
     app = Flask("cnnkit.web", static_folder=STATIC_DIR, static_url_path="/static")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # One byte over the cap: Werkzeug cuts a chunked body (no Content-Length) at MAX_CONTENT_LENGTH without an
+    # error, so the cap itself is checked on what was read (a body of exactly MAX_BODY_BYTES is allowed).
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False
     model_json = json.dumps(predictor.description)  # the model never changes: encode its summary once
@@ -83,7 +85,9 @@ def create_app(predictor):
 
     @app.post("/api/predict")
     def predict():
-        body = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+        body = request.get_data(cache=False)  # raises 413 when the Content-Length is past MAX_CONTENT_LENGTH
+        if len(body) > MAX_BODY_BYTES:
+            abort(413)
         try:
             try:
                 payload = json.loads(body)

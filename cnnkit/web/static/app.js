@@ -2,7 +2,7 @@
 // feature-map pixel to see its receptive field. Plain JavaScript, no build step, no network beyond this server.
 "use strict";
 
-const PREDICT_DELAY_MS = 120;   // debounce while drawing
+const PREDICT_INTERVAL_MS = 120;   // while drawing, at most one prediction per interval
 const canvas = document.getElementById("canvas");
 const context = canvas.getContext("2d");
 const brush = document.getElementById("brush");
@@ -68,13 +68,13 @@ canvas.addEventListener("pointerdown", (event) => {
   canvas.setPointerCapture(event.pointerId);
   lastPoint = null;
   strokeTo(canvasPoint(event));
-  schedulePredict(PREDICT_DELAY_MS);
+  predictSoon();
 });
 canvas.addEventListener("pointermove", (event) => {
   if (lastPoint === null || !(event.buttons & 1 || event.pointerType === "touch")) return;
   event.preventDefault();
   strokeTo(canvasPoint(event));
-  schedulePredict(PREDICT_DELAY_MS);
+  predictSoon();
 });
 function endStroke() {
   if (lastPoint !== null) {
@@ -97,7 +97,13 @@ function schedulePredict(delay) {
   timer = setTimeout(sendPredict, delay);
 }
 
+// A throttle, not a debounce: a pen that never pauses still gets predictions while it moves.
+function predictSoon() {
+  if (timer === null) timer = setTimeout(sendPredict, PREDICT_INTERVAL_MS);
+}
+
 async function sendPredict() {
+  timer = null;
   if (!hasInk) return;
   if (inFlight) {            // one request at a time; send the newest drawing when it returns
     pending = true;
