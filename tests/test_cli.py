@@ -111,3 +111,135 @@ def test_default_run_directory_and_latest_pointer(tmp_path, monkeypatch, capsys)
     assert f"checkpoint: {os.path.join('runs', runs[0].name, 'best.safetensors')}" in capsys.readouterr().out
     assert main(["eval", "runs/latest", "--no-progress"]) == 0
     assert "(32 images)" in capsys.readouterr().out
+
+
+# A `cnnkit train` process whose write of last.safetensors after epoch 2 stops half-way, so the test can
+# kill it at a known point of a checkpoint write (os.fdopen/tempfile.mkstemp are what write_safetensors uses).
+_TRAIN_HANGING_IN_A_WRITE = """
+import os, sys, tempfile, time
+real_mkstemp, real_fdopen, temp_paths = tempfile.mkstemp, os.fdopen, {}
+
+def mkstemp(*args, **kwargs):
+    handle, path = real_mkstemp(*args, **kwargs)
+    temp_paths[handle] = path
+    return handle, path
+
+class HalfWriteThenHang:
+    def __init__(self, file):
+        self.file = file
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc_info):
+        return self.file.__exit__(*exc_info)
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+    def write(self, payload):
+        self.file.write(payload[:len(payload) // 2])
+        self.file.flush()
+        print("mid-write", len(payload), flush=True)
+        time.sleep(600)
+
+def fdopen(handle, *args, **kwargs):
+    file = real_fdopen(handle, *args, **kwargs)
+    path = temp_paths.pop(handle, "")
+    metrics = os.path.join(os.path.dirname(path), "metrics.jsonl")
+    if os.path.basename(path).startswith(".last.safetensors.") and os.path.exists(metrics):
+        with open(metrics) as lines:
+            if len(lines.read().splitlines()) == 2:  # epoch 2 is logged: this is its last.safetensors
+                return HalfWriteThenHang(file)
+    return file
+
+tempfile.mkstemp, os.fdopen = mkstemp, fdopen
+from cnnkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_killed_during_a_checkpoint_write_then_resumed_reproduces_the_uninterrupted_run(tmp_path, capsys):
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    args = ["train", "--epochs", "3", *TINY]
+    killed_dir = tmp_path / "killed"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    child = subprocess.Popen([sys.executable, "-c", _TRAIN_HANGING_IN_A_WRITE, *args, "--out", str(killed_dir)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    watchdog = threading.Timer(180, child.kill)  # a child that never reaches the write fails the test, not hangs it
+    watchdog.start()
+    try:
+        lines = []
+        for line in child.stdout:  # wait until the write of epoch 2's last.safetensors is half done
+            lines.append(line)
+            if line.startswith("mid-write"):
+                break
+        assert lines and lines[-1].startswith("mid-write"), "".join(lines) + child.stderr.read()
+        child.send_signal(signal.SIGKILL)
+    finally:
+        watchdog.cancel()
+        child.kill()
+        child.wait()
+        child.stdout.close()
+        child.stderr.close()
+    full_size = int(lines[-1].split()[1])
+    partial = list(killed_dir.glob(".last.safetensors.*.tmp"))  # the write the kill cut short
+    assert len(partial) == 1 and partial[0].stat().st_size == full_size // 2
+    assert io.load_checkpoint(killed_dir / "last.safetensors")["epoch"] == 1  # the previous checkpoint survived
+
+    assert main(["train", "--resume", str(killed_dir), "--no-progress"]) == 0
+    assert main([*args, "--out", str(tmp_path / "uninterrupted")]) == 0
+    capsys.readouterr()
+
+    def losses(run):
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["epoch"], r["train_loss"], r["train_top1"], r["val_loss"], r["val_top1"], r["lr"]) for r in records]
+
+    assert losses(killed_dir) == losses(tmp_path / "uninterrupted")  # bit for bit, all three epochs
+    assert len(losses(killed_dir)) == 3
+
+
+def test_train_lenet5_on_real_mnist_digits_from_a_local_folder(mnist_dir, tmp_path, capsys):
+    # the README's MNIST command, shortened: 512 of the shared test digits, validated on 200 others
+    out = tmp_path / "mnist"
+    assert main(["train", "--model", "lenet5", "--dataset", "mnist", "--data-dir", mnist_dir, "--train-split",
+                 "test[:512]", "--val-split", "test[9800:]", "--epochs", "3", "--batch-size", "32",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert "on mnist 'test[:512]' (512 images), validating on 'test[9800:]' (200 images)" in capsys.readouterr().out
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["train_loss"] > 0.8 * np.log(10)  # it starts near chance ...
+    assert records[-1]["train_loss"] < 0.5 * records[0]["train_loss"]  # ... and the loss falls well below that
+    assert records[-1]["val_top1"] > 0.5  # chance is 0.1
+    assert io.read_metadata(out / "best.safetensors")["model_config"] == {"num_classes": 10, "in_channels": 1,
+                                                                          "image_size": 28}
+
+
+def test_damaged_or_foreign_checkpoints_are_one_line_errors_in_every_command(run_dir, tmp_path, capsys):
+    truncated = tmp_path / "truncated.safetensors"
+    content = (run_dir / "best.safetensors").read_bytes()
+    truncated.write_bytes(content[:len(content) // 3])
+    image = tmp_path / "image.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
+    for command in (["eval", str(truncated)], ["predict", str(truncated), str(image)],
+                    ["train", "--resume", str(truncated)]):
+        assert main(command) == 2, command
+        error = capsys.readouterr().err
+        assert f"{truncated} is not a readable safetensors file" in error and "truncated" in error, command
+        assert "Traceback" not in error and len(error.strip().splitlines()) == 1
+    # resuming a LeNet-5 checkpoint into another model
+    assert main(["train", "--resume", str(run_dir), "--model", "simple_cnn", "--out", str(tmp_path / "x")]) == 2
+    error = capsys.readouterr().err
+    assert "checkpoint of model 'lenet5'" in error and "'simple_cnn'" in error and "Traceback" not in error
+
+
+def test_missing_data_files_say_where_to_put_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data.MNIST, "mirrors", ((tmp_path / "offline").as_uri() + "/",))  # never the network
+    folder = tmp_path / "mnist"
+    assert main(["train", "--dataset", "mnist", "--data-dir", str(folder), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("cnnkit train: error: MNIST: could not download train-images-idx3-ubyte.gz")
+    assert f"Put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz (gzipped or not) in {folder}" in error
+    assert "Traceback" not in error

@@ -95,7 +95,7 @@ def test_idx_truncated_gzip_and_checksum(tmp_path):
 
 def test_mnist_missing_files_and_download(tmp_path):
     empty = tmp_path / "empty"
-    with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte.gz(.|\n)*download=True"):
+    with pytest.raises(FileNotFoundError, match=r"download=True(.|\n)*t10k-images-idx3-ubyte.gz"):
         data.MNIST(empty, train=False)
     mirror = tmp_path / "mirror"
     write_mnist(str(mirror))
@@ -114,6 +114,12 @@ def test_mnist_missing_files_and_download(tmp_path):
 
     with pytest.raises(RuntimeError, match=r"could not download(.|\n)*Put t10k-images-idx3-ubyte.gz"):
         OfflineMNIST(tmp_path / "other", train=False, download=True)
+
+
+def test_mnist_folder_with_the_test_files_only_suggests_slicing_them(tmp_path):
+    write_mnist(str(tmp_path))  # t10k files only, like ../shared/data/mnist
+    with pytest.raises(FileNotFoundError, match=r"holds the test files only.*'test\[:8000\]' to train"):
+        data.load_dataset("mnist", root=tmp_path, split="train", verify=False)
 
 
 def test_real_mnist_test_set(mnist_dir):

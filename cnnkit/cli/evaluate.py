@@ -51,11 +51,11 @@ def run_command(args):
         description = saved_data if saved_data.get("mean") else describe_data(dataset, data_dir)
         model = load_model(path)
         dataset_split = data.load_dataset(dataset, root=data_dir, split=split,
-                                          transform=normalizing_transform(description))
+                                          transform=normalizing_transform(description), download=True)
         loader = data.DataLoader(dataset_split, batch_size=args.batch_size, shuffle=False)
         num_classes = model.model_config.get("num_classes") if getattr(model, "model_config", None) else None
         result = evaluate(model, loader, num_classes, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError, RuntimeError) as error:  # bad files or flags, missing data, failed download
         print(f"cnnkit eval: error: {error}", file=sys.stderr)
         return 2
     print(f"{path}: {model.model_name} on {dataset} '{split}' ({result['count']:,} images)")

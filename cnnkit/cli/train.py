@@ -55,7 +55,9 @@ def add_parser(subparsers):
                        help="adapt ImageNet models to 28x28/32x32 images (smaller stem, no early downsampling)")
     model.add_argument("--dataset", help="shapes (built in), mnist, fashion-mnist, cifar10 or folder "
                                          "(default shapes)")
-    model.add_argument("--data-dir", help="where the data set's files are (mnist, fashion-mnist, cifar10, folder)")
+    model.add_argument("--data-dir", help="where the data set's files are (mnist, fashion-mnist, cifar10, folder); "
+                                          "missing MNIST/CIFAR files are downloaded there when online "
+                                          "(default ~/.cache/cnnkit/data/<dataset>)")
     model.add_argument("--train-split", help="training split, with TFDS slices: 'train', 'train[:90%%]', "
                                              "'test[:8000]' (default train)")
     model.add_argument("--val-split", help="validation split evaluated after each epoch, e.g. 'test', "
@@ -137,7 +139,9 @@ def _default_out(config):
 
 
 def _load_split(config, split, transform):
-    return data.load_dataset(config["dataset"], root=config["data_dir"], split=split, transform=transform)
+    # missing MNIST/CIFAR files are downloaded when online; offline, the error says where to put them
+    return data.load_dataset(config["dataset"], root=config["data_dir"], split=split, transform=transform,
+                             download=True)
 
 
 def train(config, out=None, resume=None, progress=True, log=print, saved_epochs=None):
@@ -196,7 +200,7 @@ def run_command(args):
         hint = f"; continue with: cnnkit train --resume {out}" if resumable else " before a checkpoint was written"
         print(f"\ninterrupted{where}{hint}", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FloatingPointError) as error:
+    except (ValueError, OSError, RuntimeError, FloatingPointError) as error:  # bad flags/files, no data, NaN loss
         print(f"cnnkit train: error: {error}", file=sys.stderr)
         return 2
     _print_summary(trainer)

@@ -89,7 +89,7 @@ def _folder_for(root, base):
                             f"root/train and root/{base} sub-folders, or slice one folder (e.g. 'train[80%:]')")
 
 
-def _base_dataset(key, root, base, transform, kwargs):
+def _base_dataset(key, root, base, transform, download, kwargs):
     if key == "folder":
         return ImageFolder(_folder_for(root, base), transform=transform, **kwargs)
     if base not in ("train", "test"):
@@ -98,19 +98,20 @@ def _base_dataset(key, root, base, transform, kwargs):
         return Shapes(split=base, transform=transform, **kwargs)
     classes = {"mnist": MNIST, "fashion-mnist": FashionMNIST, "cifar10": CIFAR10}
     root = os.path.join(default_data_root(), key) if root is None else root
-    return classes[key](root, split=base, transform=transform, **kwargs)
+    return classes[key](root, split=base, transform=transform, download=download, **kwargs)
 
 
-def load_dataset(name, root=None, split="train", transform=None, **kwargs):
+def load_dataset(name, root=None, split="train", transform=None, download=False, **kwargs):
     """Build a data set by name ('shapes', 'mnist', 'fashion-mnist', 'cifar10', 'folder') and split slice.
 
-    Extra keywords go to the data set (``download=True``, ``target_transform``, ``num_samples``, ...).
+    ``download=True`` fetches missing MNIST/Fashion-MNIST/CIFAR-10 files into ``root`` (shapes is built in,
+    folders have nothing to fetch). Extra keywords go to the data set (``target_transform``, ``num_samples``, ...).
     A sliced split is a ``Subset``; for 'folder' (files sorted by class) slices index a fixed shuffled
     order (seed 0), so 'train[:80%]' and 'train[80%:]' both hold every class.
     """
     key = _canonical(name)
     base, split_slice = parse_split(split)
-    dataset = _base_dataset(key, root, base, transform, kwargs)
+    dataset = _base_dataset(key, root, base, transform, download, kwargs)
     if split_slice == slice(None, None):
         return dataset
     indices = split_indices(split_slice, len(dataset))

@@ -93,14 +93,20 @@ class MNIST(Dataset):
                     raise RuntimeError(f"{type(self).__name__}: {error}\n{self._placement_hint(missing)}") from None
             paths = [self._find(name) for name in names]
         elif missing:
-            raise FileNotFoundError(f"{type(self).__name__}: {self.split} files not found.\n"
-                                    f"{self._placement_hint(missing)}\nor pass download=True.")
+            raise FileNotFoundError(f"{type(self).__name__}: {self.split} files not found (download=True fetches "
+                                    f"them when online).\n{self._placement_hint(missing)}")
         return paths
 
     def _placement_hint(self, missing):
         files = ", ".join(name + ".gz" for name in missing)
-        return (f"Put {files} (gzipped or not) in {self.root} (or {os.path.join(self.root, self.folder_name, 'raw')}); "
+        hint = (f"Put {files} (gzipped or not) in {self.root} (or {os.path.join(self.root, self.folder_name, 'raw')}); "
                 f"they are at {self.mirrors[0]}")
+        other = "test" if self.split == "train" else "train"
+        if all(self._find(name) for name in self.files[other]):
+            # a folder with one split only (such as a copy of the test set): slicing it is the way to train
+            hint += (f".\n{self.root} holds the {other} files only: to use them for both, slice that split, "
+                     f"e.g. '{other}[:8000]' to train and '{other}[8000:]' to validate")
+        return hint
 
     def _read(self, path, verify):
         content = read_bytes(path)
