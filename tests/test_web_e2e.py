@@ -1,7 +1,8 @@
 """The page in a real headless Chromium: draw a stroke, see predictions and feature maps, hover a receptive field.
 
-Needs Debian's chromium and chromium-driver (.ci/install-browser installs them) and the selenium package;
-skips with the reason when one is missing.
+Needs Debian's chromium and chromium-driver and the selenium package ([dev]). `.ci/run` installs the browser
+with .ci/install-browser first and fails when apt is there but cannot install it, so in CI this test runs;
+it skips, saying why, only where the browser is missing and apt cannot be used (no apt-get, or not root).
 """
 import http.client
 import json
@@ -20,10 +21,11 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1400,1600"]
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[dev]'")
 if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-    pytest.skip(f"no headless browser: {CHROMIUM} and {CHROMEDRIVER} are needed (run .ci/install-browser, "
-                "which installs Debian's chromium and chromium-driver)", allow_module_level=True)
+    why = ("apt-get is not available on this machine" if shutil.which("apt-get") is None
+           else "run 'bash .ci/install-browser' (apt-get install chromium chromium-driver, as root) first")
+    pytest.skip(f"no headless browser: {CHROMIUM} and {CHROMEDRIVER} are missing; {why}", allow_module_level=True)
 
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
@@ -69,9 +71,12 @@ def browser():
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def test_draw_predict_and_hover_a_receptive_field(server, browser, tmp_path):
+def test_draw_predict_and_hover_a_receptive_field(server, browser, tmp_path, capsys):
     try:
-        _draw_predict_and_hover(server, browser, tmp_path)
+        screenshot, seconds = _draw_predict_and_hover(server, browser, tmp_path)
+        with capsys.disabled():  # shown in CI's log even without -s
+            print(f"\ne2e: page loaded, drawn (mouse and touch), predicted and hovered in {seconds:.2f} s; "
+                  f"screenshot {screenshot}")
     except Exception:
         # keep what the browser showed, to see why
         path = tmp_path / "failure.png"
@@ -167,9 +172,9 @@ def _draw_predict_and_hover(server, browser, tmp_path):
     screenshot = tmp_path / "cnnkit-serve.png"
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
-    print(f"\nscreenshot: {screenshot}\ne2e: page loaded, drawn, predicted and hovered in "
-          f"{time.perf_counter() - started:.2f} s")
+    seconds = time.perf_counter() - started
 
     # Moving away hides the highlight again.
     ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h1")).perform()
     wait.until(lambda d: not box.is_displayed())
+    return screenshot, seconds
