@@ -356,3 +356,14 @@ def test_cli_serve_without_checkpoint_trains_lenet5_then_serves_the_latest_run(t
     assert "training" not in out and f"from {Path('runs', 'latest', 'best.safetensors')} with" in out
     assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == ["latest", trained.parent.name]
 
+
+def test_cli_serve_latest_run_without_a_checkpoint_says_how_to_finish_it(tmp_path, monkeypatch, capsys):
+    from cnnkit.cli.main import main
+    from cnnkit.io import write_latest
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "stopped").mkdir(parents=True)
+    write_latest(tmp_path / "runs" / "stopped")
+    assert main(["serve", "--port", "0"]) == 2
+    assert "cnnkit train --resume runs/latest" in capsys.readouterr().err
+

@@ -66,7 +66,11 @@ def _checkpoint(args):
     if args.checkpoint:
         return resolve_checkpoint(args.checkpoint)
     if os.path.exists(LATEST):
-        return resolve_checkpoint(LATEST)
+        try:
+            return resolve_checkpoint(LATEST)
+        except FileNotFoundError as error:  # a 'cnnkit train' run stopped before its first checkpoint
+            raise FileNotFoundError(f"{error}. Finish that run with 'cnnkit train --resume {LATEST}' or "
+                                    "give 'cnnkit serve' a checkpoint") from None
     return quick_train(args.train_epochs)
 
 
