@@ -243,3 +243,26 @@ def test_missing_data_files_say_where_to_put_them(tmp_path, monkeypatch, capsys)
     assert error.startswith("cnnkit train: error: MNIST: could not download train-images-idx3-ubyte.gz")
     assert f"Put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz (gzipped or not) in {folder}" in error
     assert "Traceback" not in error
+
+
+def test_train_eval_predict_on_an_image_folder_of_mixed_sizes(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "pictures"
+    for name, size in (("cats", (30, 40)), ("dogs", (36, 36))):  # (width, height): files of different sizes
+        (root / name).mkdir(parents=True)
+        for index in range(6):
+            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{index}.png")
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "folder", "--data-dir", str(root), "--image-size", "28", "--epochs", "1",
+                 "--train-split", "train[:75%]", "--val-split", "train[75%:]", "--batch-size", "4",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert "(9 images), validating on 'train[75%:]' (3 images)" in capsys.readouterr().out
+    metadata = io.read_metadata(out / "best.safetensors")
+    assert metadata["classes"] == ["cats", "dogs"] and metadata["model_config"]["image_size"] == 28
+    assert main(["eval", str(out), "--no-progress"]) == 0
+    assert "(3 images)" in capsys.readouterr().out
+    assert main(["predict", str(out), str(root / "cats" / "0.png"), "--top", "2"]) == 0
+    assert {line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]} == {"cats", "dogs"}

@@ -14,11 +14,12 @@ from ..models import create, registry
 from ..train import LAST_CHECKPOINT, OPTIMIZERS, SCHEDULES, Trainer, make_optimizer, make_scheduler
 from ..train.pipeline import describe_data, image_side, normalizing_transform
 
-# Defaults that train LeNet-5 on the built-in shapes set to >= 97% test accuracy in well under two minutes.
+# Defaults that train LeNet-5 on the built-in shapes set to >= 97% test accuracy in under two minutes on 2 cores,
+# and on 8,000 MNIST digits to about 99% in 10 epochs.
 DEFAULTS = {"model": "lenet5", "dataset": "shapes", "data_dir": None, "train_split": "train", "val_split": "test",
             "epochs": 5, "batch_size": 64, "lr": 0.05, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0,
             "schedule": "cosine", "warmup_epochs": None, "seed": 0, "patience": None, "monitor": "val_loss",
-            "small_input": False, "options": []}
+            "small_input": False, "image_size": None, "options": []}
 
 EXAMPLES = """\
 examples:
@@ -28,6 +29,9 @@ examples:
                --train-split 'test[:8000]' --val-split 'test[8000:]' --epochs 10
       LeNet-5 on 8,000 MNIST digits, validated on the 2,000 others
   cnnkit train --model simple_cnn --dataset cifar10 --data-dir data/cifar10 --optimizer adamw --lr 0.002
+  cnnkit train --dataset folder --data-dir my_photos --image-size 64 --model simple_cnn \\
+               --train-split 'train[:80%]' --val-split 'train[80%:]'
+      images in my_photos/<class name>/*.png|jpg, 80% to train and 20% to validate
   cnnkit train --model lenet5 --option activation=sigmoid --option pool=avg
       the historical LeNet-5 (sigmoid and average pooling)
   cnnkit train --resume runs/latest
@@ -45,7 +49,8 @@ def add_parser(subparsers):
     parser = subparsers.add_parser(
         "train", help="train a model (default: LeNet-5 on the built-in shapes data set)",
         description="Train a convolutional network, evaluating it on a validation split after every epoch.\n"
-                    "With no options: LeNet-5 on the built-in shapes data set, in well under a minute.",
+                    "With no options: LeNet-5 on the built-in shapes data set (no download), about a minute "
+                    "on 2 CPU cores.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_argument_group("model and data")
     model.add_argument("--model", help="model name, see 'cnnkit models' (default lenet5)")
@@ -58,6 +63,9 @@ def add_parser(subparsers):
     model.add_argument("--data-dir", help="where the data set's files are (mnist, fashion-mnist, cifar10, folder); "
                                           "missing MNIST/CIFAR files are downloaded there when online "
                                           "(default ~/.cache/cnnkit/data/<dataset>)")
+    model.add_argument("--image-size", type=int, metavar="PIXELS",
+                       help="resize and centre-crop images to PIXELS x PIXELS (default: the data set's size; "
+                            "for folders, the first image's)")
     model.add_argument("--train-split", help="training split, with TFDS slices: 'train', 'train[:90%%]', "
                                              "'test[:8000]' (default train)")
     model.add_argument("--val-split", help="validation split evaluated after each epoch, e.g. 'test', "
@@ -73,7 +81,8 @@ def add_parser(subparsers):
                               help="learning-rate schedule over the epochs (default cosine)")
     optimization.add_argument("--warmup-epochs", type=int, help="warm-up length for warmup-cosine")
     optimization.add_argument("--patience", type=int,
-                              help="stop early after this many epochs without a better validation loss")
+                              help="stop early after this many epochs without improvement of --monitor "
+                                   "(default: never)")
     optimization.add_argument("--monitor", choices=("val_loss", "val_top1"),
                               help="what --patience watches (default val_loss)")
     optimization.add_argument("--seed", type=int, help="random seed of initialization and shuffling (default 0)")
@@ -151,10 +160,10 @@ def train(config, out=None, resume=None, progress=True, log=print, saved_epochs=
     re-plans the learning-rate schedule for the new length.
     """
     backend.manual_seed(config["seed"])
-    description = describe_data(config["dataset"], config["data_dir"])
+    description = describe_data(config["dataset"], config["data_dir"], image_size=config["image_size"])
     transform = normalizing_transform(description)
     train_set = _load_split(config, config["train_split"], transform)
-    description = describe_data(config["dataset"], config["data_dir"], train_set)
+    description = describe_data(config["dataset"], config["data_dir"], train_set, image_size=config["image_size"])
     has_val = config["val_split"] not in (None, "", "none")
     val_set = _load_split(config, config["val_split"], transform) if has_val else None
     batch_size = config["batch_size"]
