@@ -1,0 +1,347 @@
+"""One ONNX conversion per recorded op: ``convert(builder, fn, input_names, input_tensors, output) -> name``.
+
+Ops are keyed by their Function class name; their hyper-parameters are read from the attributes
+the op stored when it ran (geometry, axes, shapes), so the graph is exactly what cnnkit computed.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..functional.pooling import _averaging_matrix
+from .errors import OnnxError
+
+CONVERTERS = {}
+
+
+def converts(*kinds):
+    def register(function):
+        for kind in kinds:
+            CONVERTERS[kind] = function
+        return function
+    return register
+
+
+def _onnx_pads(pairs):
+    """((top, bottom), (left, right)) -> ONNX's [top, left, bottom, right]."""
+    return [int(p[0]) for p in pairs] + [int(p[1]) for p in pairs]
+
+
+def _out_shape(out):
+    return tuple(out.shape)
+
+
+# ----------------------------------------------------------------------------------------- convolution
+@converts("Conv2dFunction")
+def _conv(g, fn, names, tensors, out):
+    geo = fn.geo
+    inputs = names if names[2] else names[:2]
+    return g.node("Conv", inputs, kernel_shape=list(geo.kernel), strides=list(geo.stride),
+                  pads=_onnx_pads(geo.pads), dilations=list(geo.dilation), group=int(geo.groups))
+
+
+@converts("ConvTranspose2dFunction")
+def _conv_transpose(g, fn, names, tensors, out):
+    geo = fn.geo  # the geometry of the conv whose input gradient this is: its input is our output
+    inputs = names if names[2] else names[:2]
+    in_size, out_size = geo.out_size, geo.in_size
+    output_padding = [out_size[a] - ((in_size[a] - 1) * geo.stride[a] - sum(geo.pads[a])
+                                     + geo.dilation[a] * (geo.kernel[a] - 1) + 1) for a in range(2)]
+    return g.node("ConvTranspose", inputs, kernel_shape=list(geo.kernel), strides=list(geo.stride),
+                  pads=_onnx_pads(geo.pads), dilations=list(geo.dilation), group=int(geo.groups),
+                  output_padding=[int(p) for p in output_padding])
+
+
+@converts("_Linear")
+def _linear(g, fn, names, tensors, out):
+    if tensors[0].ndim == 2:
+        return g.node("Gemm", names if names[2] else names[:2], transB=1)
+    product = g.node("MatMul", [names[0], g.node("Transpose", [names[1]], perm=[1, 0])])
+    return g.node("Add", [product, names[2]]) if names[2] else product
+
+
+@converts("_BatchNorm")
+def _batch_norm(g, fn, names, tensors, out):
+    channels = tensors[0].shape[1]
+    dtype = tensors[0].dtype
+    scale = names[1] or g.constant(np.ones(channels, dtype), "bn_scale")
+    bias = names[2] or g.constant(np.zeros(channels, dtype), "bn_bias")
+    mean = g.state_array(fn.running_mean, "running_mean")
+    var = g.state_array(fn.running_var, "running_var")
+    if fn.training:
+        raise OnnxError("export: a BatchNorm ran with batch statistics (training=True) in eval mode; "
+                        "call F.batch_norm with training=self.training so the export uses the running statistics")
+    return g.node("BatchNormalization", [names[0], scale, bias, mean, var], epsilon=float(fn.eps))
+
+
+@converts("_LocalResponseNorm")
+def _lrn(g, fn, names, tensors, out):
+    return g.node("LRN", names, size=int(fn.size), alpha=float(fn.alpha), beta=float(fn.beta), bias=float(fn.k))
+
+
+# ----------------------------------------------------------------------------------------- pooling
+def _pool_pads(win, extend):
+    """ONNX pads of a pooling window; ``extend`` grows the end pads over a ceil_mode overhang."""
+    pads = [list(p) for p in win.pads]
+    if extend:
+        for axis in range(2):
+            overhang = win.needed[axis] - (win.in_size[axis] + sum(win.pads[axis]))
+            pads[axis][1] += max(0, overhang)
+    return _onnx_pads(pads)
+
+
+def _has_overhang(win):
+    return any(win.needed[a] > win.in_size[a] + sum(win.pads[a]) for a in range(2))
+
+
+@converts("_MaxPool2d")
+def _max_pool(g, fn, names, tensors, out):
+    if fn.return_indices:
+        raise OnnxError("export: max_pool2d(return_indices=True) has no ONNX export here; export the model "
+                        "without the indices")
+    win = fn.win  # padding is -inf for max pooling, so a ceil_mode overhang is just more end padding
+    return g.node("MaxPool", names, kernel_shape=list(win.kernel), strides=list(win.stride),
+                  pads=_pool_pads(win, True), dilations=list(win.dilation))
+
+
+@converts("_AvgPool2d")
+def _avg_pool(g, fn, names, tensors, out):
+    win = fn.win
+    if fn.divisor_override is not None:
+        raise OnnxError("export: avg_pool2d(divisor_override=...) has no ONNX equivalent")
+    ceil = _has_overhang(win) and fn.count_include_pad
+    return g.node("AveragePool", names, kernel_shape=list(win.kernel), strides=list(win.stride),
+                  pads=_pool_pads(win, not ceil), ceil_mode=int(ceil),
+                  count_include_pad=int(bool(fn.count_include_pad)))
+
+
+@converts("_LpPool2d")
+def _lp_pool(g, fn, names, tensors, out):
+    win = fn.win
+    if fn.norm_type != int(fn.norm_type):
+        raise OnnxError(f"export: lp_pool2d with norm_type={fn.norm_type} (ONNX LpPool takes an integer p)")
+    return g.node("LpPool", names, kernel_shape=list(win.kernel), strides=list(win.stride),
+                  pads=_onnx_pads(win.pads), p=int(fn.norm_type))
+
+
+@converts("_AdaptiveAvgPool2d")
+def _adaptive_avg_pool(g, fn, names, tensors, out):
+    height, width = tensors[0].shape[2:]
+    out_h, out_w = fn.out_size
+    if (out_h, out_w) == (1, 1):
+        return g.node("GlobalAveragePool", names)
+    if height % out_h == 0 and width % out_w == 0:
+        kernel = [height // out_h, width // out_w]
+        return g.node("AveragePool", names, kernel_shape=kernel, strides=kernel)
+    # Uneven (or repeating) windows: the pooling is linear, A_h @ x @ A_w^T with constant averaging matrices.
+    dtype = tensors[0].dtype
+    rows = g.constant(_averaging_matrix(height, out_h, dtype), "pool_rows")
+    cols = g.constant(np.ascontiguousarray(_averaging_matrix(width, out_w, dtype).T), "pool_cols")
+    return g.node("MatMul", [rows, g.node("MatMul", [names[0], cols])])
+
+
+@converts("_AdaptiveMaxPool2d")
+def _adaptive_max_pool(g, fn, names, tensors, out):
+    if tuple(fn.out_size) == (1, 1):
+        return g.node("GlobalMaxPool", names)
+    raise OnnxError(f"export: adaptive_max_pool2d to {tuple(fn.out_size)} from {tuple(tensors[0].shape[2:])} "
+                    "(uneven windows) has no ONNX equivalent")
+
+
+# ----------------------------------------------------------------------------------------- activations
+def _simple(op_type, **attributes):
+    return lambda g, fn, names, tensors, out: g.node(op_type, names, **attributes)
+
+
+CONVERTERS.update({
+    "_Relu": _simple("Relu"), "_Sigmoid": _simple("Sigmoid"), "_Tanh": _simple("Tanh"),
+    "_Hardswish": _simple("HardSwish"), "_Hardsigmoid": _simple("HardSigmoid", alpha=1 / 6, beta=0.5),
+    "Exp": _simple("Exp"), "Log": _simple("Log"), "Sqrt": _simple("Sqrt"), "Abs": _simple("Abs"),
+    "Neg": _simple("Neg"), "MatMul": _simple("MatMul"), "Add": _simple("Add"), "Sub": _simple("Sub"),
+    "Mul": _simple("Mul"), "Div": _simple("Div"), "Pow": _simple("Pow"),
+})
+
+
+def _scalar(g, value, like, hint="scalar"):
+    return g.constant(np.asarray(value, dtype=like.dtype), hint)
+
+
+@converts("_Relu6")
+def _relu6(g, fn, names, tensors, out):
+    x = tensors[0]
+    return g.node("Clip", [names[0], _scalar(g, 0, x, "min"), _scalar(g, 6, x, "max")])
+
+
+@converts("Clamp")
+def _clamp(g, fn, names, tensors, out):
+    x = tensors[0]
+    low = "" if fn.low is None else _scalar(g, fn.low, x, "min")
+    high = "" if fn.high is None else _scalar(g, fn.high, x, "max")
+    return g.node("Clip", [names[0], low, high])
+
+
+@converts("_LeakyRelu")
+def _leaky_relu(g, fn, names, tensors, out):
+    return g.node("LeakyRelu", names, alpha=float(fn.negative_slope))
+
+
+@converts("_Elu")
+def _elu(g, fn, names, tensors, out):
+    return g.node("Elu", names, alpha=float(fn.alpha))
+
+
+@converts("_Silu")
+def _silu(g, fn, names, tensors, out):
+    return g.node("Mul", [names[0], g.node("Sigmoid", names)])
+
+
+@converts("_Gelu")
+def _gelu(g, fn, names, tensors, out):
+    x = tensors[0]
+    if fn.approximate == "tanh":  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+        cube = g.node("Mul", [g.node("Mul", [names[0], names[0]]), names[0]])
+        inner = g.node("Add", [names[0], g.node("Mul", [cube, _scalar(g, 0.044715, x)])])
+        core = g.node("Tanh", [g.node("Mul", [inner, _scalar(g, math.sqrt(2 / math.pi), x)])])
+    else:  # 0.5 x (1 + erf(x / sqrt 2))
+        core = g.node("Erf", [g.node("Div", [names[0], _scalar(g, math.sqrt(2), x)])])
+    half = g.node("Mul", [names[0], _scalar(g, 0.5, x)])
+    return g.node("Mul", [half, g.node("Add", [core, _scalar(g, 1, x)])])
+
+
+@converts("_Softmax", "_LogSoftmax")
+def _softmax(g, fn, names, tensors, out):
+    return g.node("Softmax" if type(fn).__name__ == "_Softmax" else "LogSoftmax", names, axis=int(fn.dim))
+
+
+@converts("PowScalar")
+def _pow_scalar(g, fn, names, tensors, out):
+    return g.node("Pow", [names[0], _scalar(g, fn.exponent, tensors[0], "exponent")])
+
+
+@converts("_Cast")
+def _cast(g, fn, names, tensors, out):
+    return g.node("Cast", names, to=g.helper.np_dtype_to_tensor_dtype(np.dtype(fn.dtype)))
+
+
+# ----------------------------------------------------------------------------------------- reductions
+@converts("Mean", "Sum")
+def _mean_sum(g, fn, names, tensors, out):
+    op_type = "ReduceMean" if type(fn).__name__ == "Mean" else "ReduceSum"
+    return g.reduce(op_type, names[0], fn.axes, fn.keepdims)
+
+
+@converts("Max")
+def _max(g, fn, names, tensors, out):
+    return g.reduce("ReduceMax" if fn.largest else "ReduceMin", names[0], fn.axes, fn.keepdims)
+
+
+# ----------------------------------------------------------------------------------------- shapes
+@converts("Reshape")
+def _reshape(g, fn, names, tensors, out):
+    return g.node("Reshape", [names[0], g.ints(g.dynamic_shape(_out_shape(out), tensors[0].shape))])
+
+
+@converts("Permute")
+def _permute(g, fn, names, tensors, out):
+    return g.node("Transpose", names, perm=[int(a) for a in fn.axes])
+
+
+@converts("BroadcastTo")
+def _broadcast(g, fn, names, tensors, out):
+    shape = list(fn.shape)
+    if shape and tensors[0].ndim == len(shape) and shape[0] == tensors[0].shape[0] == g.batch:
+        shape[0] = 1  # Expand broadcasts both ways: 1 keeps the input's (dynamic) batch size
+    return g.node("Expand", [names[0], g.ints(shape)])
+
+
+@converts("Concat")
+def _concat(g, fn, names, tensors, out):
+    return g.node("Concat", names, axis=int(fn.axis))
+
+
+@converts("Stack")
+def _stack(g, fn, names, tensors, out):
+    axes = g.ints([fn.axis], "axes")
+    return g.node("Concat", [g.node("Unsqueeze", [name, axes]) for name in names], axis=int(fn.axis))
+
+
+@converts("Where")
+def _where(g, fn, names, tensors, out):
+    return g.node("Where", [g.constant(np.asarray(fn.condition, dtype=bool), "condition"), *names])
+
+
+@converts("_ChannelShuffle")
+def _channel_shuffle(g, fn, names, tensors, out):
+    shape = tuple(tensors[0].shape)
+    groups = int(fn.groups)
+    split = g.dynamic_shape((shape[0], groups, shape[1] // groups, *shape[2:]), shape)
+    grouped = g.node("Reshape", [names[0], g.ints(split)])
+    swapped = g.node("Transpose", [grouped], perm=[0, 2, 1, *range(3, len(shape) + 1)])
+    return g.node("Reshape", [swapped, g.ints(g.dynamic_shape(shape, shape))])
+
+
+@converts("_ConstantPad", "_IndexPad")
+def _pad(g, fn, names, tensors, out):
+    pads = [int(p[0]) for p in fn.pads] + [int(p[1]) for p in fn.pads]
+    if type(fn).__name__ == "_ConstantPad":
+        value = _scalar(g, fn.value, tensors[0], "pad_value")
+        return g.node("Pad", [names[0], g.ints(pads, "pads"), value], mode="constant")
+    mode = {"reflect": "reflect", "replicate": "edge"}.get(fn.mode)
+    if mode is None:
+        raise OnnxError(f"export: pad mode {fn.mode!r} has no ONNX opset-17 equivalent (use reflect or replicate)")
+    return g.node("Pad", [names[0], g.ints(pads, "pads")], mode=mode)
+
+
+@converts("GetItem")
+def _get_item(g, fn, names, tensors, out):
+    """Basic indexing (slices, integers, None, ...) as Slice, Squeeze and Unsqueeze; 1-D int arrays as Gather."""
+    index = fn.index if isinstance(fn.index, tuple) else (fn.index,)
+    shape = tuple(tensors[0].shape)
+    if sum(1 for i in index if i is Ellipsis) > 1:
+        raise OnnxError(f"export: index {fn.index!r} has more than one Ellipsis")
+    consumed = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = index[:at] + (slice(None),) * (len(shape) - consumed) + index[at + 1:]
+    starts, ends, axes, steps, squeeze, unsqueeze, gathers = [], [], [], [], [], [], []
+    axis = out_axis = 0
+    for item in index:
+        if item is None:
+            unsqueeze.append(out_axis)
+            out_axis += 1
+            continue
+        if isinstance(item, slice):
+            start, stop, step = item.indices(shape[axis])
+            if (start, stop, step) != (0, shape[axis], 1):
+                starts.append(start)
+                ends.append(stop if stop >= 0 else -shape[axis] - 1)
+                axes.append(axis)
+                steps.append(step)
+            out_axis += 1
+        elif isinstance(item, (int, np.integer)):
+            starts.append(int(item) % shape[axis])
+            ends.append(int(item) % shape[axis] + 1)
+            axes.append(axis)
+            steps.append(1)
+            squeeze.append(axis)
+        elif isinstance(item, np.ndarray) and item.ndim == 1 and item.dtype.kind in "iu":
+            gathers.append((axis, item))
+            out_axis += 1
+        else:
+            raise OnnxError(f"export: tensor index {fn.index!r} (on shape {shape}) is not exportable; use slices, "
+                            "integers or one 1-D integer array")
+        axis += 1
+    if len(gathers) > 1:
+        raise OnnxError(f"export: index {fn.index!r} uses several index arrays (pointwise indexing); use one")
+    name = names[0]
+    if starts:
+        name = g.node("Slice", [name, g.ints(starts, "starts"), g.ints(ends, "ends"), g.ints(axes, "axes"),
+                                g.ints(steps, "steps")])
+    for gather_axis, positions in gathers:
+        name = g.node("Gather", [name, g.ints(positions, "indices")], axis=int(gather_axis))
+    if squeeze:
+        name = g.node("Squeeze", [name, g.ints(squeeze, "axes")])
+    if unsqueeze:
+        name = g.node("Unsqueeze", [name, g.ints(unsqueeze, "axes")])
+    return name if name != names[0] else g.node("Identity", [name])

@@ -1,0 +1,553 @@
+"""ONNX operators on cnnkit values: ``OPS[op_type](node, *inputs) -> output or tuple of outputs``.
+
+A value is a ``Tensor`` (data that gradients flow through) or a NumPy array (a constant, such as the
+shape arithmetic that exporters write around Reshape and Pad): ops on constants fold to constants.
+``node`` gives the attributes (``node.attrs``), the opset, ``node.training`` and ``node.run`` for If's branches.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import functional as F
+from ..autograd import Tensor, cat, where
+from .errors import OnnxError
+
+OPS = {}
+
+
+def op(*names):
+    def register(function):
+        for name in names:
+            OPS[name] = function
+        return function
+    return register
+
+
+def const(value):
+    """The NumPy array of a constant input (a Tensor's data when a constant came out of a parameter)."""
+    return np.asarray(value.data if isinstance(value, Tensor) else value)
+
+
+def is_tensor(*values):
+    return any(isinstance(v, Tensor) for v in values)
+
+
+def ints(value):
+    return [int(v) for v in const(value).reshape(-1)]
+
+
+def _axes(node, inputs, index=1):
+    """``axes`` from the attribute (older opsets) or from input ``index`` (newer ones); None when absent."""
+    if "axes" in node.attrs:
+        return list(node.attrs["axes"])
+    if len(inputs) > index and inputs[index] is not None:
+        return ints(inputs[index])
+    return None
+
+
+def _spatial(node, x, name, default):
+    values = node.attrs.get(name)
+    return tuple(values) if values else (default,) * (x.ndim - 2)
+
+
+def _require_2d(node, x):
+    if x.ndim != 4:
+        raise OnnxError(f"{node.describe()}: only 2-D (N, C, H, W) inputs are supported, got shape {tuple(x.shape)}")
+
+
+# ----------------------------------------------------------------------------------------- padding helpers
+def _auto_pads(node, in_size, kernel, stride, dilation):
+    """Explicit ((begin, end), ...) per spatial axis from ``pads`` or ``auto_pad``."""
+    mode = node.attrs.get("auto_pad", b"NOTSET")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    rank = len(in_size)
+    if mode in ("SAME_UPPER", "SAME_LOWER"):
+        pads = []
+        for size, k, s, d in zip(in_size, kernel, stride, dilation):
+            total = max(0, (math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size)
+            small, large = total // 2, total - total // 2
+            pads.append((small, large) if mode == "SAME_UPPER" else (large, small))
+        return tuple(pads)
+    if mode == "VALID":
+        return ((0, 0),) * rank
+    flat = list(node.attrs.get("pads", [0] * 2 * rank))
+    return tuple((flat[i], flat[i + rank]) for i in range(rank))
+
+
+def _pre_pad(x, pads, value):
+    """Pad the spatial axes explicitly (for pads a pooling op cannot take itself); F.pad wants last axis first."""
+    flat = []
+    for begin, end in reversed(pads):
+        flat += [begin, end]
+    return F.pad(x, tuple(flat), value=value)
+
+
+def _fits_window(pads, kernel):
+    return all(max(p) <= k // 2 for p, k in zip(pads, kernel))
+
+
+# ----------------------------------------------------------------------------------------- convolution
+@op("Conv")
+def conv(node, x, weight, bias=None):
+    _require_2d(node, x)
+    kernel = tuple(weight.shape[2:])
+    stride, dilation = _spatial(node, x, "strides", 1), _spatial(node, x, "dilations", 1)
+    pads = _auto_pads(node, x.shape[2:], kernel, stride, dilation)
+    return F.conv2d(x, _tensor(weight), _tensor(bias), stride, pads, dilation, node.attrs.get("group", 1))
+
+
+@op("ConvTranspose")
+def conv_transpose(node, x, weight, bias=None):
+    _require_2d(node, x)
+    kernel = tuple(weight.shape[2:])
+    stride, dilation = _spatial(node, x, "strides", 1), _spatial(node, x, "dilations", 1)
+    extra = list(node.attrs.get("output_padding", [0, 0]))
+    if "output_shape" in node.attrs:
+        wanted = list(node.attrs["output_shape"])[-2:]
+        pads = []
+        for axis in range(2):
+            total = (stride[axis] * (x.shape[2 + axis] - 1) + extra[axis] + (kernel[axis] - 1) * dilation[axis] + 1
+                     - wanted[axis])
+            upper = node.attrs.get("auto_pad", b"") in (b"SAME_UPPER", "SAME_UPPER")
+            pads.append((total // 2, total - total // 2) if upper else (total - total // 2, total // 2))
+    else:
+        pads = _auto_pads(node, x.shape[2:], kernel, stride, dilation)
+    return F.conv_transpose2d(x, _tensor(weight), _tensor(bias), stride, tuple(pads), tuple(extra),
+                              node.attrs.get("group", 1), dilation)
+
+
+def _tensor(value):
+    if value is None or isinstance(value, Tensor):
+        return value
+    return Tensor(np.asarray(value))
+
+
+# ----------------------------------------------------------------------------------------- pooling
+def _pool_geometry(node, x):
+    """``(x, kernel, stride, dilation, pads, restore)`` of a pooling node, as a 2-D pool.
+
+    A 3-D pool whose window spans only the first spatial axis (torch's LocalResponseNorm export pools
+    (N, 1, C, H, W) with a (size, 1, 1) window) runs as a 2-D pool over (N, 1, C, H * W).
+    """
+    kernel = tuple(node.attrs["kernel_shape"])
+    stride, dilation = _spatial(node, x, "strides", 1), _spatial(node, x, "dilations", 1)
+    pads = _auto_pads(node, x.shape[2:], kernel, stride, dilation)
+    restore = None
+    if x.ndim > 4 and all(k == s == d == 1 and p == (0, 0) for k, s, d, p in
+                          zip(kernel[1:], stride[1:], dilation[1:], pads[1:])):
+        restore = tuple(x.shape)
+        x = x.reshape(restore[0], restore[1], restore[2], -1)
+        kernel, stride, dilation, pads = (kernel[0], 1), (stride[0], 1), (dilation[0], 1), (pads[0], (0, 0))
+    _require_2d(node, x)
+    return x, kernel, stride, dilation, pads, restore
+
+
+def _restored(out, restore):
+    return out if restore is None else out.reshape(*restore[:2], out.shape[2], *restore[3:])
+
+
+@op("MaxPool")
+def max_pool(node, x):
+    if len(node.outputs) > 1 and node.outputs[1]:
+        raise OnnxError(f"{node.describe()}: the Indices output of MaxPool is not supported")
+    x, kernel, stride, dilation, pads, restore = _pool_geometry(node, x)
+    if not _fits_window(pads, kernel):  # ONNX allows any padding, cnnkit's (torch's) pools at most k // 2
+        x, pads = _pre_pad(x, pads, -math.inf), ((0, 0), (0, 0))
+    out = F.max_pool2d(x, kernel, stride, pads, dilation, ceil_mode=bool(node.attrs.get("ceil_mode", 0)))
+    return _restored(out, restore)
+
+
+@op("AveragePool")
+def average_pool(node, x):
+    x, kernel, stride, dilation, pads, restore = _pool_geometry(node, x)
+    include = bool(node.attrs.get("count_include_pad", 0))
+    if any(d != 1 for d in dilation):
+        raise OnnxError(f"{node.describe()}: AveragePool with dilations {dilation} is not supported")
+    if not _fits_window(pads, kernel):
+        if not include:
+            raise OnnxError(f"{node.describe()}: AveragePool pads {pads} exceed half the kernel {kernel} with "
+                            "count_include_pad=0; not supported")
+        x, pads = _pre_pad(x, pads, 0.0), ((0, 0), (0, 0))
+    out = F.avg_pool2d(x, kernel, stride, pads, bool(node.attrs.get("ceil_mode", 0)), include)
+    return _restored(out, restore)
+
+
+@op("LpPool")
+def lp_pool(node, x):
+    x, kernel, stride, _, pads, restore = _pool_geometry(node, x)
+    if any(begin != end for begin, end in pads) or not _fits_window(pads, kernel):
+        x, pads = _pre_pad(x, pads, 0.0), ((0, 0), (0, 0))  # zeros add nothing to sum |x|^p
+    padding = tuple(begin for begin, _ in pads)
+    out = F.lp_pool2d(x, float(node.attrs.get("p", 2)), kernel, stride, bool(node.attrs.get("ceil_mode", 0)),
+                      padding)
+    return _restored(out, restore)
+
+
+@op("GlobalAveragePool")
+def global_average_pool(node, x):
+    return x.mean(tuple(range(2, x.ndim)), keepdim=True)
+
+
+@op("GlobalMaxPool")
+def global_max_pool(node, x):
+    return x.amax(tuple(range(2, x.ndim)), keepdim=True)
+
+
+# ----------------------------------------------------------------------------------------- normalization
+@op("BatchNormalization")
+def batch_norm(node, x, scale, bias, mean, var):
+    if node.attrs.get("training_mode", 0) and len(node.outputs) > 1 and any(node.outputs[1:]):
+        raise OnnxError(f"{node.describe()}: BatchNormalization's running-statistics outputs are not supported")
+    momentum = 1.0 - float(node.attrs.get("momentum", 0.9))  # ONNX weights the old value, torch the new one
+    return F.batch_norm(x, mean, var, _tensor(scale), _tensor(bias), training=node.training, momentum=momentum,
+                        eps=float(node.attrs.get("epsilon", 1e-5)))
+
+
+@op("LRN")
+def lrn(node, x):
+    return F.local_response_norm(x, int(node.attrs["size"]), float(node.attrs.get("alpha", 1e-4)),
+                                 float(node.attrs.get("beta", 0.75)), float(node.attrs.get("bias", 1.0)))
+
+
+@op("Dropout")
+def dropout(node, x, ratio=None, training_mode=None):
+    p = float(const(ratio)) if ratio is not None else float(node.attrs.get("ratio", 0.5))
+    out = F.dropout(x, p, training=node.training) if is_tensor(x) else x
+    if len(node.outputs) > 1 and node.outputs[1]:
+        return out, np.ones(tuple(x.shape), dtype=bool)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- activations
+OPS.update({
+    "Relu": lambda node, x: F.relu(x),
+    "Sigmoid": lambda node, x: F.sigmoid(x),
+    "Tanh": lambda node, x: F.tanh(x),
+    "HardSwish": lambda node, x: F.hardswish(x),
+    "LeakyRelu": lambda node, x: F.leaky_relu(x, float(node.attrs.get("alpha", 0.01))),
+    "Elu": lambda node, x: F.elu(x, float(node.attrs.get("alpha", 1.0))),
+    "Identity": lambda node, x: x,
+})
+
+
+@op("HardSigmoid")
+def hard_sigmoid(node, x):
+    alpha, beta = float(node.attrs.get("alpha", 0.2)), float(node.attrs.get("beta", 0.5))
+    if math.isclose(alpha, 1 / 6, rel_tol=1e-6) and beta == 0.5:
+        return F.hardsigmoid(x)
+    return (x * alpha + beta).clamp(0.0, 1.0)
+
+
+@op("Clip")
+def clip(node, x, low=None, high=None):
+    low = node.attrs.get("min") if low is None else float(const(low))
+    high = node.attrs.get("max") if high is None else float(const(high))
+    if not is_tensor(x):
+        return np.clip(x, low, high)
+    if low == 0 and high is None:
+        return F.relu(x)
+    if low == 0 and high == 6:
+        return F.relu6(x)
+    return x.clamp(low, high)
+
+
+def _softmax_axis(node, x, function):
+    axis = node.attrs.get("axis", -1 if node.opset >= 13 else 1)
+    if node.opset >= 13:
+        return function(x, dim=axis)
+    shape = tuple(x.shape)  # before opset 13: softmax over the flattened dimensions from ``axis`` on
+    rows = int(np.prod(shape[:axis % x.ndim]))
+    return function(x.reshape(rows, -1), dim=1).reshape(shape)
+
+
+OPS["Softmax"] = lambda node, x: _softmax_axis(node, x, F.softmax)
+OPS["LogSoftmax"] = lambda node, x: _softmax_axis(node, x, F.log_softmax)
+
+
+# ----------------------------------------------------------------------------------------- linear algebra
+@op("Gemm")
+def gemm(node, a, b, c=None):
+    alpha, beta = float(node.attrs.get("alpha", 1.0)), float(node.attrs.get("beta", 1.0))
+    trans_a, trans_b = node.attrs.get("transA", 0), node.attrs.get("transB", 0)
+    if is_tensor(a) and trans_b and not trans_a and alpha == beta == 1.0 and (c is None or c.ndim == 1):
+        return F.linear(a, _tensor(b), _tensor(c))
+    a = a.T if trans_a else a
+    b = b.T if trans_b else b
+    out = a @ b
+    if alpha != 1.0:
+        out = out * alpha
+    if c is not None:
+        out = out + (c * beta if beta != 1.0 else c)
+    return out
+
+
+def _arithmetic(function, integer_function=None):
+    def run(node, a, b):
+        if not is_tensor(a, b) and integer_function is not None and const(a).dtype.kind in "iu":
+            return integer_function(const(a), const(b))
+        if not is_tensor(a, b):
+            return np.asarray(function(const(a), const(b)))
+        return function(a, b)
+    return run
+
+
+def _integer_divide(a, b):
+    return np.trunc(a / b).astype(np.result_type(a, b))  # ONNX integer Div truncates toward zero
+
+
+def _pow(a, b):
+    if isinstance(a, Tensor) and not isinstance(b, Tensor) and const(b).size == 1:
+        return a ** float(const(b))
+    return a ** b
+
+
+OPS.update({
+    "Add": _arithmetic(lambda a, b: a + b), "Sub": _arithmetic(lambda a, b: a - b),
+    "Mul": _arithmetic(lambda a, b: a * b), "Div": _arithmetic(lambda a, b: a / b, _integer_divide),
+    "Pow": _arithmetic(_pow), "MatMul": _arithmetic(lambda a, b: a @ b),
+})
+
+
+def _unary(tensor_method, numpy_function):
+    def run(node, x):
+        return getattr(x, tensor_method)() if is_tensor(x) else numpy_function(x)
+    return run
+
+
+OPS.update({
+    "Neg": lambda node, x: -x, "Sqrt": _unary("sqrt", np.sqrt), "Exp": _unary("exp", np.exp),
+    "Log": _unary("log", np.log), "Abs": _unary("abs", np.abs),
+    "Reciprocal": lambda node, x: 1.0 / x,
+})
+
+
+def _reduce(tensor_method, numpy_function):
+    def run(node, x, axes_input=None):
+        axes = _axes(node, [x, axes_input])
+        keepdims = bool(node.attrs.get("keepdims", 1))
+        if axes is None or not axes:
+            if node.attrs.get("noop_with_empty_axes", 0):
+                return x
+            axes = list(range(x.ndim))
+        axes = tuple(a % x.ndim for a in axes)
+        if is_tensor(x):
+            return getattr(x, tensor_method)(axes, keepdim=keepdims)
+        return numpy_function(x, axis=axes, keepdims=keepdims)
+    return run
+
+
+OPS.update({
+    "ReduceMean": _reduce("mean", np.mean), "ReduceSum": _reduce("sum", np.sum),
+    "ReduceMax": _reduce("amax", np.max), "ReduceMin": _reduce("amin", np.min),
+})
+
+
+# ----------------------------------------------------------------------------------------- comparisons (constants)
+def _logic(function):
+    def run(node, *values):
+        return np.asarray(function(*(const(v) for v in values)))
+    return run
+
+
+OPS.update({
+    "Equal": _logic(np.equal), "Less": _logic(np.less), "Greater": _logic(np.greater),
+    "LessOrEqual": _logic(np.less_equal), "GreaterOrEqual": _logic(np.greater_equal),
+    "Not": _logic(np.logical_not), "And": _logic(np.logical_and), "Or": _logic(np.logical_or),
+    "Floor": _logic(np.floor), "Ceil": _logic(np.ceil),
+})
+
+
+@op("Where")
+def where_op(node, condition, x, y):
+    if not is_tensor(x, y):
+        return np.where(const(condition), x, y)
+    return where(const(condition).astype(bool), x, y)
+
+
+# ----------------------------------------------------------------------------------------- shapes
+def _to_dtype(node):
+    from onnx import helper
+
+    return np.dtype(helper.tensor_dtype_to_np_dtype(node.attrs["to"]))
+
+
+@op("Cast")
+def cast(node, x):
+    dtype = _to_dtype(node)
+    if is_tensor(x):
+        return x.to(dtype) if dtype.kind == "f" else const(x).astype(dtype)
+    return const(x).astype(dtype)
+
+
+@op("Shape")
+def shape(node, x):
+    sizes = np.asarray(x.shape, dtype=np.int64)
+    return sizes[node.attrs.get("start", 0):node.attrs.get("end", len(sizes))]
+
+
+OPS["Size"] = lambda node, x: np.asarray(int(np.prod(x.shape)), dtype=np.int64)
+
+
+@op("Constant")
+def constant(node):
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        if key in node.attrs:
+            value = node.attrs[key]
+            if key == "value":
+                return value
+            return np.asarray(value, dtype=np.float32 if "float" in key else np.int64)
+    raise OnnxError(f"{node.describe()}: Constant without a (numeric) value attribute")
+
+
+@op("ConstantOfShape")
+def constant_of_shape(node, sizes):
+    value = node.attrs.get("value", np.zeros(1, dtype=np.float32))
+    return np.full(ints(sizes), value.reshape(-1)[0], dtype=value.dtype)
+
+
+@op("Range")
+def range_op(node, start, limit, delta):
+    start = const(start)
+    return np.arange(start, const(limit), const(delta), dtype=start.dtype)
+
+
+def _reshape_target(x_shape, target, allowzero):
+    target = list(target)
+    if not allowzero:
+        target = [x_shape[i] if size == 0 else size for i, size in enumerate(target)]
+    return tuple(target)
+
+
+@op("Reshape")
+def reshape(node, x, target):
+    return x.reshape(_reshape_target(tuple(x.shape), ints(target), node.attrs.get("allowzero", 0)))
+
+
+@op("Flatten")
+def flatten(node, x):
+    axis = node.attrs.get("axis", 1) % max(1, x.ndim) if x.ndim else 0
+    return x.reshape(int(np.prod(x.shape[:axis])), -1)
+
+
+@op("Transpose")
+def transpose(node, x):
+    perm = node.attrs.get("perm") or list(range(x.ndim))[::-1]
+    return x.permute(*perm) if is_tensor(x) else np.transpose(x, perm)
+
+
+@op("Squeeze")
+def squeeze(node, x, axes=None):
+    axes = _axes(node, [x, axes])
+    if axes is None:
+        axes = [i for i, size in enumerate(x.shape) if size == 1]
+    axes = {a % x.ndim for a in axes}
+    return x.reshape(tuple(size for i, size in enumerate(x.shape) if i not in axes))
+
+
+@op("Unsqueeze")
+def unsqueeze(node, x, axes=None):
+    axes = _axes(node, [x, axes])
+    rank = x.ndim + len(axes)
+    axes = sorted(a % rank for a in axes)
+    shape = list(x.shape)
+    for axis in axes:
+        shape.insert(axis, 1)
+    return x.reshape(tuple(shape))
+
+
+@op("Concat")
+def concat(node, *values):
+    axis = node.attrs["axis"]
+    if not is_tensor(*values):
+        return np.concatenate([np.atleast_1d(const(v)) for v in values], axis=axis)
+    return cat([v if isinstance(v, Tensor) else Tensor(const(v)) for v in values], dim=axis % values[0].ndim)
+
+
+@op("Split")
+def split(node, x, sizes=None):
+    axis = node.attrs.get("axis", 0) % x.ndim
+    sizes = list(node.attrs["split"]) if "split" in node.attrs else (ints(sizes) if sizes is not None else None)
+    if sizes is None:
+        count = node.attrs.get("num_outputs", len(node.outputs))
+        step = -(-x.shape[axis] // count)
+        sizes = [min(step, x.shape[axis] - i * step) for i in range(count)]
+    pieces, start = [], 0
+    for size in sizes:
+        index = (slice(None),) * axis + (slice(start, start + size),)
+        pieces.append(x[index])
+        start += size
+    return tuple(pieces)
+
+
+@op("Slice")
+def slice_op(node, x, starts=None, ends=None, axes=None, steps=None):
+    if "starts" in node.attrs:  # opset < 10: attributes
+        starts, ends = node.attrs["starts"], node.attrs["ends"]
+        axes = node.attrs.get("axes")
+    else:
+        starts, ends = ints(starts), ints(ends)
+        axes = ints(axes) if axes is not None else None
+    axes = list(range(len(starts))) if axes is None else [a % x.ndim for a in axes]
+    steps = ints(steps) if steps is not None else [1] * len(starts)
+    index = [slice(None)] * x.ndim
+    for axis, start, end, step in zip(axes, starts, ends, steps):
+        size = x.shape[axis]
+        # ONNX clamps out-of-range bounds (INT64_MAX means "to the end"); Python slices do the same
+        end = None if (step < 0 and end < -size) else end
+        index[axis] = slice(start, end, step)
+    return x[tuple(index)]
+
+
+@op("Gather")
+def gather(node, x, indices):
+    axis = node.attrs.get("axis", 0) % x.ndim
+    positions = const(indices).astype(np.int64)
+    positions = np.where(positions < 0, positions + x.shape[axis], positions)
+    if not is_tensor(x):
+        return np.take(x, positions, axis=axis)
+    index = (slice(None),) * axis + (int(positions) if positions.ndim == 0 else positions,)
+    return x[index]
+
+
+@op("Expand")
+def expand(node, x, sizes):
+    target = np.broadcast_shapes(tuple(x.shape), tuple(ints(sizes)))
+    if not is_tensor(x):
+        return np.broadcast_to(x, target).copy()
+    return x if tuple(x.shape) == target else x.expand(*target)
+
+
+@op("Pad")
+def pad(node, x, pads=None, value=None, axes=None):
+    mode = node.attrs.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    flat = list(node.attrs["pads"]) if "pads" in node.attrs else ints(pads)
+    fill = float(const(value)) if value is not None and const(value).size else float(node.attrs.get("value", 0.0))
+    axes = ints(axes) if axes is not None else list(range(x.ndim))
+    axes = [a % x.ndim for a in axes]
+    pairs = [(0, 0)] * x.ndim
+    for i, axis in enumerate(axes):
+        pairs[axis] = (flat[i], flat[i + len(axes)])
+    if not is_tensor(x):
+        numpy_mode = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}[mode]
+        extra = {"constant_values": fill} if mode == "constant" else {}
+        return np.pad(x, pairs, mode=numpy_mode, **extra)
+    torch_mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}.get(mode)
+    if torch_mode is None:
+        raise OnnxError(f"{node.describe()}: Pad mode {mode!r} is not supported")
+    first = next((i for i, p in enumerate(pairs) if p != (0, 0)), x.ndim)
+    torch_pads = []
+    for begin, end in reversed(pairs[first:]):
+        torch_pads += [begin, end]
+    if not torch_pads:
+        return x
+    return F.pad(x, tuple(torch_pads), torch_mode, fill if torch_mode == "constant" else None)
+
+
+@op("If")
+def if_op(node, condition):
+    branch = "then_branch" if bool(const(condition).reshape(-1)[0]) else "else_branch"
+    outputs = node.run(node.attrs[branch])
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
