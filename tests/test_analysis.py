@@ -320,6 +320,76 @@ def test_block_with_its_own_parameters_and_unused_modules():
     assert any("12 parameters" in note for note in result.notes)  # the unused Linear(3, 3)
 
 
+def test_shapes_only_summary_equals_a_real_forward_pass():
+    """Skipping the conv/linear arithmetic changes no number of the summary (zoo models and the test nets)."""
+    from cnnkit.models import create
+
+    models = [(create(name, num_classes=10, small_input=True), (3, 32, 32))
+              for name in ("resnet18", "googlenet", "densenet121", "mobilenet_v2", "shufflenet_v2_x0_5")]
+    models += [(_small_classifier(), (3, 20, 20))] + [_nets()[name] for name in ("inception", "asymmetric",
+                                                                                  "transposed", "deformable")]
+    for model, input_size in models:
+        fast = analysis.summary(model, input_size, containers=True).to_dict()
+        real = analysis.summary(model, input_size, containers=True, run_layers=True).to_dict()
+        assert fast == real
+
+
+def test_shapes_only_layers_return_zeros_and_are_restored():
+    from cnnkit.analysis.shapes_only import shapes_only
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding="same"), nn.Flatten(), nn.Linear(4 * 5 * 5, 6))
+    x = cnnkit.randn(2, 3, 9, 9)
+    with shapes_only(model):
+        assert np.all(model[0](x).numpy() == 0) and model[0](x).shape == (2, 4, 5, 5)
+        assert model(x).shape == (2, 6)
+        with pytest.raises(ValueError, match="channels"):  # a wrong input still gets the layer's own error
+            model(cnnkit.randn(2, 2, 9, 9))
+    assert np.abs(model(x).numpy()).sum() > 0 and "forward" not in vars(model[0])
+
+
+# Multiply-accumulates at 3x224x224 as torchvision's weight metadata gives them ("_ops", in G; its docs
+# table rounds to 2 decimals, e.g. shufflenet_v2_x1_0 0.145 -> 0.14).
+TORCHVISION_GMACS = {"alexnet": 0.714, "vgg16": 15.47, "googlenet": 1.498, "resnet18": 1.814, "resnet50": 4.089,
+                     "densenet121": 2.834, "mobilenet_v2": 0.301, "shufflenet_v2_x1_0": 0.145}
+
+
+@pytest.fixture(scope="module")
+def zoo_summaries():
+    """Summaries at 3x224x224 of the models torchvision documents, built without drawing random weights."""
+    from test_models import _skip_init
+
+    from cnnkit.models import create
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _skip_init(monkeypatch)
+        return {name: analysis.summary(create(name), (3, 224, 224), containers=True) for name in TORCHVISION_GMACS}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_GMACS))
+def test_zoo_macs_match_torchvision(name, zoo_summaries):
+    result = zoo_summaries[name]
+    gmacs = result.total_macs / 1e9
+    assert abs(gmacs - TORCHVISION_GMACS[name]) <= 0.02 * TORCHVISION_GMACS[name]
+    assert result.total_flops == 2 * result.total_macs
+    assert result.layers[-1].output_shape == [[1, 1000]]
+
+
+def test_zoo_receptive_fields(zoo_summaries):
+    def layer(name, layer_name):
+        return next(row for row in zoo_summaries[name].layers if row.name == layer_name)
+
+    pools = [row for row in zoo_summaries["alexnet"].layers if row.type == "MaxPool2d"]
+    assert pools[-1].name == "features.12" and (pools[-1].rf_h, pools[-1].rf_w) == (195, 195)
+    vgg = zoo_summaries["vgg16"].layers
+    last_conv = [row for row in vgg if row.type == "Conv2d"][-1]
+    last_pool = [row for row in vgg if row.type == "MaxPool2d"][-1]
+    assert (last_conv.name, last_conv.rf, last_pool.name, last_pool.rf) == ("features.28", 196, "features.30", 212)
+    assert last_pool.jump == 32
+    stage = layer("resnet18", "layer4")
+    assert stage.container and (stage.rf_h, stage.rf_w, stage.jump) == (435, 435, 32)
+    assert layer("resnet18", "avgpool").rf_global
+
+
 # ---------------------------------------------------------------------------------------------- FC-to-conv
 class VGGish(nn.Module):
     """Valid convolutions and 2x2 pools (total stride 8), an identity adaptive pool, then two Linears."""

@@ -12,6 +12,7 @@ import torch.nn as tnn
 
 import cnnkit
 from cnnkit import functional as F
+from cnnkit.analysis.shapes_only import shapes_only
 from cnnkit.models import _init as models_init
 from cnnkit.models import create, list_models
 from cnnkit.nn import init as nn_init
@@ -32,10 +33,18 @@ def _nin_params(num_classes):
     return sum(_conv(i, o, k) + 2 * _conv(o, o, 1) for i, o, k in blocks)
 
 
-# Parameter counts of the 1000-class models, from outside this project:
-# torchvision's published weight metadata ("num_params") where torchvision has the model, otherwise the
-# reference named beside the entry.
+def _simple_cnn_params(width=32, num_classes=10):
+    """The project's own simple_cnn: three bias-free 3x3 convs, each with a BatchNorm (2 params/channel), fc."""
+    widths = (3, width, 2 * width, 4 * width)
+    convs = sum(widths[i] * widths[i + 1] * 9 + 2 * widths[i + 1] for i in range(3))
+    return convs + widths[3] * num_classes + num_classes
+
+
+# Parameter counts, from outside this project: torchvision's published weight metadata ("num_params")
+# where torchvision has the model (1000 classes, RGB), otherwise the reference named beside the entry.
 REFERENCE_PARAMS = {
+    # Dive into Deep Learning's LeNet-5 for 28x28 digits, 10 classes, 1 channel.
+    "lenet5": 61_706,
     "alexnet": 61_100_840,
     "vgg11": 132_863_336, "vgg13": 133_047_848, "vgg16": 138_357_544, "vgg19": 143_667_240,
     "vgg11_bn": 132_868_840, "vgg13_bn": 133_053_736, "vgg16_bn": 138_365_992, "vgg19_bn": 143_678_248,
@@ -54,10 +63,17 @@ REFERENCE_PARAMS = {
     "se_resnet18": 11_689_512 + _se_resnet_extra([64] * 2 + [128] * 2 + [256] * 2 + [512] * 2),
     "se_resnet50": 25_557_032 + _se_resnet_extra([256] * 3 + [512] * 4 + [1024] * 6 + [2048] * 3),
     "nin": _nin_params(1000),
+    "simple_cnn": _simple_cnn_params(),  # not a published model: counted from its definition
 }
 
-# Smallest convenient "native" resolution: 32x32 unless the un-padded stem needs more.
-NATIVE_SIZE = {"alexnet": 64, "nin": 72}
+# How each model is built for its reference count and native-size check; the rest use create's
+# defaults (1000 classes, 3 x 224 x 224).
+NATIVE = {"lenet5": ({"num_classes": 10, "in_channels": 1}, 28), "simple_cnn": ({"num_classes": 10}, 32)}
+
+
+def _native(name):
+    options, size = NATIVE.get(name, ({}, 224))
+    return options, size
 
 
 def _count(model):
@@ -74,13 +90,13 @@ def _sgd_step(model, learning_rate=0.01):
         param.data -= scale * param.grad
 
 
-def _zero_init(monkeypatch):
-    """Replace the random initialisers by zero fills: for checks of shapes and keys only.
+def _skip_init(monkeypatch):
+    """Replace the random initialisers by zero fills: for checks of counts, keys and shapes only.
 
     Drawing VGG's 120M random weights costs seconds per model; CI has 2 cores for the whole suite.
     """
     def fill(tensor, *args, **kwargs):
-        tensor.data[...] = 0
+        tensor.data[...] = 0  # Conv2d allocates its weight uninitialised
         return tensor
 
     for module, name in ((nn_init, "uniform_"), (nn_init, "normal_"), (nn_init, "trunc_normal_"),
@@ -88,38 +104,65 @@ def _zero_init(monkeypatch):
         monkeypatch.setattr(module, name, fill)
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_zoo_model(name, monkeypatch):
-    """Parameters equal the reference; shapes at native and small_input sizes; one SGD step lowers the loss."""
-    if name not in REFERENCE_PARAMS:
-        pytest.skip(f"{name} is not one of the classic-zoo models with a published reference count")
-    model = create(name)
-    assert _count(model) == REFERENCE_PARAMS[name]
+def _fast_random_init(model, seed=0):
+    """Random weights drawn straight in float32 (std 1/sqrt(fan_in)), BN left at (1, 0): a cheap trainable start."""
+    rng = np.random.default_rng(seed)
+    for name, param in model.named_parameters():
+        data = param.data
+        if data.ndim > 1:
+            rng.standard_normal(dtype=data.dtype, out=data)
+            data *= 1.0 / np.sqrt(data[0].size)
+        elif not name.endswith("weight"):  # biases (BN weights stay 1)
+            data[...] = 0.01 * rng.standard_normal(data.shape)
 
+
+@pytest.mark.parametrize("name", list_models())
+def test_zoo_model_params_keys_and_shapes(name, monkeypatch):
+    """Parameters equal the reference; output shape at the native size and at the small_input sizes."""
+    assert name in REFERENCE_PARAMS, f"{name} is registered but has no reference parameter count here"
+    _skip_init(monkeypatch)
+    options, size = _native(name)
+    model = create(name, **options).eval()
+    assert _count(model) == REFERENCE_PARAMS[name]
+    channels = options.get("in_channels", 3)
+    classes = options.get("num_classes", 1000)
+    with cnnkit.no_grad(), shapes_only(model):  # the shapes compose at 224 without the 15 G multiply-adds
+        assert model(cnnkit.zeros(1, channels, size, size)).shape == (1, classes)
+    reference_keys = list(model.state_dict())
+    del model
+
+    # small_input: CIFAR/MNIST-size inputs keep the architecture and state_dict keys; in_channels=1.
+    small = create(name, num_classes=10, in_channels=1, small_input=True).eval()
+    assert list(small.state_dict()) == reference_keys
+    with cnnkit.no_grad():
+        assert small(cnnkit.randn(2, 1, 28, 28)).shape == (2, 10)
+        if name != "lenet5":  # LeNet-5's classifier is sized for one image size (image_size=28)
+            assert small(cnnkit.randn(1, 1, 32, 32)).shape == (1, 10)
+
+
+# VGG-13/16/19 (and _bn) are VGG-11's class and blocks with more convolutions per stage; each of their
+# 120M-parameter steps costs 5-20 s on CI's 2 cores, so the family's step is checked on vgg11 and vgg11_bn.
+SGD_STEP_MODELS = [name for name in list_models() if not name.startswith(("vgg13", "vgg16", "vgg19"))]
+
+
+@pytest.mark.parametrize("name", SGD_STEP_MODELS)
+def test_zoo_model_sgd_step_lowers_the_loss(name, monkeypatch):
+    """One SGD step of the small-image variant (10 classes, 32x32 RGB; LeNet-5: 28x28 gray) lowers the loss."""
+    _skip_init(monkeypatch)
+    gray = name == "lenet5"
+    model = create(name, num_classes=10, in_channels=1 if gray else 3, small_input=True)
+    _fast_random_init(model)
     # Eval mode: dropout off and BN on its running statistics, so both losses are the same smooth function.
     # (With batch statistics, a BN over the 2 values of a 1x1 map is a sign function: steps could jump.)
     model.eval()
-    size = NATIVE_SIZE.get(name, 32)
-    images = cnnkit.randn(2, 3, size, size)
+    images = cnnkit.randn(2, 1, 28, 28) if gray else cnnkit.randn(2, 3, 32, 32)
     labels = cnnkit.tensor(np.array([3, 7]))
-    logits = model(images)
-    assert logits.shape == (2, 1000)
-    loss = F.cross_entropy(logits, labels)
+    loss = F.cross_entropy(model(images), labels)
     loss.backward()
     with cnnkit.no_grad():
         _sgd_step(model)
         new_loss = F.cross_entropy(model(images), labels)
     assert new_loss.item() < loss.item()
-    reference_keys = list(model.state_dict())
-    del model, logits, loss
-
-    # small_input: CIFAR/MNIST-size inputs keep the architecture and state_dict keys; in_channels=1.
-    _zero_init(monkeypatch)
-    small = create(name, num_classes=10, in_channels=1, small_input=True).eval()
-    assert list(small.state_dict()) == reference_keys
-    with cnnkit.no_grad():
-        assert small(cnnkit.randn(2, 1, 32, 32)).shape == (2, 10)
-        assert small(cnnkit.randn(1, 1, 28, 28)).shape == (1, 10)
 
 
 def test_small_input_resnet18_is_the_cifar_resnet18():
@@ -190,21 +233,54 @@ class TorchBasicBlock(tnn.Module):
         return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))) + identity)
 
 
-class TorchResNet18(tnn.Module):
-    def __init__(self, num_classes=1000):
+class TorchBottleneck(tnn.Module):
+    """torchvision's Bottleneck (stride on the 3x3), with ResNeXt's groups and width_per_group."""
+
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, groups=1, base_width=64):
+        super().__init__()
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = tnn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = tnn.BatchNorm2d(width)
+        self.conv2 = tnn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False)
+        self.bn2 = tnn.BatchNorm2d(width)
+        self.conv3 = tnn.Conv2d(width, planes * 4, 1, bias=False)
+        self.bn3 = tnn.BatchNorm2d(planes * 4)
+        self.relu = tnn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or inplanes != planes * 4:
+            self.downsample = tnn.Sequential(tnn.Conv2d(inplanes, planes * 4, 1, stride, bias=False),
+                                             tnn.BatchNorm2d(planes * 4))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+
+TorchBasicBlock.expansion = 1
+
+
+class TorchResNet(tnn.Module):
+    """torchvision's ResNet: conv1/bn1/relu/maxpool/layer1-4/avgpool/fc."""
+
+    def __init__(self, block, layers, groups=1, width_per_group=64, num_classes=1000):
         super().__init__()
         self.conv1 = tnn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = tnn.BatchNorm2d(64)
         self.relu = tnn.ReLU(inplace=True)
         self.maxpool = tnn.MaxPool2d(3, 2, 1)
+        options = {"groups": groups, "base_width": width_per_group} if block is TorchBottleneck else {}
         inplanes = 64
-        for index, planes in enumerate((64, 128, 256, 512)):
-            stride = 1 if index == 0 else 2
-            setattr(self, f"layer{index + 1}", tnn.Sequential(TorchBasicBlock(inplanes, planes, stride),
-                                                              TorchBasicBlock(planes, planes)))
-            inplanes = planes
+        for index, (planes, count) in enumerate(zip((64, 128, 256, 512), layers)):
+            blocks = [block(inplanes, planes, 1 if index == 0 else 2, **options)]
+            inplanes = planes * block.expansion
+            blocks += [block(inplanes, planes, **options) for _ in range(count - 1)]
+            setattr(self, f"layer{index + 1}", tnn.Sequential(*blocks))
         self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
-        self.fc = tnn.Linear(512, num_classes)
+        self.fc = tnn.Linear(512 * block.expansion, num_classes)
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -212,21 +288,50 @@ class TorchResNet18(tnn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-class TorchVGG11BN(tnn.Module):
-    def __init__(self, num_classes=1000):
+VGG_CONFIGS = {11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+               13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+               16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+               19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512,
+                    "M"]}
+
+
+class TorchVGG(tnn.Module):
+    """torchvision's VGG: one flat features Sequential (cfg letters A/B/D/E), avgpool 7x7, classifier."""
+
+    def __init__(self, depth, batch_norm, num_classes=1000):
         super().__init__()
         layers, channels = [], 3
-        for v in [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]:
+        for v in VGG_CONFIGS[depth]:
             if v == "M":
                 layers.append(tnn.MaxPool2d(2, 2))
             else:
-                layers += [tnn.Conv2d(channels, v, 3, padding=1), tnn.BatchNorm2d(v), tnn.ReLU(inplace=True)]
+                layers.append(tnn.Conv2d(channels, v, 3, padding=1))
+                layers += [tnn.BatchNorm2d(v)] if batch_norm else []
+                layers.append(tnn.ReLU(inplace=True))
                 channels = v
         self.features = tnn.Sequential(*layers)
         self.avgpool = tnn.AdaptiveAvgPool2d((7, 7))
         self.classifier = tnn.Sequential(tnn.Linear(25088, 4096), tnn.ReLU(True), tnn.Dropout(),
                                          tnn.Linear(4096, 4096), tnn.ReLU(True), tnn.Dropout(),
                                          tnn.Linear(4096, num_classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class TorchAlexNet(tnn.Module):
+    """torchvision's AlexNet (single-tower, 64-192-384-256-256)."""
+
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        self.features = tnn.Sequential(
+            tnn.Conv2d(3, 64, 11, 4, 2), tnn.ReLU(True), tnn.MaxPool2d(3, 2),
+            tnn.Conv2d(64, 192, 5, padding=2), tnn.ReLU(True), tnn.MaxPool2d(3, 2),
+            tnn.Conv2d(192, 384, 3, padding=1), tnn.ReLU(True), tnn.Conv2d(384, 256, 3, padding=1), tnn.ReLU(True),
+            tnn.Conv2d(256, 256, 3, padding=1), tnn.ReLU(True), tnn.MaxPool2d(3, 2))
+        self.avgpool = tnn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = tnn.Sequential(tnn.Dropout(), tnn.Linear(9216, 4096), tnn.ReLU(True), tnn.Dropout(),
+                                         tnn.Linear(4096, 4096), tnn.ReLU(True), tnn.Linear(4096, num_classes))
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
@@ -425,10 +530,20 @@ class TorchGoogLeNet(tnn.Module):
         return self.fc(self.dropout(torch.flatten(x, 1)))
 
 
-TORCHVISION_LAYOUTS = {
-    "resnet18": (TorchResNet18, 64), "vgg11_bn": (TorchVGG11BN, 32), "mobilenet_v2": (TorchMobileNetV2, 32),
+TORCHVISION_LAYOUTS = {  # name: (builder of the torch.nn rebuild, test image size)
+    "alexnet": (TorchAlexNet, 64), "resnet18": (lambda: TorchResNet(TorchBasicBlock, [2, 2, 2, 2]), 64),
+    "resnext50_32x4d": (lambda: TorchResNet(TorchBottleneck, [3, 4, 6, 3], groups=32, width_per_group=4), 32),
+    "vgg11_bn": (lambda: TorchVGG(11, True), 32), "mobilenet_v2": (TorchMobileNetV2, 32),
     "densenet121": (TorchDenseNet121, 32), "shufflenet_v2_x1_0": (TorchShuffleNetV2, 32),
     "googlenet": (TorchGoogLeNet, 32),
+}
+# Layouts compared by keys and shapes only (built on torch's "meta" device: no memory, no init).
+TORCHVISION_KEY_LAYOUTS = {
+    **{f"vgg{depth}{suffix}": (lambda depth=depth, bn=bool(suffix): TorchVGG(depth, bn))
+       for depth in VGG_CONFIGS for suffix in ("", "_bn")},
+    "resnet34": lambda: TorchResNet(TorchBasicBlock, [3, 4, 6, 3]),
+    "resnet50": lambda: TorchResNet(TorchBottleneck, [3, 4, 6, 3]),
+    "resnet101": lambda: TorchResNet(TorchBottleneck, [3, 4, 23, 3]),
 }
 
 
@@ -447,12 +562,13 @@ def _randomise_batch_norm(module):
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION_LAYOUTS))
-def test_torchvision_layout(name):
+def test_torchvision_layout(name, monkeypatch):
     """Same keys (in order) and shapes as torchvision; weights copy both ways strictly; eval logits agree."""
     reference_class, size = TORCHVISION_LAYOUTS[name]
     torch.manual_seed(0)
     reference = reference_class().eval()
     _randomise_batch_norm(reference)
+    _skip_init(monkeypatch)  # our weights are replaced by torch's below
     ours = create(name).eval()
     theirs_state = reference.state_dict()
     ours_state = ours.state_dict()
@@ -473,3 +589,14 @@ def test_torchvision_layout(name):
     reference.load_state_dict({k: torch.from_numpy(v) for k, v in ours_initial.items()}, strict=True)
     for key, value in reference.state_dict().items():
         np.testing.assert_array_equal(value.numpy(), ours_initial[key])
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_KEY_LAYOUTS))
+def test_torchvision_keys_and_shapes(name, monkeypatch):
+    with torch.device("meta"):
+        reference = TORCHVISION_KEY_LAYOUTS[name]()
+    _skip_init(monkeypatch)
+    ours = create(name).state_dict()
+    theirs = reference.state_dict()
+    assert list(ours) == list(theirs)
+    assert all(tuple(ours[key].shape) == tuple(value.shape) for key, value in theirs.items())

@@ -7,6 +7,7 @@ graph to the nearest known tensors and the largest field over the branches is ta
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,7 @@ from ..autograd import FREED, Tensor, enable_grad
 from ..backend import get_default_dtype
 from .layer_rules import Field, kind, layer_effect, resized_field, spatial
 from .receptive_field import number
+from .shapes_only import shapes_only
 
 __all__ = ["LayerRecord", "Summary", "summary"]
 
@@ -316,14 +318,35 @@ class _Recorder:
             container=effect is None, repeated=repeated)
 
 
-def summary(model, input_size=(3, 224, 224), batch_size=1, dtype=None, containers=False, input_data=None):
+def _record(model, x, containers, skip_arithmetic):
+    """One forward pass of ``model`` on ``x`` in eval mode with the recorder hooked on every module."""
+    recorder = _Recorder(model, tuple(x.shape[2:4]) if x.ndim == 4 else (1, 1), containers)
+    recorder.tracker.set(x, Field())
+    handles = [module.register_forward_hook(recorder) for module in model.modules()]
+    modes = {id(module): module.training for module in model.modules()}
+    model.eval()
+    try:
+        with enable_grad(), (shapes_only(model) if skip_arithmetic else nullcontext()):
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module in model.modules():
+            object.__setattr__(module, "training", modes[id(module)])
+    return recorder
+
+
+def summary(model, input_size=(3, 224, 224), batch_size=1, dtype=None, containers=False, input_data=None,
+            run_layers=False):
     """Run one forward pass on a random (batch_size, *input_size) input and tabulate every layer call.
 
     Per call: output shape, params (counted at a module's first call), MACs, receptive field and jump
     (following the data flow, the largest over parallel branches), output bytes and whether the window
     leaves pixels unused. The model runs in eval mode (restored afterwards); totals are over
     ``model.parameters()``. ``containers=True`` also lists Sequential/blocks (indented). ``input_data``
-    replaces the random input.
+    replaces the random input. Conv2d and Linear layers only produce zeros of their output shape
+    (see ``shapes_only``), which makes VGG-16 at 224x224 take a fraction of a second instead of
+    seconds; ``run_layers=True`` (or a pass that fails that way) computes them for real.
     """
     if dtype is None:
         first = next(iter(model.parameters()), None)
@@ -334,19 +357,12 @@ def summary(model, input_size=(3, 224, 224), batch_size=1, dtype=None, container
         values = input_data.data if isinstance(input_data, Tensor) else np.asarray(input_data)
     # The input requires grad so that every op records its inputs: unknown tensors are traced back.
     x = Tensor(values, requires_grad=True)
-    recorder = _Recorder(model, tuple(x.shape[2:4]) if x.ndim == 4 else (1, 1), containers)
-    recorder.tracker.set(x, Field())
-    handles = [module.register_forward_hook(recorder) for module in model.modules()]
-    modes = {id(module): module.training for module in model.modules()}
-    model.eval()
     try:
-        with enable_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module in model.modules():
-            object.__setattr__(module, "training", modes[id(module)])
+        recorder = _record(model, x, containers, skip_arithmetic=not run_layers)
+    except Exception:  # noqa: BLE001 - zeros can upset value-dependent code: the real pass decides
+        if run_layers:
+            raise
+        recorder = _record(model, x, containers, skip_arithmetic=False)
     records = recorder.records
     all_params = list(model.parameters())
     total = sum(int(p.data.size) for p in all_params)

@@ -39,9 +39,11 @@ class LeNet5(nn.Module):
 
 
 @register_model
-def lenet5(num_classes=10, in_channels=1, activation="relu", pool="max", image_size=28):
+def lenet5(num_classes=10, in_channels=1, activation="relu", pool="max", image_size=28, small_input=False):
     """LeNet-5 for ``image_size`` x ``image_size`` inputs (28 for MNIST); ReLU and max-pooling train fastest.
 
-    ``activation='sigmoid', pool='avg'`` gives the historical network.
+    ``activation='sigmoid', pool='avg'`` gives the historical network. ``small_input`` is accepted and
+    ignored: LeNet-5 is built for small images already.
     """
+    del small_input
     return LeNet5(num_classes, in_channels, activation, pool, image_size)
