@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # Each module cnnkit.cli.<name> defines add_parser(subparsers) that sets defaults(func=run).
-COMMANDS: list = ["train", "evaluate", "predict", "models", "summary", "rf", "viz", "serve"]
+COMMANDS: list = ["train", "evaluate", "predict", "export", "models", "summary", "rf", "viz", "serve"]
 
 
 def build_parser():

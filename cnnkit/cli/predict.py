@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import numpy as np
 
 from ..autograd import Tensor, no_grad
 from ..io import load_model, read_metadata, resolve_checkpoint
+from ..onnx import load as load_onnx
 from ..train.pipeline import image_side, normalizing_transform
 
 EXAMPLES = """\
 examples:
   cnnkit predict runs/latest my_digit.png
   cnnkit predict runs/latest/best.safetensors a.png b.jpg --top 3
+  cnnkit predict model.onnx my_digit.png
+      an ONNX model (from 'cnnkit export' or torch.onnx.export) runs with cnnkit ops
   cnnkit predict runs/latest photo_of_paper_digit.jpg --invert never
       use the image as it is (by default dark ink on white paper is inverted for a model trained on
       MNIST's white-on-black digits)
@@ -27,7 +31,7 @@ def add_parser(subparsers):
                     "(grayscale or RGB) and input size, normalized like the training data, and the most "
                     "likely classes are printed with their probabilities.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a .safetensors checkpoint, a run directory, or runs/latest")
+    parser.add_argument("checkpoint", help="a .safetensors checkpoint, a run directory, runs/latest, or a .onnx model")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     parser.add_argument("--top", type=int, default=5, help="how many classes to show per image (default 5)")
     parser.add_argument("--invert", choices=("auto", "always", "never"), default="auto",
@@ -74,23 +78,45 @@ def softmax(logits):
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _input_size(args, description, config):
-    size = args.image_size or description.get("image_size") or (config or {}).get("image_size")
+def input_size(image_size, description, config):
+    """(height, width) of a checkpoint's input: ``image_size`` when given, else the size it records."""
+    size = image_size or description.get("image_size") or (config or {}).get("image_size")
     if size is None:
         raise ValueError("the checkpoint does not record its input size; pass --image-size")
     side = image_side(size)
     return side if isinstance(side, tuple) else (side, side)
 
 
+def load_checkpoint_model(path, image_size=None):
+    """``(model, data description, channels, (height, width))`` of a checkpoint file."""
+    metadata = read_metadata(path)
+    description = metadata["extra"].get("data") or {}
+    config = metadata.get("model_config") or {}
+    model = load_model(path)
+    channels = config.get("in_channels") or description.get("in_channels", 3)
+    return model, description, channels, input_size(image_size, description, config)
+
+
+def _load_onnx_model(path, image_size=None):
+    """The same for an ONNX file: sizes from its input shape, the description from ``cnnkit export``'s metadata."""
+    model = load_onnx(path)
+    description = json.loads(model.metadata.get("cnnkit.data", "{}"))
+    shape = model.input_shapes[0] if model.input_shapes else ()
+    if len(shape) != 4 or shape[1] is None:
+        raise ValueError(f"{path}: the model's input has shape {shape}; predict needs an image input "
+                         "(batch, channels, height, width)")
+    if not image_size and not description.get("image_size") and None not in shape[2:]:
+        image_size = tuple(shape[2:])
+    return model, description, shape[1], input_size(image_size, description, {})
+
+
 def run_command(args):
     try:
-        path = resolve_checkpoint(args.checkpoint)
-        metadata = read_metadata(path)
-        description = metadata["extra"].get("data") or {}
-        config = metadata.get("model_config") or {}
-        model = load_model(path)
-        channels = config.get("in_channels") or description.get("in_channels", 3)
-        size = _input_size(args, description, config)
+        if str(args.checkpoint).lower().endswith(".onnx"):
+            model, description, channels, size = _load_onnx_model(args.checkpoint, args.image_size)
+        else:
+            path = resolve_checkpoint(args.checkpoint)
+            model, description, channels, size = load_checkpoint_model(path, args.image_size)
         transform = normalizing_transform(description) if description.get("mean") else None
         invert = {"always": True, "never": False}.get(args.invert, "auto")
         if invert == "auto" and not np.mean(description.get("mean") or [1.0]) < 0.3:

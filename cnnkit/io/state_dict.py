@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from .checkpoint import _split_model_arrays, read_file
 from .files import CheckpointError
+from .torch_bridge import from_torch
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
@@ -25,8 +24,8 @@ def _load_torch_file(path):
         import torch
     except ImportError:
         raise ImportError(f"{path} is a PyTorch pickle file; reading it needs torch (pip install torch). "
-                          "Or convert it once with torch: safetensors.torch.save_file(torch.load(path, weights_only=True), "
-                          "'weights.safetensors'), then load the .safetensors file.") from None
+                          "Or convert it once with torch: safetensors.torch.save_file(torch.load(path, "
+                          "weights_only=True), 'weights.safetensors'), then load the .safetensors file.") from None
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such weights file: {path}")
     try:
@@ -41,12 +40,5 @@ def _load_torch_file(path):
                 break
     if not isinstance(loaded, dict):
         raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state_dict (a dict of tensors)")
-    state = {}
-    for key, value in loaded.items():
-        if not hasattr(value, "detach"):
-            continue  # torch state dicts may hold non-tensor entries (e.g. _metadata); they are not weights
-        tensor = value.detach().cpu()
-        if tensor.dtype == torch.bfloat16:  # NumPy has no bfloat16
-            tensor = tensor.float()
-        state[key] = np.asarray(tensor.numpy())
-    return state
+    # torch state dicts may hold non-tensor entries (e.g. _metadata); they are not weights
+    return from_torch(loaded)

@@ -126,8 +126,12 @@ def _model_proto(onnx, builder, used, x, output, graph_name):
     return model
 
 
-def export(model, input_size, path, opset=17):
-    """Write ``model`` as ONNX to ``path``: input "input" of shape (batch, *input_size), output "output"."""
+def export(model, input_size, path, opset=17, metadata=None):
+    """Write ``model`` as ONNX to ``path``: input "input" of shape (batch, *input_size), output "output".
+
+    ``metadata``: string key/values stored in the file's ``metadata_props`` (``cnnkit export`` stores the
+    training data's description there, so ``cnnkit predict model.onnx`` normalizes and names classes).
+    """
     onnx = onnx_package()
     if not 13 <= int(opset) <= 21:
         raise ValueError(f"export: opset must be between 13 and 21, got {opset}")
@@ -135,6 +139,8 @@ def export(model, input_size, path, opset=17):
         raise ValueError(f"export: input_size is one sample's (channels, height, width), got {tuple(input_size)}; "
                          "for MNIST-size digits use (1, 28, 28)")
     proto = build_graph(model, input_size, int(opset))
+    if metadata:
+        onnx.helper.set_model_props(proto, {str(key): str(value) for key, value in metadata.items()})
     onnx.checker.check_model(proto)
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -80,6 +80,12 @@ def _read(path):
     return proto
 
 
+def _static_shape(value_info):
+    """A graph input's shape with None for symbolic or unknown dimensions (such as the batch)."""
+    dims = value_info.type.tensor_type.shape.dim
+    return tuple(dim.dim_value if dim.HasField("dim_value") else None for dim in dims)
+
+
 def _opset(proto):
     return next((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), 1)
 
@@ -101,6 +107,8 @@ class OnnxModule(Module):
                 continue
             self.state_keys[name] = self._register(name, array, buffer=name in statistics)
         self.input_names, self.output_names = self.graph.inputs, self.graph.outputs
+        self.metadata = {prop.key: prop.value for prop in proto.metadata_props}
+        self.input_shapes = [_static_shape(value) for value in proto.graph.input if value.name in self.input_names]
 
     def _register(self, name, array, buffer):
         """Register ``array`` under the dotted ``name`` (sub-modules for the prefixes); returns its state key."""
