@@ -407,8 +407,9 @@ class VGGish(nn.Module):
         return self.classifier(self.avgpool(self.features(x)).flatten(1))
 
 
-@pytest.mark.parametrize("pool_to", [2, 1])
-def test_fc_to_conv_same_logits_and_score_map(pool_to):
+@pytest.mark.parametrize("pool_to, extra_strides", [(2, 2), (1, 2), (2, 5)])
+def test_fc_to_conv_same_logits_and_score_map(pool_to, extra_strides):
+    """(2, 5) mirrors VGG's 224 -> 384 example (384 = 224 + 5 x 32): 5 total strides larger, a 6x6 score map."""
     model = VGGish(pool_to).eval()
     fcn = analysis.fc_to_conv(model, (3, 32, 32))
     assert fcn.score_stride == (8, 8) and fcn.window_size == (32, 32)
@@ -417,12 +418,14 @@ def test_fc_to_conv_same_logits_and_score_map(pool_to):
     out = fcn(x)
     assert out.shape == (2, 5, 1, 1)
     np.testing.assert_allclose(out.numpy()[:, :, 0, 0], logits, rtol=1e-4, atol=1e-5)
-    # Two windows larger on each side: a 3x3 score map, cell (i, j) = the classifier on the crop at (8i, 8j).
-    big = cnnkit.randn(1, 3, 48, 48)
+    # k total strides larger: a (k+1)x(k+1) score map, cell (i, j) = the classifier on the crop at (8i, 8j).
+    side = 32 + 8 * extra_strides
+    big = cnnkit.randn(1, 3, side, side)
     scores = fcn(big).numpy()
-    assert scores.shape == (1, 5, 3, 3)
-    for i in range(3):
-        for j in range(3):
+    cells = extra_strides + 1
+    assert scores.shape == (1, 5, cells, cells)
+    for i in range(cells):
+        for j in range(cells):
             crop = cnnkit.tensor(big.numpy()[:, :, 8 * i:8 * i + 32, 8 * j:8 * j + 32])
             np.testing.assert_allclose(scores[:, :, i, j], model(crop).numpy(), rtol=1e-4, atol=1e-5)
 

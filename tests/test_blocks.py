@@ -1,4 +1,6 @@
 """Building blocks: output shapes, torchvision names, SE scaling, shuffle order, receptive fields, gradients."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -242,3 +244,15 @@ def test_conv_norm_activation_bias_only_without_norm():
     plain = nn.Conv2dNormActivation(3, 4, norm_layer=None, activation_layer=None)
     assert plain[0].bias is not None and len(plain) == 1
     assert with_norm(_randn(2, 3, 7, 7)).shape == (2, 4, 7, 7)
+
+
+BLOCKS = ["VGGBlock", "NiNBlock", "Inception", "InceptionAux", "BasicBlock", "Bottleneck", "DenseLayer", "DenseBlock",
+          "Transition", "SqueezeExcitation", "ChannelShuffle", "ShuffleV1Unit", "ShuffleV2Unit",
+          "DepthwiseSeparableConv", "InvertedResidual", "AsymmetricConv2d", "ASPP", "DeformConv2d"]
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_block_docstring_names_its_paper(name):
+    """Each block cites its source: authors and a year, as 'He et al. (2016)' or '(Hu et al., 2018)'."""
+    doc = getattr(nn, name).__doc__ or ""
+    assert re.search(r"[A-Z][a-z]+(,| and| et al\.).{0,200}?\b(19|20)\d\d\b", doc, re.S), doc

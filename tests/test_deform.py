@@ -212,3 +212,28 @@ def test_layer_trains_its_offset_predictor():
     assert np.abs(layer.offset_conv.weight.grad).sum() > 0
     assert np.abs(layer.mask_conv.weight.grad).sum() > 0
     assert layer.weight.grad.shape == layer.weight.shape
+
+
+def test_offset_and_mask_layout_is_torchvisions():
+    """Per offset group g and tap t = i*kW + j: channel g*2*kH*kW + 2t is dy, + 1 is dx; mask channel g*kH*kW + t.
+
+    torchvision.ops.deform_conv2d's layout (its CPU kernel reads offset_ptr[2*(i*weight_w + j)] as the
+    height offset and the next channel as the width offset, after skipping 2*kH*kW channels per group).
+    """
+    x = np.arange(2 * 4 * 5, dtype=np.float64).reshape(1, 2, 4, 5)
+    weight = np.zeros((1, 2, 1, 2))
+    weight[0, 1, 0, 1] = 1.0  # only input channel 1 (offset group 1 of 2) and tap (0, 1) count
+    out_h, out_w = 4, 4
+    offset = np.zeros((1, 2 * 2 * 2, out_h, out_w))
+    offset[0, :4] = 5.0  # group 0's offsets: channel 0 has zero weight, so nothing changes
+    offset[0, 4 + 0] = 3.0  # group 1, tap 0: zero weight
+    offset[0, 4 + 2] = 1.0  # group 1, tap 1: dy = 1
+    offset[0, 4 + 3] = -1.0  # group 1, tap 1: dx = -1
+    mask = np.ones((1, 2 * 2, out_h, out_w))
+    mask[0, 2 + 1, 0, 0] = 0.5  # group 1, tap 1, output (0, 0)
+    out = F.deform_conv2d(_tensor(x), _tensor(offset), _tensor(weight), mask=_tensor(mask)).numpy()[0, 0]
+    # Tap (0, 1) of output (y, x) reads channel 1 at (y + 0 + dy, x + 1 + dx) = (y + 1, x); row 4 is outside.
+    expected = np.zeros((out_h, out_w))
+    expected[:3] = x[0, 1, 1:4, :4]
+    expected[0, 0] *= 0.5
+    np.testing.assert_array_equal(out, expected)

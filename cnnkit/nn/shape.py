@@ -67,7 +67,11 @@ class Unflatten(Module):
 
 
 class ChannelShuffle(Module):
-    """Interleave the channels of ``groups`` groups (ShuffleNet): (N, g*k, H, W) -> groups of k read column-wise."""
+    """Interleave the channels of ``groups`` groups: (N, g*k, H, W) -> groups of k read column-wise.
+
+    Zhang, Zhou, Lin and Sun, "ShuffleNet: An Extremely Efficient Convolutional Neural Network for
+    Mobile Devices" (CVPR 2018), so that the next grouped convolution mixes information across groups.
+    """
 
     def __init__(self, groups):
         super().__init__()
