@@ -266,3 +266,12 @@ def test_train_eval_predict_on_an_image_folder_of_mixed_sizes(tmp_path, capsys):
     assert "(3 images)" in capsys.readouterr().out
     assert main(["predict", str(out), str(root / "cats" / "0.png"), "--top", "2"]) == 0
     assert {line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]} == {"cats", "dogs"}
+
+
+def test_a_model_too_big_for_the_images_fails_before_training_with_a_hint(tmp_path, capsys):
+    # NiN pools 28x28 images down to nothing; the check runs one blank image before the first epoch
+    assert main(["train", "--model", "nin", "--out", str(tmp_path / "run"), *TINY]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("cnnkit train: error: nin cannot take 1x28x28 images: MaxPool2d")
+    assert "--image-size" in error and "Traceback" not in error
+    assert not (tmp_path / "run" / "last.safetensors").exists()

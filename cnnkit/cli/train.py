@@ -12,7 +12,7 @@ from .. import backend, data
 from ..io import read_metadata, resolve_checkpoint, write_latest
 from ..models import create, registry
 from ..train import LAST_CHECKPOINT, OPTIMIZERS, SCHEDULES, Trainer, make_optimizer, make_scheduler
-from ..train.pipeline import describe_data, image_side, normalizing_transform
+from ..train.pipeline import check_input_size, describe_data, image_side, normalizing_transform
 
 # Defaults that train LeNet-5 on the built-in shapes set to >= 97% test accuracy in under two minutes on 2 cores,
 # and on 8,000 MNIST digits to about 99% in 10 epochs.
@@ -172,6 +172,7 @@ def train(config, out=None, resume=None, progress=True, log=print, saved_epochs=
     val_loader = data.DataLoader(val_set, batch_size=max(batch_size, 256), shuffle=False) if has_val else None
     model = create(config["model"], num_classes=description["num_classes"],
                    in_channels=description["in_channels"], **_model_options(config, description, log))
+    check_input_size(model, description, config["model"])
     optimizer = make_optimizer(config["optimizer"], model.parameters(), config["lr"], config["momentum"],
                                config["weight_decay"])
     scheduler = make_scheduler(config["schedule"], optimizer, config["epochs"], config["warmup_epochs"])

@@ -1,7 +1,10 @@
 """Data set plumbing shared by ``cnnkit train/eval/predict``: the description saved with a model and its transform."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import data
+from ..autograd import Tensor, no_grad
 from ..data import transforms
 
 
@@ -53,3 +56,20 @@ def normalizing_transform(description):
     steps = _fit_to_size(description["image_size"]) if fit else []
     return transforms.Compose([*steps, transforms.ToTensor(),
                                transforms.Normalize(description["mean"], description["std"])])
+
+
+def check_input_size(model, description, name):
+    """Run one blank image through ``model`` so an input too small for it fails now, with a hint, not mid-epoch."""
+    side = image_side(description["image_size"])
+    height, width = side if isinstance(side, tuple) else (side, side)
+    dtype = next(iter(model.parameters())).dtype
+    was_training = model.training
+    try:
+        with no_grad():
+            model.eval()(Tensor(np.zeros((1, description["in_channels"], height, width), dtype=dtype)))
+    except ValueError as error:
+        raise ValueError(f"{name} cannot take {description['in_channels']}x{height}x{width} images: {error}\n"
+                         f"Try --small-input (where {name} has it), --image-size with more pixels, or a model "
+                         "for small images such as lenet5 or simple_cnn.") from None
+    finally:
+        model.train(was_training)
