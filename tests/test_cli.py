@@ -198,6 +198,7 @@ def test_killed_during_a_checkpoint_write_then_resumed_reproduces_the_uninterrup
 
     assert losses(killed_dir) == losses(tmp_path / "uninterrupted")  # bit for bit, all three epochs
     assert len(losses(killed_dir)) == 3
+    assert not partial[0].exists()  # the resumed run removed the unfinished write
 
 
 def test_train_lenet5_on_real_mnist_digits_from_a_local_folder(mnist_dir, tmp_path, capsys):

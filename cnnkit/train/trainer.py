@@ -122,6 +122,12 @@ class Trainer:
         extra = {**self.extra, "trainer": self._trainer_state()}
         save_checkpoint(path, self.model, self.optimizer, self.scheduler, epoch=epoch, extra=extra)
 
+    def _remove_unfinished_writes(self):
+        """Delete the temporary files of checkpoint writes that a killed run left behind (never renamed)."""
+        for name in os.listdir(self.out_dir):
+            if name.endswith(".tmp") and name.startswith((f".{LAST_CHECKPOINT}.", f".{BEST_CHECKPOINT}.")):
+                os.remove(os.path.join(self.out_dir, name))
+
     def _write_metrics_file(self):
         """Rewrite metrics.jsonl from the history (after a resume it drops epochs that were redone)."""
         path = self._path(METRICS_FILE)
@@ -180,6 +186,8 @@ class Trainer:
         start = self._resume(resume) if resume is not None else 0
         if self.out_dir is not None:
             os.makedirs(self.out_dir, exist_ok=True)
+            if resume is not None:
+                self._remove_unfinished_writes()
             self._write_metrics_file()
         with self._interrupt_handler():
             self._fit_epochs(start)
