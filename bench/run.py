@@ -23,6 +23,7 @@ def _parse_args(argv=None):
     parser.add_argument("--filter", default="", help="only cases whose name contains this substring")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--list", action="store_true", help="list the case names and exit")
+    parser.add_argument("--memory-child", choices=("cnnkit", "torch"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -37,6 +38,9 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import cnnkit  # noqa: E402
 import cnnkit.functional as F  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
 
 try:  # also caps a BLAS that was already loaded by something else
     from threadpoolctl import threadpool_limits
@@ -162,6 +166,131 @@ def _batch_norm(torch):
                              torch, [x, gamma, beta], shape)
 
 
+# --------------------------------------------------------------------------------------------------- models
+def _labels(batch, classes=10, seed=4):
+    return np.random.default_rng(seed).integers(0, classes, size=batch).astype(np.int64)
+
+
+def _check_same_logits(torch, ours, theirs, image):
+    """Both models in eval mode must give the same logits on ``image`` (the weights were copied)."""
+    ours.eval()
+    theirs.eval()
+    with cnnkit.no_grad(), torch.no_grad():
+        expected = theirs(torch.from_numpy(image.copy())).numpy()
+        got = ours(cnnkit.tensor(image.copy())).numpy()
+    scale = max(1.0, float(np.abs(expected).max()))
+    if not np.allclose(got, expected, rtol=1e-3, atol=1e-3 * scale):
+        raise RuntimeError(f"cnnkit and torch logits differ by {float(np.abs(got - expected).max()):.3g}")
+
+
+def _training_case(name, config, batch, image_shape):
+    @case(name)
+    def build(torch):
+        from cnnkit.optim import SGD
+
+        ours, theirs, _ = reference.matched_pair(torch, config)
+        images, labels = _data((batch,) + image_shape), _labels(batch)
+        _check_same_logits(torch, ours, theirs, images[:2])
+        ours.train()
+        theirs.train()
+        ours_opt = SGD(ours.parameters(), lr=0.01, momentum=0.9)
+        theirs_opt = torch.optim.SGD(theirs.parameters(), lr=0.01, momentum=0.9)
+        x, y = cnnkit.tensor(images.copy()), cnnkit.tensor(labels.copy())
+        x_torch, y_torch = torch.from_numpy(images.copy()), torch.from_numpy(labels.copy())
+
+        def ours_step():
+            ours_opt.zero_grad()
+            F.cross_entropy(ours(x), y).backward()
+            ours_opt.step()
+
+        def theirs_step():
+            theirs_opt.zero_grad()
+            torch.nn.functional.cross_entropy(theirs(x_torch), y_torch).backward()
+            theirs_opt.step()
+
+        return ours_step, theirs_step
+
+
+def _inference_case(name, config, image_shape):
+    @case(name)
+    def build(torch):
+        ours, theirs, _ = reference.matched_pair(torch, config)
+        image = _data((1,) + image_shape)
+        _check_same_logits(torch, ours, theirs, image)
+        x, x_torch = cnnkit.tensor(image.copy()), torch.from_numpy(image.copy())
+
+        def ours_forward():
+            with cnnkit.no_grad():
+                ours(x)
+
+        def theirs_forward():
+            with torch.no_grad():
+                theirs(x_torch)
+
+        return ours_forward, theirs_forward
+
+
+_training_case("train step LeNet-5 b128 1x28x28 SGD momentum", "lenet5", 128, (1, 28, 28))
+_training_case("train step ResNet-18 CIFAR b64 3x32x32 SGD momentum", "resnet18_cifar", 64, (3, 32, 32))
+_training_case("train step MobileNet-v2 CIFAR b64 3x32x32 SGD momentum", "mobilenet_v2_cifar", 64, (3, 32, 32))
+_inference_case("inference ResNet-18 1x3x224x224", "resnet18", (3, 224, 224))
+_inference_case("inference LeNet-5 one digit 1x1x28x28", "lenet5", (1, 28, 28))
+
+MEMORY_CASE = "peak RSS growth (MiB) train step ResNet-18 CIFAR b64"
+MEMORY_STEPS = 2  # the second step also holds the momentum buffers
+
+
+def _rss_mib(field):
+    """VmRSS (now) or VmHWM (peak) of this process from /proc, in MiB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field} (peak memory needs Linux)")
+
+
+def _memory_child(library, threads):
+    """Run in a fresh process: peak RSS during MEMORY_STEPS training steps minus RSS just before them."""
+    images, labels = _data((64, 3, 32, 32)), _labels(64)
+    if library == "cnnkit":
+        from cnnkit.optim import SGD
+
+        model = reference.cnnkit_model("resnet18_cifar")
+        optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
+        x, y = cnnkit.tensor(images), cnnkit.tensor(labels)
+
+        def step():
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    else:
+        import torch
+
+        torch.set_num_threads(threads)
+        model = reference.torch_model(torch, "resnet18_cifar")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        x, y = torch.from_numpy(images), torch.from_numpy(labels)
+
+        def step():
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    before = _rss_mib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear:  # reset VmHWM to the current RSS
+        clear.write("5")
+    for _ in range(MEMORY_STEPS):
+        step()
+    print(json.dumps({"growth_mib": _rss_mib("VmHWM") - before}))
+
+
+def _memory_growth(library, threads):
+    import subprocess
+
+    result = subprocess.run([sys.executable, os.path.abspath(__file__), "--threads", str(threads),
+                             "--memory-child", library], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])["growth_mib"]
+
+
 # --------------------------------------------------------------------------------------------------- runner
 def _best_time(fn, repeat):
     """Minimum over ``repeat`` back-to-back runs after one warm-up run, in ms."""
@@ -190,13 +319,14 @@ def run(args):
 
     torch.set_num_threads(args.threads)
     selected = [(name, build) for name, build in CASES if args.filter in name]
+    show_memory = args.filter in MEMORY_CASE
     if args.list:
-        print("\n".join(name for name, _ in selected))
+        print("\n".join([name for name, _ in selected] + ([MEMORY_CASE] if show_memory else [])))
         return 0
     print(f"cnnkit vs torch {torch.__version__} (CPU), numpy {np.__version__}, {args.threads} thread(s), "
           f"min of {args.repeat} runs; threadpoolctl {'used' if THREADPOOLCTL else 'not installed (env vars only)'}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    width = max([len(name) for name, _ in selected] + [4])
+    width = max([len(name) for name, _ in selected] + [len(MEMORY_CASE) if show_memory else 4])
     print(f"{'case':<{width}}  {'cnnkit ms':>10}  {'torch ms':>10}  {'ratio':>6}")
     results = []
     for name, build in selected:
@@ -215,6 +345,12 @@ def run(args):
         ratio = ours_ms / theirs_ms
         print(f"{name:<{width}}  {ours_ms:10.2f}  {theirs_ms:10.2f}  {ratio:6.2f}", flush=True)
         results.append({"case": name, "cnnkit_ms": ours_ms, "torch_ms": theirs_ms, "ratio": ratio})
+    if show_memory:
+        # each library in its own fresh process: RSS growth is only comparable from a clean start
+        ours_mib, theirs_mib = _memory_growth("cnnkit", args.threads), _memory_growth("torch", args.threads)
+        ratio = ours_mib / theirs_mib
+        print(f"{MEMORY_CASE:<{width}}  {ours_mib:10.1f}  {theirs_mib:10.1f}  {ratio:6.2f}", flush=True)
+        results.append({"case": MEMORY_CASE, "cnnkit_mib": ours_mib, "torch_mib": theirs_mib, "ratio": ratio})
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"threads": args.threads, "repeat": args.repeat, "torch": torch.__version__,
@@ -223,4 +359,7 @@ def run(args):
 
 
 if __name__ == "__main__":
+    if ARGS.memory_child:
+        _memory_child(ARGS.memory_child, ARGS.threads)
+        sys.exit(0)
     sys.exit(run(ARGS))
