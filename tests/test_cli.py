@@ -155,50 +155,101 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_killed_during_a_checkpoint_write_then_resumed_reproduces_the_uninterrupted_run(tmp_path, capsys):
+_TRAIN_PAUSED_AT_STEP_8 = """
+import signal, sys
+from cnnkit import optim
+real_step, steps = optim.SGD.step, []
+
+def step(self, closure=None):
+    loss = real_step(self, closure)
+    steps.append(1)
+    if len(steps) == 8:  # batch 2 of epoch 2 (6 batches an epoch)
+        print("paused", flush=True)
+        signal.pause()  # returns once the parent's signal has been handled
+    return loss
+
+optim.SGD.step = step
+from cnnkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+RESUMABLE_RUN = ["train", "--epochs", "3", *TINY]
+
+
+def _metrics(run):
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["epoch"], r["train_loss"], r["train_top1"], r["val_loss"], r["val_top1"], r["lr"]) for r in records]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_metrics(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    assert main([*RESUMABLE_RUN, "--out", str(out)]) == 0
+    return _metrics(out)
+
+
+def _signal_child(script, out, ready, signum):
+    """Run ``cnnkit train`` in a child process, send it ``signum`` once it prints ``ready``; return its output."""
     import signal
     import subprocess
     import sys
     import threading
 
-    args = ["train", "--epochs", "3", *TINY]
-    killed_dir = tmp_path / "killed"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    child = subprocess.Popen([sys.executable, "-c", _TRAIN_HANGING_IN_A_WRITE, *args, "--out", str(killed_dir)],
+    child = subprocess.Popen([sys.executable, "-c", script, *RESUMABLE_RUN, "--out", str(out)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    watchdog = threading.Timer(180, child.kill)  # a child that never reaches the write fails the test, not hangs it
+    watchdog = threading.Timer(180, child.kill)  # a child that never gets ready fails the test, not hangs it
     watchdog.start()
     try:
         lines = []
-        for line in child.stdout:  # wait until the write of epoch 2's last.safetensors is half done
+        for line in child.stdout:
             lines.append(line)
-            if line.startswith("mid-write"):
+            if line.startswith(ready):
                 break
-        assert lines and lines[-1].startswith("mid-write"), "".join(lines) + child.stderr.read()
-        child.send_signal(signal.SIGKILL)
+        assert lines and lines[-1].startswith(ready), "".join(lines) + child.stderr.read()
+        child.send_signal(signum)
+        if signum == signal.SIGKILL:
+            return lines, child.wait(), ""
+        rest, errors = child.communicate(timeout=120)
+        return lines + rest.splitlines(keepends=True), child.returncode, errors
     finally:
         watchdog.cancel()
         child.kill()
         child.wait()
         child.stdout.close()
         child.stderr.close()
+
+
+def test_killed_during_a_checkpoint_write_then_resumed_reproduces_the_uninterrupted_run(
+        tmp_path, capsys, uninterrupted_metrics):
+    import signal
+
+    killed_dir = tmp_path / "killed"
+    lines, _, _ = _signal_child(_TRAIN_HANGING_IN_A_WRITE, killed_dir, "mid-write", signal.SIGKILL)
     full_size = int(lines[-1].split()[1])
     partial = list(killed_dir.glob(".last.safetensors.*.tmp"))  # the write the kill cut short
     assert len(partial) == 1 and partial[0].stat().st_size == full_size // 2
     assert io.load_checkpoint(killed_dir / "last.safetensors")["epoch"] == 1  # the previous checkpoint survived
 
     assert main(["train", "--resume", str(killed_dir), "--no-progress"]) == 0
-    assert main([*args, "--out", str(tmp_path / "uninterrupted")]) == 0
     capsys.readouterr()
-
-    def losses(run):
-        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        return [(r["epoch"], r["train_loss"], r["train_top1"], r["val_loss"], r["val_top1"], r["lr"]) for r in records]
-
-    assert losses(killed_dir) == losses(tmp_path / "uninterrupted")  # bit for bit, all three epochs
-    assert len(losses(killed_dir)) == 3
+    assert _metrics(killed_dir) == uninterrupted_metrics  # bit for bit, all three epochs
+    assert len(uninterrupted_metrics) == 3
     assert not partial[0].exists()  # the resumed run removed the unfinished write
+
+
+def test_ctrl_c_saves_the_position_in_the_epoch_and_resume_continues_exactly(tmp_path, capsys, uninterrupted_metrics):
+    import signal
+
+    stopped_dir = tmp_path / "stopped"
+    _, returncode, errors = _signal_child(_TRAIN_PAUSED_AT_STEP_8, stopped_dir, "paused", signal.SIGINT)
+    assert returncode == 130, errors
+    assert f"stopped in epoch 2 after batch 2; {stopped_dir / 'last.safetensors'} continues from there" in errors
+    assert f"continue with: cnnkit train --resume {stopped_dir}" in errors and "Traceback" not in errors
+    assert main(["train", "--resume", str(stopped_dir), "--no-progress"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert _metrics(stopped_dir) == uninterrupted_metrics  # bit for bit, the interrupted epoch included
 
 
 def test_train_lenet5_on_real_mnist_digits_from_a_local_folder(mnist_dir, tmp_path, capsys):
