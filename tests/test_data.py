@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import os
 import pickle
+import struct
 import threading
 import time
 
@@ -190,6 +191,62 @@ def test_cifar_binary_version(tmp_path):
     (folder / "test_batch.bin").write_bytes((folder / "test_batch.bin").read_bytes()[:-7])
     with pytest.raises(ValueError, match="not a positive multiple of 3073"):
         data.CIFAR10(tmp_path, train=False)
+
+
+def _py2_str(value):
+    """A Python 2 ``str`` as cPickle wrote it: SHORT_BINSTRING up to 255 bytes, else BINSTRING."""
+    value = value if isinstance(value, bytes) else value.encode()
+    if len(value) < 256:
+        return b"U" + bytes([len(value)]) + value
+    return b"T" + struct.pack("<i", len(value)) + value
+
+
+def _py2_int(value):
+    return b"K" + bytes([value]) if value < 256 else b"M" + struct.pack("<H", value)
+
+
+def _py2_uint8_array(array):
+    """A uint8 ndarray as Python 2's NumPy pickled it: numpy.core.multiarray._reconstruct, then its state."""
+    shape = b"".join(_py2_int(size) for size in array.shape) + b"\x86"
+    dtype = (b"cnumpy\ndtype\n" + _py2_str("u1") + b"K\x00K\x01\x87R(K\x03" + _py2_str("|")
+             + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb")
+    return (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + _py2_str("b") + b"\x87R(K\x01"
+            + shape + dtype + b"\x89" + _py2_str(array.tobytes()) + b"tb")
+
+
+def py2_cifar_pickle(entries):
+    """A dict pickled with protocol 2 by Python 2, as the CIFAR-10 python batches are (str keys and values)."""
+    body = b""
+    for key, value in entries.items():
+        if isinstance(value, np.ndarray):
+            encoded = _py2_uint8_array(value)
+        elif isinstance(value, list):
+            encoded = b"](" + b"".join(_py2_int(v) if isinstance(v, int) else _py2_str(v) for v in value) + b"e"
+        else:
+            encoded = _py2_int(value) if isinstance(value, int) else _py2_str(value)
+        body += _py2_str(key) + encoded
+    return b"\x80\x02}(" + body + b"u."
+
+
+def test_cifar_python_batches_as_python_2_wrote_them(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    written = {}
+    for index, name in enumerate([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]):
+        flat, labels = cifar_batches(2, index)
+        written[name] = flat, labels
+        entry = {"batch_label": f"{name} of 6", "labels": [int(label) for label in labels], "data": flat,
+                 "filenames": ["a_000.png", "b_001.png"]}
+        (folder / name).write_bytes(py2_cifar_pickle(entry))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (folder / "batches.meta").write_bytes(py2_cifar_pickle({"num_cases_per_batch": 10000, "label_names": names,
+                                                            "num_vis": 3072}))
+    train = data.CIFAR10(tmp_path, train=True, verify=False)
+    assert len(train) == 10 and train.classes == names
+    flat, labels = written["data_batch_3"]
+    image, label = train[2 * 2 + 1]
+    assert label == labels[1]
+    np.testing.assert_array_equal(image.transpose(2, 0, 1).reshape(-1), flat[1])
 
 
 class _RunsCommand:
