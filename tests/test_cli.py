@@ -252,10 +252,12 @@ def test_ctrl_c_saves_the_position_in_the_epoch_and_resume_continues_exactly(tmp
     assert _metrics(stopped_dir) == uninterrupted_metrics  # bit for bit, the interrupted epoch included
 
 
-def test_train_lenet5_on_real_mnist_digits_from_a_local_folder(mnist_dir, tmp_path, capsys):
+def test_train_lenet5_on_real_mnist_digits_from_a_local_folder(mnist_dir, tmp_path, monkeypatch, capsys):
     # the README's MNIST command, shortened: 512 of the shared test digits, validated on 200 others
     out = tmp_path / "mnist"
-    assert main(["train", "--model", "lenet5", "--dataset", "mnist", "--data-dir", mnist_dir, "--train-split",
+    monkeypatch.chdir(tmp_path)
+    relative = os.path.relpath(mnist_dir, tmp_path)  # as in --data-dir ../shared/data/mnist
+    assert main(["train", "--model", "lenet5", "--dataset", "mnist", "--data-dir", relative, "--train-split",
                  "test[:512]", "--val-split", "test[9800:]", "--epochs", "3", "--batch-size", "32",
                  "--no-progress", "--out", str(out)]) == 0
     assert "on mnist 'test[:512]' (512 images), validating on 'test[9800:]' (200 images)" in capsys.readouterr().out
@@ -265,6 +267,10 @@ def test_train_lenet5_on_real_mnist_digits_from_a_local_folder(mnist_dir, tmp_pa
     assert records[-1]["val_top1"] > 0.5  # chance is 0.1
     assert io.read_metadata(out / "best.safetensors")["model_config"] == {"num_classes": 10, "in_channels": 1,
                                                                           "image_size": 28}
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the run recorded where the files are, not a relative path
+    assert main(["eval", str(out), "--no-progress"]) == 0
+    assert "lenet5 on mnist 'test[9800:]' (200 images)" in capsys.readouterr().out
 
 
 def test_damaged_or_foreign_checkpoints_are_one_line_errors_in_every_command(run_dir, tmp_path, capsys):

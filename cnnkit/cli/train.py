@@ -115,6 +115,9 @@ def resolve_config(args, saved=None):
         config[key] = given if given is not None else saved.get(key, default)
     if config["epochs"] < 1 or config["batch_size"] < 1:
         raise ValueError("--epochs and --batch-size must be at least 1")
+    if config["data_dir"] is not None:
+        # absolute, so 'cnnkit eval' and '--resume' find the files from any working directory
+        config["data_dir"] = os.path.abspath(os.path.expanduser(config["data_dir"]))
     return config
 
 
