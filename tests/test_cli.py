@@ -333,3 +333,16 @@ def test_a_model_too_big_for_the_images_fails_before_training_with_a_hint(tmp_pa
     assert error.startswith("cnnkit train: error: nin cannot take 1x28x28 images: MaxPool2d")
     assert "--image-size" in error and "Traceback" not in error
     assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_the_default_learning_rate_suits_the_optimizer():
+    from cnnkit.cli.main import build_parser
+    from cnnkit.cli.train import resolve_config
+
+    def lr(*flags, saved=None):
+        return resolve_config(build_parser().parse_args(["train", *flags]), saved)["lr"]
+
+    assert lr() == 0.05 and lr("--optimizer", "sgd") == 0.05
+    assert lr("--optimizer", "adam") == lr("--optimizer", "adamw") == lr("--optimizer", "rmsprop") == 0.001
+    assert lr("--optimizer", "adam", "--lr", "0.003") == 0.003
+    assert lr(saved={"optimizer": "adam", "lr": 0.0005}) == 0.0005  # a resumed run keeps its own

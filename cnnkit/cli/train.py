@@ -17,9 +17,11 @@ from ..train.pipeline import check_input_size, describe_data, image_side, normal
 # Defaults that train LeNet-5 on the built-in shapes set to >= 97% test accuracy in under two minutes on 2 cores,
 # and on 8,000 MNIST digits to about 99% in 10 epochs.
 DEFAULTS = {"model": "lenet5", "dataset": "shapes", "data_dir": None, "train_split": "train", "val_split": "test",
-            "epochs": 5, "batch_size": 64, "lr": 0.05, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0,
+            "epochs": 5, "batch_size": 64, "lr": None, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0,
             "schedule": "cosine", "warmup_epochs": None, "seed": 0, "patience": None, "monitor": "val_loss",
             "small_input": False, "image_size": None, "options": []}
+# Adam-type steps are normalized by the gradient's size, so they need a far smaller rate than SGD's
+DEFAULT_LR = {"sgd": 0.05, "adam": 0.001, "adamw": 0.001, "rmsprop": 0.001}
 
 EXAMPLES = """\
 examples:
@@ -73,7 +75,8 @@ def add_parser(subparsers):
     optimization = parser.add_argument_group("optimization")
     optimization.add_argument("--epochs", type=int, help="number of passes over the training split (default 5)")
     optimization.add_argument("--batch-size", type=int, help="images per optimizer step (default 64)")
-    optimization.add_argument("--lr", type=float, help="initial learning rate (default 0.05)")
+    optimization.add_argument("--lr", type=float,
+                              help="initial learning rate (default 0.05 for sgd, 0.001 for adam, adamw, rmsprop)")
     optimization.add_argument("--optimizer", choices=OPTIMIZERS, help="default sgd (with momentum)")
     optimization.add_argument("--momentum", type=float, help="momentum of sgd/rmsprop (default 0.9)")
     optimization.add_argument("--weight-decay", type=float, help="L2 penalty (default 0)")
@@ -113,6 +116,8 @@ def resolve_config(args, saved=None):
     for key, default in DEFAULTS.items():
         given = getattr(args, key)
         config[key] = given if given is not None else saved.get(key, default)
+    if config["lr"] is None:
+        config["lr"] = DEFAULT_LR[config["optimizer"]]
     if config["epochs"] < 1 or config["batch_size"] < 1:
         raise ValueError("--epochs and --batch-size must be at least 1")
     if config["data_dir"] is not None:
