@@ -1,0 +1,268 @@
+"""cnnkit.onnx: every zoo model exports (checker + onnxruntime agree), torch.onnx.export files load, run and
+fine-tune, damaged files and unknown operators fail clearly, and the export/predict commands work."""
+import json
+import os
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+import torch.nn as tnn
+from test_models import TORCHVISION_LAYOUTS, _randomise_batch_norm, _skip_init
+
+import cnnkit
+from cnnkit import functional as F
+from cnnkit import io
+from cnnkit import onnx as cnnkit_onnx
+from cnnkit.cli import main
+from cnnkit.models import create, list_models
+from cnnkit.onnx import OnnxError
+
+# Smallest native sizes (un-padded stems need more than 32 pixels); every other model runs at 32x32.
+SIZES = {"alexnet": 64, "nin": 72, "lenet5": 28}
+
+
+def _relative_error(got, expected):
+    return float(np.abs(got - expected).max() / np.abs(expected).max())
+
+
+def _cheap_random_init(model, seed=0):
+    """Weights ~ N(0, 1/fan_in) tiled from one 2**20-value draw (VGG's 120M values would take seconds),
+    biases small, BatchNorm running statistics away from (0, 1) so an export mixing them up is caught."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal(1 << 20, dtype=np.float32)
+    for name, param in model.named_parameters():
+        data = param.data
+        if data.ndim > 1:
+            _tile_into(data.reshape(-1), base / np.float32(np.sqrt(data[0].size)))
+        elif not name.endswith("weight"):
+            data[...] = 0.01 * rng.standard_normal(data.shape)
+    _randomise_statistics(model, seed + 1)
+
+
+def _tile_into(flat, values):
+    """Fill ``flat`` with repeats of ``values`` by doubling copies (one pass over the memory)."""
+    filled = min(flat.size, values.size)
+    flat[:filled] = values[:filled]
+    while filled < flat.size:
+        step = min(filled, flat.size - filled)
+        flat[filled:filled + step] = flat[:step]
+        filled += step
+
+
+def _randomise_statistics(model, seed=1):
+    """Non-trivial BatchNorm running statistics, so that an export mixing up mean and var is caught."""
+    rng = np.random.default_rng(seed)
+    for name, buffer in model.named_buffers():
+        if name.endswith("running_mean"):
+            buffer.data[...] = 0.1 * rng.standard_normal(buffer.shape)
+        elif name.endswith("running_var"):
+            buffer.data[...] = 0.75 + 0.5 * rng.random(buffer.shape)
+
+
+def _session(path):
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # faster loads
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+# VGG-13/16/19 (+BN) differ from VGG-11 (+BN), tested always, only in how many 3x3 convs each stage repeats, but
+# each carries a 0.5 GB graph (its 25088 x 4096 classifier): ~15 s apiece on 2 cores. CNNKIT_SLOW_TESTS=1 runs them.
+HEAVY = {f"vgg{depth}{suffix}" for depth in (13, 16, 19) for suffix in ("", "_bn")}
+ZOO = [pytest.param(name, marks=pytest.mark.skipif(name in HEAVY and not os.environ.get("CNNKIT_SLOW_TESTS"),
+                                                   reason="0.5 GB graph; set CNNKIT_SLOW_TESTS=1"))
+       for name in list_models()]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_model_exports_and_matches_onnxruntime(name, tmp_path, monkeypatch):
+    """10-class native variant with random weights: checker passes, onnxruntime = cnnkit at batch 1 and 3."""
+    _skip_init(monkeypatch)  # weights are drawn below, directly in float32
+    model = create(name, num_classes=10).eval()
+    _cheap_random_init(model)
+    size = SIZES.get(name, 32)
+    path = cnnkit_onnx.export(model, (3, size, size), tmp_path / f"{name}.onnx")
+    onnx.checker.check_model(str(path))
+    session = _session(path)
+    assert session.get_inputs()[0].shape == ["batch", 3, size, size]
+
+    images = np.random.default_rng(0).standard_normal((3, 3, size, size)).astype(np.float32)
+    with cnnkit.no_grad():
+        expected = model(cnnkit.tensor(images)).numpy()
+    assert expected.std() > 0  # a constant output would make the comparison empty
+    # eval mode: each sample's logits are independent of the batch, so batch 1 is row 0 of batch 3
+    assert _relative_error(session.run(None, {"input": images})[0], expected) <= 1e-4
+    assert _relative_error(session.run(None, {"input": images[:1]})[0], expected[:1]) <= 1e-4
+
+
+@pytest.mark.parametrize("name", ["resnet18", "shufflenet_v2_x0_5", "googlenet", "lenet5"])
+def test_cnnkit_export_loads_back_with_the_same_keys_and_outputs(name, tmp_path):
+    model = create(name, num_classes=10).eval()
+    _randomise_statistics(model)
+    size = SIZES.get(name, 32)
+    loaded = cnnkit_onnx.load(cnnkit_onnx.export(model, (3, size, size), tmp_path / "m.onnx"))
+    # every weight and running statistic under its own key (the unused BN counters are not in the graph)
+    assert list(loaded.state_dict()) == [key for key in model.state_dict() if not key.endswith("num_batches_tracked")]
+    assert [key for key, _ in loaded.named_buffers()] == [key for key, _ in model.named_buffers()
+                                                          if not key.endswith("num_batches_tracked")]
+    images = np.random.default_rng(1).standard_normal((2, 3, size, size)).astype(np.float32)
+    with cnnkit.no_grad():
+        np.testing.assert_allclose(loaded(images).numpy(), model(cnnkit.tensor(images)).numpy(), rtol=1e-5,
+                                   atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------- files from torch.onnx.export
+class GroupedLRNNet(tnn.Module):
+    """A grouped conv, LRN (exported with an If subgraph), a ceil-mode pool, BN, dropout and a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = tnn.Conv2d(4, 8, 3, padding=1, groups=2)
+        self.bn1 = tnn.BatchNorm2d(8)
+        self.lrn = tnn.LocalResponseNorm(3, alpha=0.1)
+        self.pool = tnn.MaxPool2d(2, ceil_mode=True)
+        self.conv2 = tnn.Conv2d(8, 8, 3, stride=2, groups=4, bias=False)
+        self.dropout = tnn.Dropout(0.3)
+        self.fc = tnn.Linear(8 * 1 * 1, 5)
+
+    def forward(self, x):
+        x = self.pool(self.lrn(torch.relu(self.bn1(self.conv1(x)))))
+        x = torch.nn.functional.hardswish(self.conv2(x))
+        return self.fc(self.dropout(torch.flatten(x, 1)))
+
+
+def _torch_export(module, example, path, dynamo):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            batch = torch.export.Dim("batch", min=1)
+            torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=17, input_names=["x"],
+                              dynamic_shapes=({0: batch},), verbose=False)
+        else:
+            torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=17, input_names=["x"],
+                              dynamic_axes={"x": {0: "batch"}})
+    return path
+
+
+def _torch_reference(name):
+    torch.manual_seed(0)
+    if name == "grouped_lrn":
+        module, size, channels = GroupedLRNNet(), 7, 4
+    else:
+        module, size, channels = TORCHVISION_LAYOUTS[name][0](), 32, 3
+    module.eval()
+    _randomise_batch_norm(module)
+    return module, torch.randn(3, channels, size, size)
+
+
+@pytest.mark.parametrize("name,dynamo", [("resnet18", False), ("mobilenet_v2", False), ("grouped_lrn", False),
+                                         ("grouped_lrn", True)])
+def test_torch_exported_model_loads_and_matches_torch(name, dynamo, tmp_path):
+    module, images = _torch_reference(name)
+    path = _torch_export(module, images[:2], tmp_path / f"{name}.onnx", dynamo)
+    model = cnnkit_onnx.load(path)
+    if name == "grouped_lrn" and not dynamo:  # torch 2.13's TorchScript exporter writes LRN with shapes and If
+        assert {"If", "Shape", "Gather", "ConstantOfShape", "Slice", "Cast", "Pad"} <= {n.op_type for n in
+                                                                                         model.graph.nodes}
+    with torch.no_grad():
+        expected = module(images).numpy()
+    with cnnkit.no_grad():
+        got = model(images.numpy()).numpy()  # batch 3 though traced at batch 2: the batch is dynamic
+    assert _relative_error(got, expected) <= 1e-4
+
+
+def test_torch_exported_model_fine_tunes_one_step(tmp_path):
+    module, images = _torch_reference("grouped_lrn")
+    model = cnnkit_onnx.load(_torch_export(module, images[:2], tmp_path / "m.onnx", dynamo=False))
+    params = list(model.parameters())
+    assert len(params) >= 5 and all(p.requires_grad for p in params)
+    inputs, labels = cnnkit.tensor(images.numpy()), cnnkit.tensor(np.array([0, 3, 1]))
+    model.train()
+    F.cross_entropy(model(inputs), labels).backward()  # training mode runs (dropout, batch statistics)
+    model.zero_grad()
+    model.eval()
+    loss = F.cross_entropy(model(inputs), labels)
+    loss.backward()
+    assert all(p.grad is not None and np.abs(p.grad).sum() > 0 for p in params)
+    norm = np.sqrt(sum(float((p.grad ** 2).sum()) for p in params))
+    with cnnkit.no_grad():
+        for param in params:
+            param.data -= 0.01 / max(1.0, norm) * param.grad
+        assert F.cross_entropy(model(inputs), labels).item() < loss.item()
+
+
+# ---------------------------------------------------------------------------------- damaged and unsupported files
+@pytest.fixture
+def exported(tmp_path):
+    model = create("lenet5", num_classes=4).eval()
+    return cnnkit_onnx.export(model, (3, 28, 28), tmp_path / "lenet.onnx")
+
+
+def test_truncated_onnx_file_is_a_clear_error(exported, tmp_path):
+    data = open(exported, "rb").read()
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(OnnxError, match="truncated.onnx.*(not a valid ONNX|truncated|damaged)"):
+        cnnkit_onnx.load(truncated)
+
+
+def test_random_bytes_are_a_clear_onnx_error(tmp_path):
+    path = tmp_path / "noise.onnx"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(OnnxError, match="noise.onnx"):
+        cnnkit_onnx.load(path)
+
+
+def test_unsupported_operator_names_the_op_and_node(tmp_path):
+    helper = onnx.helper
+    node = helper.make_node("Einsum", ["x", "x"], ["y"], name="my_einsum", equation="ij,ij->ij")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 2])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 2])])
+    path = tmp_path / "einsum.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(OnnxError, match="my_einsum.*'Einsum'"):
+        cnnkit_onnx.load(path)
+
+
+def test_unexportable_op_is_a_clear_error(tmp_path):
+    class Odd(cnnkit.nn.Module):
+        def forward(self, x):
+            return F.mse_loss(x, x * 2)
+
+    with pytest.raises(OnnxError, match="_MseLoss"):
+        cnnkit_onnx.export(Odd(), (1, 2, 2), tmp_path / "odd.onnx")
+
+
+# ---------------------------------------------------------------------------------- command line
+def test_export_and_predict_commands(tmp_path, capsys):
+    model = create("lenet5", num_classes=3, in_channels=1)
+    description = {"classes": ["zero", "one", "two"], "in_channels": 1, "image_size": 28, "mean": [0.1],
+                   "std": [0.3]}
+    checkpoint = tmp_path / "w.safetensors"
+    io.save_weights(model, checkpoint, extra={"data": description})
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(checkpoint), str(out)]) == 0
+    assert "input batch x 1x28x28" in capsys.readouterr().out
+    proto = onnx.load(str(out))
+    assert json.loads({p.key: p.value for p in proto.metadata_props}["cnnkit.data"])["classes"][2] == "two"
+
+    from PIL import Image
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8)).save(image)
+    assert main(["predict", str(out), str(image), "--top", "3"]) == 0
+    onnx_lines = capsys.readouterr().out
+    assert main(["predict", str(checkpoint), str(image), "--top", "3"]) == 0
+    assert capsys.readouterr().out == onnx_lines  # same classes and probabilities from both formats
+    assert "zero" in onnx_lines and "two" in onnx_lines
+
+
+def test_predict_with_a_damaged_onnx_file_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(b"not an onnx model")
+    image = tmp_path / "x.png"
+    from PIL import Image
+    Image.new("L", (8, 8)).save(image)
+    assert main(["predict", str(path), str(image)]) == 2
+    assert "bad.onnx" in capsys.readouterr().err
