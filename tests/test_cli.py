@@ -156,19 +156,27 @@ sys.exit(main(sys.argv[1:]))
 
 
 _TRAIN_PAUSED_AT_STEP_8 = """
-import signal, sys
+import sys, time
 from cnnkit import optim
-real_step, steps = optim.SGD.step, []
+from cnnkit.train import Trainer
+real_step, real_request_stop, steps, stop_requests = optim.SGD.step, Trainer.request_stop, [], []
+
+def request_stop(self):  # what the Ctrl-C handler calls
+    stop_requests.append(1)
+    real_request_stop(self)
 
 def step(self, closure=None):
     loss = real_step(self, closure)
     steps.append(1)
     if len(steps) == 8:  # batch 2 of epoch 2 (6 batches an epoch)
         print("paused", flush=True)
-        signal.pause()  # returns once the parent's signal has been handled
+        for _ in range(12000):  # until the parent's SIGINT has been handled (at most 2 minutes)
+            if stop_requests:
+                break
+            time.sleep(0.01)
     return loss
 
-optim.SGD.step = step
+optim.SGD.step, Trainer.request_stop = step, request_stop
 from cnnkit.cli import main
 sys.exit(main(sys.argv[1:]))
 """

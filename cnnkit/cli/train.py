@@ -236,3 +236,4 @@ def _print_summary(trainer):
         print(f"final training accuracy: {100 * last['train_top1']:.2f}%")
     print(f"checkpoint: {trainer.best_checkpoint}")
     print(f"metrics:    {os.path.join(trainer.out_dir, 'metrics.jsonl')}")
+    print(f"next:       cnnkit eval {trainer.out_dir}   (accuracy and confusion matrix of the best checkpoint)")
