@@ -354,3 +354,10 @@ def test_the_default_learning_rate_suits_the_optimizer():
     assert lr("--optimizer", "adam") == lr("--optimizer", "adamw") == lr("--optimizer", "rmsprop") == 0.001
     assert lr("--optimizer", "adam", "--lr", "0.003") == 0.003
     assert lr(saved={"optimizer": "adam", "lr": 0.0005}) == 0.0005  # a resumed run keeps its own
+
+
+def test_eval_on_a_data_set_with_other_classes_is_a_clear_error(run_dir, mnist_dir, capsys):
+    assert main(["eval", str(run_dir), "--dataset", "mnist", "--data-dir", mnist_dir, "--split", "test[:50]",
+                 "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "predicts 6 classes but mnist has 10" in error and "trained on shapes" in error

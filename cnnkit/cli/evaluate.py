@@ -54,6 +54,11 @@ def run_command(args):
                                           transform=normalizing_transform(description), download=True)
         loader = data.DataLoader(dataset_split, batch_size=args.batch_size, shuffle=False)
         num_classes = model.model_config.get("num_classes") if getattr(model, "model_config", None) else None
+        data_classes = getattr(dataset_split, "num_classes", None)
+        if num_classes and data_classes and data_classes != num_classes:
+            trained_on = config.get("dataset") or saved_data.get("dataset") or "another data set"
+            raise ValueError(f"{path} predicts {num_classes} classes but {dataset} has {data_classes}; evaluate it "
+                             f"on a data set with its classes (it was trained on {trained_on})")
         result = evaluate(model, loader, num_classes, progress=not args.no_progress)
     except (ValueError, OSError, RuntimeError) as error:  # bad files or flags, missing data, failed download
         print(f"cnnkit eval: error: {error}", file=sys.stderr)
