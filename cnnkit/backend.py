@@ -57,3 +57,61 @@ def get_rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     """Restore the global generator's state saved with ``get_rng_state``."""
     _rng.bit_generator.state = state
+
+
+# ------------------------------------------------------------------------------------------------ threads
+# NumPy releases the GIL inside ufunc loops, copies and BLAS calls, so independent chunks of one op can
+# run on Python threads at once. Ops use this only where BLAS does not already occupy the cores
+# (elementwise passes, depthwise convolution's tiny GEMMs).
+_num_threads = None
+_pool = None
+
+
+def get_num_threads() -> int:
+    """Threads an op may split its chunks over: set_num_threads, else $OMP_NUM_THREADS, else the CPU count."""
+    if _num_threads is not None:
+        return _num_threads
+    import os
+
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
+
+
+def set_num_threads(count: int) -> None:
+    """Set how many threads ops split their chunks over (1 turns the splitting off), as torch.set_num_threads."""
+    global _num_threads, _pool
+    if int(count) < 1:
+        raise ValueError(f"set_num_threads: expected a positive thread count, got {count!r}")
+    _num_threads = int(count)
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+
+
+def split_ranges(items, parts):
+    """``items`` cut into at most ``parts`` contiguous, non-empty, nearly equal lists."""
+    items = list(items)
+    parts = max(1, min(parts, len(items)))
+    size, extra = divmod(len(items), parts)
+    cuts, start = [], 0
+    for index in range(parts):
+        stop = start + size + (index < extra)
+        cuts.append(items[start:stop])
+        start = stop
+    return cuts
+
+
+def parallel_map(fn, tasks):
+    """[fn(task) for task in tasks], on up to get_num_threads() threads (inline when one is enough)."""
+    global _pool
+    tasks = list(tasks)
+    threads = min(get_num_threads(), len(tasks))
+    if threads <= 1:
+        return [fn(task) for task in tasks]
+    if _pool is None or _pool._max_workers < threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cnnkit")
+    return list(_pool.map(fn, tasks))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function, Tensor
-from ..backend import get_array_module
+from ..backend import get_array_module, get_num_threads, parallel_map, split_ranges
 from .arithmetic import check_input, pair, positive_pair, resolve_padding, window_output_size
 from .im2col import ConvGeometry, Workspace, col2im_add, im2col, padded_chunk
 
@@ -58,34 +58,51 @@ def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None):
     groups, channels, out_channels = geo.groups, geo.in_channels, geo.out_channels
     (kh, kw), (out_h, out_w) = geo.kernel, geo.out_size
     rows = channels // groups * kh * kw
-    work = Workspace(dtype)
     out = xp.empty((geo.batch, out_channels, out_h, out_w), dtype) if compute_output else None
     w_mat = xp.ascontiguousarray(weight.reshape(groups, out_channels // groups, rows)) if compute_output else None
     bias_col = bias.reshape(groups, out_channels // groups, 1) if (compute_output and bias is not None) else None
-    grad_w = xp.zeros((groups, out_channels // groups, rows), dtype) if upstream is not None else None
-    for start, stop in geo.chunks():
-        count = stop - start
-        if geo.pointwise:
-            _pointwise_chunk(x, start, stop, geo, w_mat, bias_col, out, upstream, grad_w, work)
-            continue
-        cols = im2col(padded_chunk(x, start, stop, geo, work), geo,
-                      out=work.get("cols", (channels, kh, kw, count) + geo.grid))
-        cols = cols.reshape(groups, rows, count * geo.pixels)
-        if compute_output:
-            y = work.get("y", (groups, out_channels // groups, count * geo.pixels))
-            xp.matmul(w_mat, cols, out=y)
-            if bias_col is not None:
-                y += bias_col
-            y = y.reshape(out_channels, count, out_h, -1)
-            out[start:stop] = (y[..., :out_w] if geo.wide else y).transpose(1, 0, 2, 3)
-        if upstream is not None:
-            grads = _grouped_columns(upstream, start, stop, geo, out_channels, work)
-            partial = work.get("grad_w", grad_w.shape)
-            xp.matmul(grads, cols.transpose(0, 2, 1), out=partial)
+    w_shape = (groups, out_channels // groups, rows)
+
+    def run(chunks):
+        """The chunks' outputs into ``out``; returns their summed dW (or None). Own scratch, so threads can share."""
+        work = Workspace(dtype)
+        grad_w = xp.zeros(w_shape, dtype) if upstream is not None else None
+        for start, stop in chunks:
+            count = stop - start
+            if geo.pointwise:
+                _pointwise_chunk(x, start, stop, geo, w_mat, bias_col, out, upstream, grad_w, work)
+                continue
+            cols = im2col(padded_chunk(x, start, stop, geo, work), geo,
+                          out=work.get("cols", (channels, kh, kw, count) + geo.grid))
+            cols = cols.reshape(groups, rows, count * geo.pixels)
+            if compute_output:
+                y = work.get("y", (groups, out_channels // groups, count * geo.pixels))
+                xp.matmul(w_mat, cols, out=y)
+                if bias_col is not None:
+                    y += bias_col
+                y = y.reshape(out_channels, count, out_h, -1)
+                out[start:stop] = (y[..., :out_w] if geo.wide else y).transpose(1, 0, 2, 3)
+            if upstream is not None:
+                grads = _grouped_columns(upstream, start, stop, geo, out_channels, work)
+                partial = work.get("grad_w", w_shape)
+                xp.matmul(grads, cols.transpose(0, 2, 1), out=partial)
+                grad_w += partial
+        return grad_w
+
+    partials = parallel_map(run, split_ranges(geo.chunks(), _chunk_threads(geo)))
+    grad_w = None
+    if upstream is not None:
+        grad_w = partials[0]
+        for partial in partials[1:]:
             grad_w += partial
-    if grad_w is not None:
         grad_w = grad_w.reshape(out_channels, channels // groups, kh, kw)
     return out, grad_w
+
+
+def _chunk_threads(geo):
+    """Threads for the chunk loop: depthwise GEMMs are too small for BLAS to thread, so the chunks are split
+    over Python threads; other convolutions leave the cores to BLAS's own threads."""
+    return get_num_threads() if geo.depthwise else 1
 
 
 def _pointwise_chunk(x, start, stop, geo, w_mat, bias_col, out, upstream, grad_w, work):
@@ -162,24 +179,28 @@ def correlate_transpose(grad, weight, geo, bias=None):
     (top, _), (left, _) = geo.pads
     height, width = geo.in_size
     rows = channels // groups * kh * kw
-    work = Workspace(dtype)
     w_t = weight.reshape(groups, out_channels // groups, rows).transpose(0, 2, 1)
     dx = xp.empty((geo.batch, channels, height, width), dtype)
-    for start, stop in geo.chunks():
-        count = stop - start
-        grads = _grouped_columns(grad, start, stop, geo, out_channels, work)
-        cols = work.get("cols", (groups, rows, count * geo.pixels))
-        xp.matmul(w_t, grads, out=cols)
-        if geo.has_padding or geo.wide:
-            target = work.get("padded", (count, channels) + geo.padded_size, slack=geo.slack)
-        else:
-            target = dx[start:stop]
-        target.fill(0)
-        col2im_add(cols.reshape((channels, kh, kw, count) + geo.grid), target, geo)
-        if geo.has_padding or geo.wide:
-            dx[start:stop] = target[:, :, top:top + height, left:left + width]
-        if bias is not None:
-            dx[start:stop] += bias.reshape(1, channels, 1, 1)
+
+    def run(chunks):
+        work = Workspace(dtype)
+        for start, stop in chunks:
+            count = stop - start
+            grads = _grouped_columns(grad, start, stop, geo, out_channels, work)
+            cols = work.get("cols", (groups, rows, count * geo.pixels))
+            xp.matmul(w_t, grads, out=cols)
+            if geo.has_padding or geo.wide:
+                target = work.get("padded", (count, channels) + geo.padded_size, slack=geo.slack)
+            else:
+                target = dx[start:stop]
+            target.fill(0)
+            col2im_add(cols.reshape((channels, kh, kw, count) + geo.grid), target, geo)
+            if geo.has_padding or geo.wide:
+                dx[start:stop] = target[:, :, top:top + height, left:left + width]
+            if bias is not None:
+                dx[start:stop] += bias.reshape(1, channels, 1, 1)
+
+    parallel_map(run, split_ranges(geo.chunks(), _chunk_threads(geo)))
     return dx
 
 
