@@ -361,3 +361,11 @@ def test_eval_on_a_data_set_with_other_classes_is_a_clear_error(run_dir, mnist_d
                  "--no-progress"]) == 2
     error = capsys.readouterr().err
     assert "predicts 6 classes but mnist has 10" in error and "trained on shapes" in error
+
+
+def test_image_size_draws_shapes_at_that_size(tmp_path, capsys):
+    assert main(["train", "--image-size", "36", "--epochs", "1", "--out", str(tmp_path), *TINY]) == 0
+    metadata = io.read_metadata(tmp_path / "best.safetensors")
+    assert metadata["model_config"]["image_size"] == 36 and metadata["extra"]["data"]["image_size"] == 36
+    assert main(["eval", str(tmp_path), "--no-progress"]) == 0
+    assert "(96 images)" in capsys.readouterr().out

@@ -156,9 +156,11 @@ def _default_out(config):
 
 
 def _load_split(config, split, transform):
+    # shapes are drawn at the asked size rather than resized
+    drawn = {"image_size": config["image_size"]} if config["image_size"] and config["dataset"] == "shapes" else {}
     # missing MNIST/CIFAR files are downloaded when online; offline, the error says where to put them
     return data.load_dataset(config["dataset"], root=config["data_dir"], split=split, transform=transform,
-                             download=True)
+                             download=True, **drawn)
 
 
 def train(config, out=None, resume=None, progress=True, log=print, saved_epochs=None):
