@@ -68,9 +68,9 @@ def _session(path):
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-# VGG-13/16/19 (+BN) differ from VGG-11 (+BN), tested always, only in how many 3x3 convs each stage repeats, but
+# The VGGs differ from vgg11_bn, tested always, only in how many 3x3 convs each stage repeats (and BN or not), but
 # each carries a 0.5 GB graph (its 25088 x 4096 classifier): ~15 s apiece on 2 cores. CNNKIT_SLOW_TESTS=1 runs them.
-HEAVY = {f"vgg{depth}{suffix}" for depth in (13, 16, 19) for suffix in ("", "_bn")}
+HEAVY = {f"vgg{depth}{suffix}" for depth in (11, 13, 16, 19) for suffix in ("", "_bn")} - {"vgg11_bn"}
 ZOO = [pytest.param(name, marks=pytest.mark.skipif(name in HEAVY and not os.environ.get("CNNKIT_SLOW_TESTS"),
                                                    reason="0.5 GB graph; set CNNKIT_SLOW_TESTS=1"))
        for name in list_models()]

@@ -23,9 +23,9 @@ def _load_torch_file(path):
     try:
         import torch
     except ImportError:
-        raise ImportError(f"{path} is a PyTorch pickle file; reading it needs torch (pip install torch). "
-                          "Or convert it once with torch: safetensors.torch.save_file(torch.load(path, "
-                          "weights_only=True), 'weights.safetensors'), then load the .safetensors file.") from None
+        raise ImportError(f"{path} is a PyTorch pickle file; reading it needs torch (pip install torch). Or "
+                          "convert it once with torch: safetensors.torch.save_file("
+                          "torch.load(path, weights_only=True), 'weights.safetensors'), then load that file.") from None
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such weights file: {path}")
     try:
