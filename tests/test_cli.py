@@ -365,7 +365,11 @@ def test_eval_on_a_data_set_with_other_classes_is_a_clear_error(run_dir, mnist_d
 
 def test_image_size_draws_shapes_at_that_size(tmp_path, capsys):
     assert main(["train", "--image-size", "36", "--epochs", "1", "--out", str(tmp_path), *TINY]) == 0
+    capsys.readouterr()
     metadata = io.read_metadata(tmp_path / "best.safetensors")
     assert metadata["model_config"]["image_size"] == 36 and metadata["extra"]["data"]["image_size"] == 36
     assert main(["eval", str(tmp_path), "--no-progress"]) == 0
-    assert "(96 images)" in capsys.readouterr().out
+    output = capsys.readouterr().out
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "(96 images)" in output  # the same images as in training, drawn at 36 pixels again:
+    assert float(re.search(r"loss ([\d.]+)", output).group(1)) == pytest.approx(record["val_loss"], abs=1e-4)

@@ -50,8 +50,9 @@ def run_command(args):
         split = args.split or (config.get("val_split") if dataset == config.get("dataset") else None) or "test"
         description = saved_data if saved_data.get("mean") else describe_data(dataset, data_dir)
         model = load_model(path)
+        drawn = {"image_size": description["image_size"]} if dataset == "shapes" and description.get("resize") else {}
         dataset_split = data.load_dataset(dataset, root=data_dir, split=split,
-                                          transform=normalizing_transform(description), download=True)
+                                          transform=normalizing_transform(description), download=True, **drawn)
         loader = data.DataLoader(dataset_split, batch_size=args.batch_size, shuffle=False)
         num_classes = model.model_config.get("num_classes") if getattr(model, "model_config", None) else None
         data_classes = getattr(dataset_split, "num_classes", None)
