@@ -4,7 +4,8 @@ Column layout: ``cols[c, i, j, n, *grid]`` with grid = (out_h, out_w). Reshaped 
 ``(groups, C/groups * kh * kw, N * pixels)`` a convolution is one GEMM per group,
 ``W (groups, K/groups, C/groups*kh*kw) @ cols``, whose inner dimension is the long one.
 
-"Wide" columns (depthwise, stride 1): grid = (out_h * padded_w,), the rows of the flattened
+"Wide" columns (stride 1; depthwise or few rows, see ConvGeometry): grid = (out_h * padded_w,),
+the rows of the flattened
 padded image. Each column row is then one contiguous run (a fast copy), at the price of
 padded_w - out_w garbage outputs per row, which are cropped (forward) or met by zeros (backward).
 """
@@ -24,6 +25,7 @@ DEPTHWISE_CHUNK_COLUMNS = 512
 # and its thread hand-off: such chunks grow to about this many column elements (4 MB in float32; measured
 # 1.5-3x faster for 25 and 150 rows).
 CHUNK_ELEMENTS = 1 << 20
+WIDE_MAX_ROWS = 32
 # The 1x1 shortcut runs one GEMM per sample; below this many pixels those GEMMs are too small (at 4x4
 # and 8x8 with 2 BLAS threads they measured up to 20x slower than the im2col path's one GEMM per chunk).
 POINTWISE_MIN_PIXELS = 256
@@ -41,15 +43,16 @@ class ConvGeometry:
         self.pads, self.dilation, self.groups, self.out_size = tuple(pads), tuple(dilation), groups, tuple(out_size)
         (top, bottom), (left, right) = self.pads
         self.padded_size = (self.in_size[0] + top + bottom, self.in_size[1] + left + right)
-        # Wide columns only pay off for depthwise GEMVs, which are bound by the copies; for dense convs
-        # the extra (padded_w - out_w) GEMM columns cancel the faster copy (measured).
-        self.wide = self.depthwise and self.stride == (1, 1)
+        # Wide columns pay off where the copies dominate: depthwise GEMVs, and GEMMs with few rows
+        # (C/groups * kh * kw <= WIDE_MAX_ROWS, e.g. a first layer on 1 or 3 channels: measured 1.1-1.8x
+        # faster). For other dense convs the extra (padded_w - out_w) GEMM columns cancel the faster copy.
+        rows = in_channels // groups * self.kernel[0] * self.kernel[1]
+        self.wide = self.stride == (1, 1) and (self.depthwise or rows <= WIDE_MAX_ROWS)
         out_h, out_w = self.out_size
         self.grid = (out_h * self.padded_size[1],) if self.wide else (out_h, out_w)
         # a wide run starting at kernel offset (i, j) ends (kw - 1) * dw elements past its image
         self.slack = (self.kernel[1] - 1) * self.dilation[1] if self.wide else 0
         pixels = max(1, self.grid[0] * (self.grid[1] if len(self.grid) == 2 else 1))
-        rows = in_channels // groups * self.kernel[0] * self.kernel[1]
         target = DEPTHWISE_CHUNK_COLUMNS if self.depthwise else max(CHUNK_COLUMNS, CHUNK_ELEMENTS // rows)
         self.chunk = max(1, min(batch, -(-target // pixels)))
 
