@@ -5,9 +5,9 @@ Column layout: ``cols[c, i, j, n, *grid]`` with grid = (out_h, out_w). Reshaped 
 ``W (groups, K/groups, C/groups*kh*kw) @ cols``, whose inner dimension is the long one.
 
 "Wide" columns (stride 1; depthwise or few rows, see ConvGeometry): grid = (out_h * padded_w,),
-the rows of the flattened
-padded image. Each column row is then one contiguous run (a fast copy), at the price of
-padded_w - out_w garbage outputs per row, which are cropped (forward) or met by zeros (backward).
+the rows of the flattened padded image. Each column row is then one contiguous run (a fast copy),
+at the price of padded_w - out_w garbage outputs per row, which are cropped (forward) or met by
+zeros (backward).
 """
 from __future__ import annotations
 
