@@ -465,3 +465,13 @@ def test_cli_models_summary_rf(capsys):
     assert "layer4.1.conv2" in capsys.readouterr().out
     assert main(["summary", "resnet18", "--input", "3x32"]) == 2
     assert "--input" in capsys.readouterr().out
+
+
+def test_cli_summary_resnet18_at_224(capsys):
+    assert main(["summary", "resnet18", "--input", "3x224x224"]) == 0
+    table = capsys.readouterr().out
+    assert "layer4.1.conv2 (Conv2d)" in table and "435x435" in table and "[1, 1000]" in table
+    macs = int(table.split("Total MACs: ")[1].split()[0].replace(",", ""))
+    flops = int(table.split("Total FLOPs (2 x MACs): ")[1].split()[0].replace(",", ""))
+    assert abs(macs / 1e9 - TORCHVISION_GMACS["resnet18"]) <= 0.02 * TORCHVISION_GMACS["resnet18"]
+    assert flops == 2 * macs and "Total params: 11,689,512" in table
