@@ -266,3 +266,168 @@ def test_predict_with_a_damaged_onnx_file_is_a_one_line_error(tmp_path, capsys):
     Image.new("L", (8, 8)).save(image)
     assert main(["predict", str(path), str(image)]) == 2
     assert "bad.onnx" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------- single operators vs onnxruntime
+def _rand(*shape, seed=0):
+    return np.random.default_rng(seed + len(shape)).standard_normal(shape).astype(np.float32)
+
+
+def _ints(*values):
+    return np.array(values, dtype=np.int64)
+
+
+# (op, attributes, graph inputs (x first), constant inputs (initializers, in input order after x), expected shape-less)
+OPERATOR_CASES = {
+    "conv_same_upper_strided": ("Conv", {"auto_pad": "SAME_UPPER", "strides": [2, 2]}, [_rand(2, 2, 7, 7)],
+                                [_rand(4, 2, 3, 3)]),
+    "conv_same_lower_grouped": ("Conv", {"auto_pad": "SAME_LOWER", "strides": [2, 2], "group": 2},
+                                [_rand(1, 4, 8, 8)], [_rand(6, 2, 2, 2), _rand(6)]),
+    "conv_dilated_grouped": ("Conv", {"pads": [2, 2, 2, 2], "dilations": [2, 2], "group": 2},
+                             [_rand(1, 4, 8, 8)], [_rand(6, 2, 3, 3), _rand(6)]),
+    "conv_asymmetric_pads": ("Conv", {"pads": [0, 1, 2, 1], "strides": [1, 2]}, [_rand(1, 3, 6, 6)],
+                             [_rand(2, 3, 3, 3)]),
+    "conv_transpose": ("ConvTranspose", {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 0]},
+                       [_rand(2, 3, 5, 5)], [_rand(3, 4, 3, 3), _rand(4)]),
+    "conv_transpose_output_shape": ("ConvTranspose", {"strides": [2, 2], "output_shape": [10, 9], "group": 3},
+                                    [_rand(1, 6, 5, 5)], [_rand(6, 2, 3, 3)]),
+    "max_pool_dilated": ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                                     "dilations": [2, 2]}, [_rand(1, 2, 9, 9)], []),
+    "max_pool_ceil": ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}, [_rand(1, 2, 8, 8)],
+                      []),
+    "average_pool_ceil": ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1},
+                          [_rand(1, 2, 5, 5)], []),
+    "max_pool_same_upper": ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2], "auto_pad": "SAME_UPPER"},
+                            [_rand(1, 2, 7, 7)], []),
+    "average_pool_excluding_pad": ("AveragePool", {"kernel_shape": [3, 3], "strides": [2, 2],
+                                                   "pads": [1, 1, 1, 1]}, [_rand(2, 3, 8, 8)], []),
+    "average_pool_including_pad": ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1],
+                                                   "count_include_pad": 1}, [_rand(1, 2, 5, 5)], []),
+    "lp_pool": ("LpPool", {"kernel_shape": [2, 2], "strides": [2, 2], "p": 2}, [_rand(1, 3, 6, 6)], []),
+    "global_average_pool": ("GlobalAveragePool", {}, [_rand(2, 3, 5, 4)], []),
+    "global_max_pool": ("GlobalMaxPool", {}, [_rand(2, 3, 5, 4)], []),
+    "batch_normalization": ("BatchNormalization", {"epsilon": 1e-3}, [_rand(2, 3, 4, 4)],
+                            [_rand(3), _rand(3, seed=5), np.float32([0.1, -0.2, 0.3]), np.float32([0.5, 1.0, 2.0])]),
+    "lrn": ("LRN", {"size": 5, "alpha": 0.01, "beta": 0.6, "bias": 2.0}, [_rand(2, 7, 3, 3)], []),
+    "relu": ("Relu", {}, [_rand(3, 4)], []),
+    "leaky_relu": ("LeakyRelu", {"alpha": 0.2}, [_rand(3, 4)], []),
+    "clip": ("Clip", {}, [_rand(3, 4)], [np.float32(-0.5), np.float32(0.7)]),
+    "sigmoid": ("Sigmoid", {}, [_rand(3, 4)], []),
+    "tanh": ("Tanh", {}, [_rand(3, 4)], []),
+    "hard_swish": ("HardSwish", {}, [4 * _rand(3, 4)], []),
+    "hard_sigmoid": ("HardSigmoid", {"alpha": 0.3, "beta": 0.4}, [4 * _rand(3, 4)], []),
+    "gemm_linear": ("Gemm", {"transB": 1}, [_rand(2, 5)], [_rand(3, 5), _rand(3)]),
+    "gemm_general": ("Gemm", {"transA": 1, "alpha": 0.5, "beta": 2.0}, [_rand(5, 2)], [_rand(5, 3), _rand(1, 3)]),
+    "matmul": ("MatMul", {}, [_rand(2, 3, 4)], [_rand(4, 5)]),
+    "add": ("Add", {}, [_rand(2, 3, 4)], [_rand(3, 1)]),
+    "sub": ("Sub", {}, [_rand(2, 3)], [_rand(3)]),
+    "mul": ("Mul", {}, [_rand(2, 3)], [_rand(2, 1)]),
+    "div": ("Div", {}, [_rand(2, 3)], [np.float32([1.5, -2.0, 4.0])]),
+    "pow": ("Pow", {}, [np.abs(_rand(2, 3)) + 0.1], [np.float32(1.5)]),
+    "concat": ("Concat", {"axis": 1}, [_rand(2, 3, 2)], [_rand(2, 1, 2)]),
+    "flatten": ("Flatten", {"axis": 2}, [_rand(2, 3, 4, 5)], []),
+    "reshape": ("Reshape", {}, [_rand(2, 3, 4)], [_ints(0, -1, 2)]),
+    "transpose": ("Transpose", {"perm": [2, 0, 1]}, [_rand(2, 3, 4)], []),
+    "squeeze": ("Squeeze", {}, [_rand(2, 1, 4, 1)], [_ints(1, -1)]),
+    "unsqueeze": ("Unsqueeze", {}, [_rand(2, 4)], [_ints(0, 3)]),
+    "softmax": ("Softmax", {"axis": 1}, [_rand(2, 5, 3)], []),
+    "dropout": ("Dropout", {}, [_rand(2, 5)], [np.float32(0.4)]),
+    "pad_constant": ("Pad", {"mode": "constant"}, [_rand(1, 2, 3, 3)], [_ints(0, 0, 1, 2, 0, 0, 2, 1),
+                                                                        np.float32(0.5)]),
+    "pad_reflect": ("Pad", {"mode": "reflect"}, [_rand(1, 2, 4, 4)], [_ints(0, 0, 1, 2, 0, 0, 2, 1)]),
+    "pad_edge": ("Pad", {"mode": "edge"}, [_rand(1, 2, 3, 3)], [_ints(0, 0, 2, 0, 0, 0, 0, 2)]),
+    "identity": ("Identity", {}, [_rand(2, 2)], []),
+    "slice_reversed": ("Slice", {}, [_rand(4, 6)], [_ints(-1, 1), _ints(-9999, 5), _ints(0, 1), _ints(-1, 2)]),
+    "gather": ("Gather", {"axis": 1}, [_rand(2, 5, 3)], [_ints(4, 0, -2)]),
+    "expand": ("Expand", {}, [_rand(3, 1)], [_ints(2, 3, 4)]),
+    "where": ("Where", {}, [_rand(2, 3)], None),  # built below: condition constant, x, y
+}
+
+
+def _operator_model(op_type, attributes, inputs, constants):
+    helper = onnx.helper
+    names = [f"in{i}" for i in range(len(inputs))]
+    initializers = [onnx.numpy_helper.from_array(np.asarray(value), f"c{i}") for i, value in enumerate(constants)]
+    node = helper.make_node(op_type, names + [t.name for t in initializers], ["out"], name=f"the_{op_type}",
+                            **attributes)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, v.shape)
+                                            for n, v in zip(names, inputs)],
+                              [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, None)],
+                              initializer=initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _declare_output_shape(proto, path, shape):
+    """onnx.checker (which cnnkit_onnx.load runs) wants the output's shape declared; onnxruntime does not."""
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    del dims[:]
+    for size in shape:
+        dims.add().dim_value = size
+    onnx.save(proto, str(path))
+
+
+@pytest.mark.parametrize("case", sorted(OPERATOR_CASES))
+def test_operator_matches_onnxruntime(case, tmp_path):
+    op_type, attributes, inputs, constants = OPERATOR_CASES[case]
+    if case == "where":
+        constants, inputs = [], [np.array([[True, False, True], [False, False, True]]), *inputs, _rand(1, 3)]
+        proto = _operator_model("Where", {}, inputs[1:], [])
+        proto.graph.node[0].input.insert(0, "condition")
+        proto.graph.initializer.append(onnx.numpy_helper.from_array(inputs[0], "condition"))
+        inputs = inputs[1:]
+    else:
+        proto = _operator_model(op_type, attributes, inputs, constants)
+    path = tmp_path / f"{case}.onnx"
+    onnx.save(proto, str(path))
+    feeds = {f"in{i}": value for i, value in enumerate(inputs)}
+    expected = _session(path).run(None, feeds)[0]
+    _declare_output_shape(proto, path, expected.shape)
+    model = cnnkit_onnx.load(path)
+    with cnnkit.no_grad():
+        got = model(*inputs)
+    got = got.numpy() if hasattr(got, "numpy") else np.asarray(got)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_shape_subgraph_with_if_matches_onnxruntime(tmp_path):
+    """x.reshape(N, -1) computed the way exporters write it: Shape, Gather, Unsqueeze, Concat, an If on Equal,
+    ConstantOfShape, Range, Cast and Expand; plus a Constant and a Slice with a step."""
+    h = onnx.helper
+    c = onnx.numpy_helper.from_array
+    then_graph = h.make_graph([h.make_node("Identity", ["batch_1d"], ["chosen"])], "then", [],
+                              [h.make_tensor_value_info("chosen", onnx.TensorProto.INT64, [1])])
+    else_graph = h.make_graph([h.make_node("Constant", [], ["chosen"], value=c(_ints(-7)))], "else", [],
+                              [h.make_tensor_value_info("chosen", onnx.TensorProto.INT64, [1])])
+    nodes = [
+        h.make_node("Shape", ["x"], ["shape"]),
+        h.make_node("Gather", ["shape", "zero"], ["batch"], axis=0),
+        h.make_node("Unsqueeze", ["batch", "axis0"], ["batch_1d"]),
+        h.make_node("Equal", ["batch", "batch"], ["same"]),
+        h.make_node("If", ["same"], ["rows"], then_branch=then_graph, else_branch=else_graph),
+        h.make_node("Constant", [], ["minus_one"], value=c(_ints(-1))),
+        h.make_node("Concat", ["rows", "minus_one"], ["target"], axis=0),
+        h.make_node("Reshape", ["x", "target"], ["flat"]),
+        h.make_node("ConstantOfShape", ["two"], ["ones"], value=c(np.float32([1.0]))),
+        h.make_node("Range", ["start", "limit", "delta"], ["steps"]),
+        h.make_node("Cast", ["steps"], ["steps_float"], to=onnx.TensorProto.FLOAT),
+        h.make_node("Expand", ["steps_float", "row_shape"], ["grid"]),
+        h.make_node("Mul", ["ones", "grid"], ["scaled"]),
+        h.make_node("Slice", ["flat", "slice_start", "slice_end", "slice_axis", "slice_step"], ["strided"]),
+        h.make_node("Add", ["strided", "scaled"], ["out"]),
+    ]
+    initializers = [c(_ints(0), "zero"), c(_ints(0), "axis0"), c(_ints(2, 6), "two"), c(np.array(0, np.int64), "start"),
+                    c(np.array(12, np.int64), "limit"), c(np.array(2, np.int64), "delta"), c(_ints(2, 6), "row_shape"),
+                    c(_ints(0), "slice_start"), c(_ints(12), "slice_end"), c(_ints(1), "slice_axis"),
+                    c(_ints(2), "slice_step")]
+    nodes[1] = h.make_node("Gather", ["shape", "zero_scalar"], ["batch"], axis=0)
+    initializers.append(c(np.array(0, dtype=np.int64), "zero_scalar"))
+    graph = h.make_graph(nodes, "shapes", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 3, 2, 2])],
+                         [h.make_tensor_value_info("out", onnx.TensorProto.FLOAT, None)], initializer=initializers)
+    path = tmp_path / "shapes.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), str(path))
+    x = _rand(2, 3, 2, 2)
+    expected = _session(path).run(None, {"x": x})[0]
+    _declare_output_shape(onnx.load(str(path)), path, expected.shape)
+    with cnnkit.no_grad():
+        np.testing.assert_allclose(cnnkit_onnx.load(path)(x).numpy(), expected, rtol=1e-6)
