@@ -359,7 +359,7 @@ def summary(model, input_size=(3, 224, 224), batch_size=1, dtype=None, container
     x = Tensor(values, requires_grad=True)
     try:
         recorder = _record(model, x, containers, skip_arithmetic=not run_layers)
-    except Exception:  # noqa: BLE001 - zeros can upset value-dependent code: the real pass decides
+    except Exception:  # zeros can upset value-dependent code: the real pass decides (and raises)
         if run_layers:
             raise
         recorder = _record(model, x, containers, skip_arithmetic=False)
