@@ -347,6 +347,19 @@ def test_shapes_only_layers_return_zeros_and_are_restored():
     assert np.abs(model(x).numpy()).sum() > 0 and "forward" not in vars(model[0])
 
 
+def test_summary_falls_back_to_a_real_pass_for_value_dependent_models():
+    class NeedsValues(nn.Module):
+        def forward(self, x):
+            if not np.abs(x.numpy()).sum() > 0:
+                raise ValueError("NeedsValues: an all-zero feature map")
+            return x
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), NeedsValues(), nn.Conv2d(2, 2, 3))
+    result = analysis.summary(model, (1, 9, 9))
+    assert [layer.rf_h for layer in result.layers] == [3, 3, 5]
+    assert "forward" not in vars(model[0])
+
+
 # Multiply-accumulates at 3x224x224 as torchvision's weight metadata gives them ("_ops", in G; its docs
 # table rounds to 2 decimals, e.g. shufflenet_v2_x1_0 0.145 -> 0.14).
 TORCHVISION_GMACS = {"alexnet": 0.714, "vgg16": 15.47, "googlenet": 1.498, "resnet18": 1.814, "resnet50": 4.089,
