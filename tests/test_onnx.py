@@ -113,6 +113,50 @@ def test_cnnkit_export_loads_back_with_the_same_keys_and_outputs(name, tmp_path)
                                    atol=1e-6)
 
 
+class ManyOps(cnnkit.nn.Module):
+    """Ops beyond the zoo's: transposed conv, padding modes, Lp and uneven adaptive pooling, slicing, stacking,
+    reductions, broadcasting and the rarer activations, so that each exporter conversion runs."""
+
+    def __init__(self, gelu=False):
+        super().__init__()
+        self.gelu = gelu
+        self.up = cnnkit.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1)
+        self.conv = cnnkit.nn.Conv2d(4, 6, 3, padding=((0, 1), (1, 0)), dilation=1, groups=2)
+        self.lrn = cnnkit.nn.LocalResponseNorm(3)
+        self.lp = cnnkit.nn.LPPool2d(2, 2)
+        self.pool = cnnkit.nn.AdaptiveAvgPool2d((4, 3))  # from 9x8: uneven windows
+        self.fc = cnnkit.nn.Linear(6, 4)
+
+    def forward(self, x):
+        x = F.leaky_relu(self.up(x), 0.1)                                   # (N, 4, 16, 16)
+        x = F.pad(x, (1, 0, 0, 1), mode="reflect")                          # (N, 4, 17, 17)
+        x = F.hardswish(self.conv(F.pad(x, (0, 1, 1, 0), mode="replicate")))  # (N, 6, 18, 18)
+        x = F.elu(self.lrn(x)) + F.hardsigmoid(x) * F.silu(x)
+        x = self.lp(x)[:, :, ::-1, 2:]                                      # (N, 6, 9, 9) -> (N, 6, 9, 7)
+        x = self.pool(F.pad(x, (0, 1, 0, 0), value=0.5))                    # (N, 6, 4, 3)
+        x = cnnkit.stack([x.amax(3), x.mean(3)], dim=3).sum(3)              # (N, 6, 4)
+        x = (x.permute(0, 2, 1) ** 2).clamp(0.0, 4.0)                       # (N, 4, 6)
+        x = cnnkit.where(np.array([True, False, True, False, True, False]), x, -x)
+        x = F.gelu(x) if self.gelu else F.tanh(x) - F.sigmoid(x)
+        return F.softmax(self.fc(x), dim=-1) + F.log_softmax(x.sum(1, keepdim=True)[:, :, :4].expand(-1, 4, 4), -1)
+
+
+@pytest.mark.parametrize("gelu", [False, True])
+def test_ops_beyond_the_zoo_export_and_load_back(gelu, tmp_path):
+    model = ManyOps(gelu).eval()
+    path = cnnkit_onnx.export(model, (3, 8, 8), tmp_path / "many.onnx")
+    images = _rand(3, 3, 8, 8)
+    with cnnkit.no_grad():
+        expected = model(cnnkit.tensor(images)).numpy()
+    session = _session(path)
+    for batch in (1, 3):
+        np.testing.assert_allclose(session.run(None, {"input": images[:batch]})[0], expected[:batch], rtol=1e-4,
+                                   atol=1e-5)
+    if not gelu:  # the exported GELU uses Erf, which cnnkit.onnx.load does not run
+        with cnnkit.no_grad():
+            np.testing.assert_allclose(cnnkit_onnx.load(path)(images).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------- files from torch.onnx.export
 class GroupedLRNNet(tnn.Module):
     """A grouped conv, LRN (exported with an If subgraph), a ceil-mode pool, BN, dropout and a linear head."""
