@@ -135,7 +135,8 @@ class ManyOps(cnnkit.nn.Module):
         x = self.lp(x)[:, :, ::-1, 2:]                                      # (N, 6, 9, 9) -> (N, 6, 9, 7)
         x = self.pool(F.pad(x, (0, 1, 0, 0), value=0.5))                    # (N, 6, 4, 3)
         x = cnnkit.stack([x.amax(3), x.mean(3)], dim=3).sum(3)              # (N, 6, 4)
-        x = (x.permute(0, 2, 1) ** 2).clamp(0.0, 4.0)                       # (N, 4, 6)
+        x = ((x.permute(0, 2, 1) + 0.5) ** 2).clamp(0.0, 4.0) / 3 - 0.25        # (N, 4, 6)
+        x = 1.5 - x * 2
         x = cnnkit.where(np.array([True, False, True, False, True, False]), x, -x)
         x = F.gelu(x) if self.gelu else F.tanh(x) - F.sigmoid(x)
         return F.softmax(self.fc(x), dim=-1) + F.log_softmax(x.sum(1, keepdim=True)[:, :, :4].expand(-1, 4, 4), -1)

@@ -19,6 +19,8 @@ class GraphBuilder:
     def __init__(self, onnx, opset, batch):
         self.onnx, self.helper, self.opset, self.batch = onnx, onnx.helper, opset, batch
         self.nodes, self.initializers, self.names, self._count = [], [], {}, 0
+        # set by build_graph: the model's state_dict keys, and state_array(array, hint) -> name for raw arrays
+        self.state_order, self.state_array = [], None
 
     def fresh(self, hint):
         self._count += 1
@@ -106,7 +108,9 @@ def build_graph(model, input_size, opset=17):
         if convert is None:
             raise OnnxError(f"export: {type(model).__name__} uses the op {kind} (output shape {tuple(out.shape)}), "
                             f"which has no ONNX conversion; supported: {', '.join(sorted(CONVERTERS))}")
-        inputs = [name_of(t) for t in fn.inputs]
+        raw = getattr(fn, "raw_inputs", fn.inputs)
+        inputs = [name_of(t) if t is not None or value is None else builder.constant(value)
+                  for t, value in zip(fn.inputs, raw)]
         builder.names[id(out)] = convert(builder, fn, inputs, fn.inputs, out)
     result = builder.names.get(id(output), name_of(output))
     builder.nodes.append(onnx.helper.make_node("Identity", [result], [OUTPUT_NAME], name=OUTPUT_NAME))
