@@ -225,3 +225,19 @@ def test_progress_bar_only_on_a_terminal_and_plain_lines_without_tqdm(monkeypatc
         plain.update(8, loss=0.5, correct=6)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 4 and lines[-1].startswith("epoch 1/1 4/4 loss 0.5000 acc 75.0%")
+
+
+@pytest.mark.parametrize("name,epochs,expected", [
+    ("step", 4, [1, 1, 0.1, 0.1]), ("step", 9, [1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01]),
+    ("multistep", 4, [1, 1, 0.1, 0.01]), ("cosine", 2, [1, 0.5]), ("warmup-cosine", 3, [0.1, 1, 0.5]),
+])
+def test_named_schedules_over_the_epochs(name, epochs, expected):
+    from cnnkit.train import make_scheduler
+
+    optimizer = optim.SGD([cnnkit.Tensor(np.zeros(1), requires_grad=True)], lr=1.0)
+    scheduler = make_scheduler(name, optimizer, epochs)
+    lrs = []
+    for _ in range(epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        scheduler.step()
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)

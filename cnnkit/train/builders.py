@@ -1,6 +1,8 @@
 """Optimizers and learning-rate schedules by name (``'sgd'``, ``'cosine'``...), as the ``cnnkit train`` flags choose."""
 from __future__ import annotations
 
+import math
+
 from .. import optim
 from ..optim import lr_scheduler
 
@@ -25,14 +27,15 @@ def make_optimizer(name, params, lr, momentum=0.9, weight_decay=0.0):
 def make_scheduler(name, optimizer, epochs, warmup_epochs=None):
     """A per-epoch learning-rate schedule by name, sized for ``epochs`` epochs (``'none'`` gives None).
 
-    step: x0.1 every third of training; multistep: x0.1 at 50% and 75%; cosine: to 0 over all epochs;
+    step: x0.1 every third of training (rounded up); multistep: x0.1 at 50% and 75%; cosine: to 0 over all epochs;
     warmup-cosine: linear warm-up from 10% for ``warmup_epochs`` (default: 10% of epochs, at least 1),
     then cosine; plateau: x0.1 after 2 epochs without a lower validation loss.
     """
     if name in (None, "none"):
         return None
     if name == "step":
-        return lr_scheduler.StepLR(optimizer, step_size=max(1, epochs // 3), gamma=0.1)
+        # rounded up: 4 epochs decay once (after 2), not after every epoch
+        return lr_scheduler.StepLR(optimizer, step_size=max(1, math.ceil(epochs / 3)), gamma=0.1)
     if name == "multistep":
         milestones = sorted({max(1, epochs // 2), max(1, (3 * epochs) // 4)})
         return lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
