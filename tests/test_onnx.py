@@ -476,3 +476,12 @@ def test_shape_subgraph_with_if_matches_onnxruntime(tmp_path):
     _declare_output_shape(onnx.load(str(path)), path, expected.shape)
     with cnnkit.no_grad():
         np.testing.assert_allclose(cnnkit_onnx.load(path)(x).numpy(), expected, rtol=1e-6)
+
+
+def test_export_command_help_and_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["export", "--help"])
+    assert info.value.code == 0 and "examples:" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "missing.safetensors"), str(tmp_path / "m.onnx")]) == 2
+    error = capsys.readouterr().err
+    assert "cnnkit export: error:" in error and "missing.safetensors" in error and "Traceback" not in error
