@@ -1,6 +1,7 @@
 """cnnkit.train: the loss falls, interrupted runs resume exactly, early stopping, metrics.jsonl and metrics."""
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -214,8 +215,15 @@ def test_progress_bar_only_on_a_terminal_and_plain_lines_without_tqdm(monkeypatc
 
     assert progress.Progress(4, "epoch 1/1", stream=io.StringIO()).bar is None  # not a terminal: silent
     assert progress.Progress(4, "epoch 1/1", enabled=False, stream=_Terminal()).bar is None
-    bar = progress.Progress(4, "epoch 1/1", stream=_Terminal())
+    terminal = _Terminal()
+    bar = progress.Progress(4, "epoch 1/1", stream=terminal)
     assert bar.bar is not None
+    for _ in range(2):
+        bar.update(8, loss=0.5, correct=6)
+    bar.bar.refresh()
+    drawn = terminal.getvalue().split("\r")[-1]
+    assert drawn.startswith("epoch 1/1:  50%") and "2/4 [" in drawn  # elapsed<ETA follows the counts
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, ", drawn) and "loss 0.5000 acc 75.0%" in drawn and "img/s" in drawn
     bar.close()
     monkeypatch.setattr(progress, "_tqdm", lambda: None)
     monkeypatch.setattr(progress.Progress, "PLAIN_INTERVAL", 0.0)

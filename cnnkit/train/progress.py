@@ -1,6 +1,7 @@
 """A per-epoch progress display: a tqdm bar on a terminal (loss, accuracy, images/s, ETA), else plain lines."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -11,6 +12,14 @@ def _tqdm():
     except ImportError:
         return None
     return tqdm
+
+
+def _terminal_columns(stream):
+    """The width of the terminal behind ``stream``, 0 when it reports none."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 class Progress:
@@ -34,8 +43,11 @@ class Progress:
             if tqdm is None:
                 self.plain = True
             else:
+                # tqdm hides its bar on a terminal that reports no size (some containers' ptys): assume 100x50
+                sized = _terminal_columns(self.stream) > 0
+                unsized = {} if sized else {"ncols": 100, "nrows": 50}
                 self.bar = tqdm(total=total, desc=description, unit="batch", leave=False, file=self.stream,
-                                dynamic_ncols=True, initial=initial)
+                                dynamic_ncols=sized, initial=initial, **unsized)
 
     @property
     def images_per_second(self):
