@@ -277,3 +277,28 @@ def test_scheduler_errors():
     fresh = optim.SGD([cnnkit.Tensor(np.zeros(1), requires_grad=True)], lr=0.1)
     with pytest.raises(KeyError, match="initial_lr"):
         lr_scheduler.StepLR(fresh, step_size=2, last_epoch=3)
+
+
+@pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
+                                         ("Adam", dict(lr=0.01)), ("AdamW", dict(lr=0.01, weight_decay=0.1)),
+                                         ("RMSprop", dict(lr=0.01, momentum=0.5))])
+def test_torch_state_dict_loads_and_continues_like_torch(name, kwargs):
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal(shape) for shape in SHAPES]
+    _, _, theirs, theirs_params = _pair(name, arrays, kwargs)
+    for _ in range(3):
+        for param in theirs_params:
+            param.grad = torch.from_numpy(rng.standard_normal(tuple(param.shape)))
+        theirs.step()
+    state = theirs.state_dict()
+    as_numpy = {"state": {index: {key: value.numpy().copy() if torch.is_tensor(value) else value
+                                  for key, value in entry.items()} for index, entry in state["state"].items()},
+                "param_groups": copy.deepcopy(state["param_groups"])}
+    ours_params = [cnnkit.Tensor(param.detach().numpy().copy(), requires_grad=True) for param in theirs_params]
+    ours = getattr(optim, name)(ours_params, lr=5.0)
+    ours.load_state_dict(as_numpy)  # torch's layout: the same keys (momentum_buffer, exp_avg, step, ...)
+    for _ in range(3):
+        _set_grads(ours_params, theirs_params, rng, np.float64)
+        ours.step()
+        theirs.step()
+    _assert_close(ours_params, theirs_params, rtol=1e-12, atol=1e-14)
