@@ -373,3 +373,15 @@ def test_image_size_draws_shapes_at_that_size(tmp_path, capsys):
     record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert "(96 images)" in output  # the same images as in training, drawn at 36 pixels again:
     assert float(re.search(r"loss ([\d.]+)", output).group(1)) == pytest.approx(record["val_loss"], abs=1e-4)
+
+
+def test_zoo_models_get_their_options_from_the_command_line():
+    from cnnkit.cli.train import _model_options
+
+    description = {"image_size": 28}
+    resnet = {"model": "resnet18", "small_input": True, "options": ["width_per_group=64"]}
+    assert _model_options(resnet, description, print) == {"small_input": True, "width_per_group": 64}
+    lenet = {"model": "lenet5", "small_input": False, "options": ["activation=tanh", "pool=avg"]}
+    assert _model_options(lenet, description, print) == {"image_size": 28, "activation": "tanh", "pool": "avg"}
+    with pytest.raises(ValueError, match="lenet5 has no option colour; its options are: .*activation"):
+        _model_options({"model": "lenet5", "small_input": False, "options": ["colour=red"]}, description, print)
