@@ -215,6 +215,7 @@ def test_torch_exported_model_loads_and_matches_torch(name, dynamo, tmp_path):
         expected = module(images).numpy()
     with cnnkit.no_grad():
         got = model(images.numpy()).numpy()  # batch 3 though traced at batch 2: the batch is dynamic
+        assert model(images.numpy().astype(np.float64)).dtype == np.float32  # inputs take the declared type
     assert _relative_error(got, expected) <= 1e-4
 
 

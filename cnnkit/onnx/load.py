@@ -70,7 +70,7 @@ def _read(path):
     size = os.path.getsize(path)
     try:
         proto = onnx.load(path)
-        onnx.checker.check_model(proto)
+        onnx.checker.check_model(path)  # the path, not the message: models over protobuf's 2 GB limit pass too
     except Exception as error:  # protobuf's DecodeError, onnx's ValidationError, external-data errors, ...
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise OnnxError(f"{path} is not a valid ONNX model ({size} bytes): {first}. It may be truncated by an "
@@ -84,6 +84,12 @@ def _static_shape(value_info):
     """A graph input's shape with None for symbolic or unknown dimensions (such as the batch)."""
     dims = value_info.type.tensor_type.shape.dim
     return tuple(dim.dim_value if dim.HasField("dim_value") else None for dim in dims)
+
+
+def _element_dtype(value_info):
+    """The NumPy dtype a graph input declares (None when it declares none)."""
+    element = value_info.type.tensor_type.elem_type
+    return np.dtype(onnx_package().helper.tensor_dtype_to_np_dtype(element)) if element else None
 
 
 def _opset(proto):
@@ -108,7 +114,9 @@ class OnnxModule(Module):
             self.state_keys[name] = self._register(name, array, buffer=name in statistics)
         self.input_names, self.output_names = self.graph.inputs, self.graph.outputs
         self.metadata = {prop.key: prop.value for prop in proto.metadata_props}
-        self.input_shapes = [_static_shape(value) for value in proto.graph.input if value.name in self.input_names]
+        declared = [value for value in proto.graph.input if value.name in self.input_names]
+        self.input_shapes = [_static_shape(value) for value in declared]
+        self.input_dtypes = [_element_dtype(value) for value in declared]
 
     def _register(self, name, array, buffer):
         """Register ``array`` under the dotted ``name`` (sub-modules for the prefixes); returns its state key."""
@@ -138,8 +146,10 @@ class OnnxModule(Module):
         state = {**dict(self.named_parameters()), **dict(self.named_buffers())}
         env = {name: state[key] for name, key in self.state_keys.items()}
         env.update(self.constants)
-        for name, value in zip(self.input_names, inputs):
-            env[name] = value if isinstance(value, Tensor) else Tensor(np.asarray(value))
+        for name, value, dtype in zip(self.input_names, inputs, self.input_dtypes):
+            if not isinstance(value, Tensor):  # arrays take the graph's declared type (float64 -> float32 ...)
+                value = Tensor(np.asarray(value, dtype=dtype))
+            env[name] = value
         outputs = self._run(self.graph, env)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
