@@ -486,3 +486,20 @@ def test_export_command_help_and_errors(tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing.safetensors"), str(tmp_path / "m.onnx")]) == 2
     error = capsys.readouterr().err
     assert "cnnkit export: error:" in error and "missing.safetensors" in error and "Traceback" not in error
+
+
+def test_predict_runs_a_torch_exported_model(tmp_path, capsys):
+    torch.manual_seed(0)
+    module = tnn.Sequential(tnn.Conv2d(3, 4, 3, stride=2), tnn.ReLU(), tnn.Flatten(), tnn.Linear(4 * 7 * 7, 6)).eval()
+    path = _torch_export(module, torch.randn(1, 3, 16, 16), tmp_path / "torch.onnx", dynamo=False)
+    from PIL import Image
+    image = tmp_path / "photo.png"
+    pixels = np.random.default_rng(0).integers(0, 255, (20, 24, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(image)
+    assert main(["predict", str(path), str(image), "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # no metadata: the image is resized to the graph's 16x16 input, scaled to [0, 1], classes are numbered
+    resized = np.asarray(Image.fromarray(pixels).resize((16, 16), Image.Resampling.BILINEAR), np.float32) / 255
+    with torch.no_grad():
+        logits = module(torch.from_numpy(resized.transpose(2, 0, 1)[None].copy()))[0].numpy()
+    assert lines[1].split()[1] == str(int(np.argmax(logits)))
