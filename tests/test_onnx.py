@@ -113,6 +113,18 @@ def test_cnnkit_export_loads_back_with_the_same_keys_and_outputs(name, tmp_path)
                                    atol=1e-6)
 
 
+def test_float64_model_exports_as_double_and_loads_back(tmp_path):
+    # onnxruntime's CPU Conv has no double kernel, so the float64 graph is checked by loading it back
+    model = create("resnet18", num_classes=10).double().eval()
+    path = cnnkit_onnx.export(model, (3, 32, 32), tmp_path / "double.onnx")
+    assert onnx.load(str(path)).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+    images = np.random.default_rng(0).standard_normal((2, 3, 32, 32))
+    with cnnkit.no_grad():
+        got = cnnkit_onnx.load(path)(images)
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got.numpy(), model(cnnkit.tensor(images)).numpy(), rtol=1e-10, atol=1e-12)
+
+
 class ManyOps(cnnkit.nn.Module):
     """Ops beyond the zoo's: transposed conv, padding modes, Lp and uneven adaptive pooling, slicing, stacking,
     reductions, broadcasting and the rarer activations, so that each exporter conversion runs."""
