@@ -1,7 +1,7 @@
 """Data sets (Shapes, MNIST, FashionMNIST, CIFAR10, ImageFolder), transforms and the DataLoader."""
 from . import transforms
 from .cifar import CIFAR10
-from .dataset import ConcatDataset, Dataset, Subset, TensorDataset
+from .dataset import ConcatDataset, Dataset, InMemoryImages, Subset, TensorDataset
 from .factory import DATASET_NAMES, dataset_info, default_data_root, load_dataset, parse_split, split_indices
 from .folder import ImageFolder
 from .idx import parse_idx, read_idx

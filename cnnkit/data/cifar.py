@@ -13,7 +13,7 @@ import tarfile
 
 import numpy as np
 
-from .dataset import Dataset
+from .dataset import InMemoryImages
 from .download import download_first, file_digest
 
 _RECORD_BYTES = 1 + 32 * 32 * 3  # binary version: a label byte, then 1024 R, 1024 G, 1024 B bytes
@@ -78,7 +78,7 @@ def _decode_names(names):
     return [name.decode("utf-8") if isinstance(name, bytes) else str(name) for name in names]
 
 
-class CIFAR10(Dataset):
+class CIFAR10(InMemoryImages):
     """CIFAR-10: 50,000 training / 10,000 test ``(uint8 32x32x3 image, label)`` samples in 10 classes.
 
     Reads ``root/cifar-10-batches-py`` (python version, preferred) or ``root/cifar-10-batches-bin``
@@ -221,18 +221,6 @@ class CIFAR10(Dataset):
             # members checked above; the "data" filter (Python >= 3.10.12) re-checks them where available
             extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
             tar.extractall(self.root, members=members, **extra)
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, index):
-        index = self._check_index(index)
-        image, target = self.data[index], int(self.targets[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return image, target
 
     def __repr__(self):
         return f"CIFAR10(split={self.split!r}, num_samples={len(self)}, root={self.root!r})"

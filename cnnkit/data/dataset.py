@@ -1,4 +1,4 @@
-"""``Dataset`` (map-style, torch-like), ``Subset``, ``TensorDataset`` and ``ConcatDataset``."""
+"""``Dataset`` (map-style, torch-like), ``InMemoryImages``, ``Subset``, ``TensorDataset`` and ``ConcatDataset``."""
 from __future__ import annotations
 
 import bisect
@@ -33,6 +33,28 @@ class Dataset:
         if not -length <= index < length:
             raise IndexError(f"{type(self).__name__}: index {index} is out of range for {length} samples")
         return index % length
+
+    def _transformed(self, image, target):
+        """Apply ``self.transform`` to the image and ``self.target_transform`` to the label, when set."""
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
+
+
+class InMemoryImages(Dataset):
+    """A data set held as arrays: ``data`` (N images) and ``targets`` (N labels), with optional transforms."""
+
+    transform = None
+    target_transform = None
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        index = self._check_index(index)
+        return self._transformed(self.data[index], int(self.targets[index]))
 
 
 class Subset(Dataset):

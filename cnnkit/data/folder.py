@@ -85,12 +85,7 @@ class ImageFolder(Dataset):
 
     def __getitem__(self, index):
         path, target = self.samples[self._check_index(index)]
-        image = self.load_image(path)
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return image, target
+        return self._transformed(self.load_image(path), target)
 
     def __repr__(self):
         return (f"ImageFolder(root={self.root!r}, num_samples={len(self)}, classes={len(self.classes)}, "

@@ -11,14 +11,14 @@ import os
 
 import numpy as np
 
-from .dataset import Dataset
+from .dataset import InMemoryImages
 from .download import bytes_digest, download_first
 from .idx import parse_idx, read_bytes
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
 
 
-class MNIST(Dataset):
+class MNIST(InMemoryImages):
     """MNIST digits: 60,000 training / 10,000 test ``(uint8 28x28 image, label)`` samples.
 
     Files ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` are looked up in ``root`` and in
@@ -135,18 +135,6 @@ class MNIST(Dataset):
             raise ValueError(f"{type(self).__name__}: {paths[1]} holds label {int(labels.max())}, "
                              f"but there are only {self.num_classes} classes")
         return images, labels.astype(np.int64)
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, index):
-        index = self._check_index(index)
-        image, target = self.data[index], int(self.targets[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return image, target
 
     def __repr__(self):
         return f"{type(self).__name__}(split={self.split!r}, num_samples={len(self)}, root={self.root!r})"

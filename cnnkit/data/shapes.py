@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .dataset import Dataset
+from .dataset import InMemoryImages
 
 # Each mark is a polyline drawing: vertices in a unit frame (y down) and the edges joining them.
 _SQUARE = [(-0.8, -0.8), (0.8, -0.8), (0.8, 0.8), (-0.8, 0.8)]
@@ -145,7 +145,7 @@ def _chunks(indices, elements_per_image):
         yield indices[start:start + step]
 
 
-class Shapes(Dataset):
+class Shapes(InMemoryImages):
     """Built-in data set of procedurally drawn grayscale marks; samples are ``(uint8 HxW image, label)``.
 
     ``Shapes(num_samples=None, image_size=28, classes=('x','o','plus','triangle','square','diamond'), seed=0,
@@ -172,18 +172,6 @@ class Shapes(Dataset):
         self.transform = transform
         self.target_transform = target_transform
         self.data, self.targets = generate_shapes(num_samples, image_size, self.classes, seed, split)
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, index):
-        index = self._check_index(index)
-        image, target = self.data[index], int(self.targets[index])
-        if self.transform is not None:
-            image = self.transform(image)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return image, target
 
     def __repr__(self):
         return (f"Shapes(split={self.split!r}, num_samples={len(self)}, image_size={self.image_size}, "
