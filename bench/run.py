@@ -23,6 +23,9 @@ def _parse_args(argv=None):
     parser.add_argument("--filter", default="", help="only cases whose name contains this substring")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--list", action="store_true", help="list the case names and exit")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall time (default), or this process's CPU time: with --threads 1 a check "
+                             "that other jobs on a busy machine barely disturb")
     parser.add_argument("--memory-child", choices=("cnnkit", "torch"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -294,12 +297,13 @@ def _memory_growth(library, threads):
 # --------------------------------------------------------------------------------------------------- runner
 def _best_time(fn, repeat):
     """Minimum over ``repeat`` back-to-back runs after one warm-up run, in ms."""
+    clock = time.process_time if ARGS.clock == "cpu" else time.perf_counter
     fn()  # warm-up: first-call allocations, BLAS / OpenMP thread start-up
     best = float("inf")
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return best * 1e3
 
 
@@ -324,7 +328,8 @@ def run(args):
         print("\n".join([name for name, _ in selected] + ([MEMORY_CASE] if show_memory else [])))
         return 0
     print(f"cnnkit vs torch {torch.__version__} (CPU), numpy {np.__version__}, {args.threads} thread(s), "
-          f"min of {args.repeat} runs; threadpoolctl {'used' if THREADPOOLCTL else 'not installed (env vars only)'}; "
+          f"min of {args.repeat} runs of {args.clock} time; "
+          f"threadpoolctl {'used' if THREADPOOLCTL else 'not installed (env vars only)'}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     width = max([len(name) for name, _ in selected] + [len(MEMORY_CASE) if show_memory else 4])
     print(f"{'case':<{width}}  {'cnnkit ms':>10}  {'torch ms':>10}  {'ratio':>6}")

@@ -106,12 +106,16 @@ def split_ranges(items, parts):
 def parallel_map(fn, tasks):
     """[fn(task) for task in tasks], on up to get_num_threads() threads (inline when one is enough)."""
     global _pool
+    import threading
+
     tasks = list(tasks)
     threads = min(get_num_threads(), len(tasks))
-    if threads <= 1:
+    # inside a pool thread the work runs inline: nested tasks queued behind their own callers would deadlock
+    if threads <= 1 or threading.current_thread().name.startswith("cnnkit"):
         return [fn(task) for task in tasks]
     if _pool is None or _pool._max_workers < threads:
         from concurrent.futures import ThreadPoolExecutor
 
         _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cnnkit")
     return list(_pool.map(fn, tasks))
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function, Tensor
-from ..backend import get_array_module, get_num_threads, parallel_map, split_ranges
+from ..backend import get_array_module
 from .activation import as_float_tensor
 
 __all__ = ["batch_norm", "local_response_norm"]
@@ -30,11 +30,6 @@ def _sample_chunks(x3):
     per_sample = max(1, x3[0].nbytes)
     step = max(1, CHUNK_BYTES // per_sample)
     return [(start, min(len(x3), start + step)) for start in range(0, len(x3), step)]
-
-
-def _over_chunks(fn, chunks):
-    """fn(part) for the chunks cut into one contiguous part per thread (NumPy's loops release the GIL)."""
-    return parallel_map(fn, split_ranges(chunks, get_num_threads()))
 
 
 def _plane(vector, length, dtype):
@@ -79,13 +74,9 @@ class _BatchNorm(Function):
         scale_plane, offset_plane = _plane(scale, length, dtype), _plane(offset, length, dtype)
         out = xp.empty_like(x)
         out3 = out.reshape(x3.shape)
-
-        def normalise(part):
-            for start, stop in part:
-                xp.multiply(x3[start:stop], scale_plane, out=out3[start:stop])
-                out3[start:stop] += offset_plane
-
-        _over_chunks(normalise, chunks)
+        for start, stop in chunks:
+            xp.multiply(x3[start:stop], scale_plane, out=out3[start:stop])
+            out3[start:stop] += offset_plane
         if self.needs_input_grad:
             self.x, self.mean, self.invstd, self.weight = x, mean, invstd, weight
         return out
@@ -101,19 +92,13 @@ class _BatchNorm(Function):
         shift = x3[0].mean(axis=1, dtype="float64")
         shift_plane = _plane(shift, length, dtype)
         ones = xp.ones(length, dtype)
-
-        def sums(part):
-            total, squares = xp.zeros(channels), xp.zeros(channels)
-            scratch = xp.empty((part[0][1] - part[0][0],) + x3.shape[1:], dtype)
-            for start, stop in part:
-                centered = scratch[:stop - start]
-                xp.subtract(x3[start:stop], shift_plane, out=centered)
-                total += _row_sums(centered, ones)
-                squares += _row_dots(centered, centered)
-            return total, squares
-
-        partials = _over_chunks(sums, chunks)
-        total, squares = (sum(values) for values in zip(*partials))
+        total, squares = xp.zeros(channels), xp.zeros(channels)
+        scratch = xp.empty((chunks[0][1],) + x3.shape[1:], dtype)
+        for start, stop in chunks:
+            centered = scratch[:stop - start]
+            xp.subtract(x3[start:stop], shift_plane, out=centered)
+            total += _row_sums(centered, ones)
+            squares += _row_dots(centered, centered)
         count = x3.shape[0] * length
         mean_shifted = total / count
         return shift + mean_shifted, xp.maximum(squares / count - mean_shifted * mean_shifted, 0)
@@ -137,21 +122,16 @@ class _BatchNorm(Function):
         chunks = _sample_chunks(x3)
         need_x, need_weight, need_bias = self.needs_input_grad
         mean_plane = _plane(mean, length, dtype)
+        scratch = xp.empty((chunks[0][1],) + x3.shape[1:], dtype)
         sum_grad = sum_grad_xhat = None
         if need_bias or need_weight or (need_x and self.training):
             ones = xp.ones(length, dtype)
-
-            def sums(part):
-                sum_grad, sum_grad_centered = xp.zeros(channels), xp.zeros(channels)
-                scratch = xp.empty((part[0][1] - part[0][0],) + x3.shape[1:], dtype)
-                for start, stop in part:
-                    centered = scratch[:stop - start]
-                    xp.subtract(x3[start:stop], mean_plane, out=centered)
-                    sum_grad += _row_sums(g3[start:stop], ones)
-                    sum_grad_centered += _row_dots(g3[start:stop], centered)
-                return sum_grad, sum_grad_centered
-
-            sum_grad, sum_grad_centered = (sum(values) for values in zip(*_over_chunks(sums, chunks)))
+            sum_grad, sum_grad_centered = xp.zeros(channels), xp.zeros(channels)
+            for start, stop in chunks:
+                centered = scratch[:stop - start]
+                xp.subtract(x3[start:stop], mean_plane, out=centered)
+                sum_grad += _row_sums(g3[start:stop], ones)
+                sum_grad_centered += _row_dots(g3[start:stop], centered)
             sum_grad_xhat = sum_grad_centered * invstd
         grad_x = None
         if need_x:
@@ -163,22 +143,16 @@ class _BatchNorm(Function):
                 # dx = w / sigma * (g - mean(g) - xhat * mean(g * xhat)), with xhat = (x - mean) / sigma
                 centered_scale = _plane(-scale * invstd * sum_grad_xhat / count, length, dtype)
                 offset_plane = _plane(-scale * sum_grad / count, length, dtype)
-
-                def input_grad(part):
-                    scratch = xp.empty((part[0][1] - part[0][0],) + x3.shape[1:], dtype)
-                    for start, stop in part:
-                        centered = scratch[:stop - start]
-                        xp.subtract(x3[start:stop], mean_plane, out=centered)
-                        centered *= centered_scale
-                        xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
-                        dx3[start:stop] += centered
-                        dx3[start:stop] += offset_plane
+                for start, stop in chunks:
+                    centered = scratch[:stop - start]
+                    xp.subtract(x3[start:stop], mean_plane, out=centered)
+                    centered *= centered_scale
+                    xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
+                    dx3[start:stop] += centered
+                    dx3[start:stop] += offset_plane
             else:
-                def input_grad(part):
-                    for start, stop in part:
-                        xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
-
-            _over_chunks(input_grad, chunks)
+                for start, stop in chunks:
+                    xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
         grad_weight = sum_grad_xhat.astype(dtype) if need_weight else None
         grad_bias = sum_grad.astype(dtype) if need_bias else None
         return grad_x, grad_weight, grad_bias
