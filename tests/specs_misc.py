@@ -28,6 +28,12 @@ def _theirs(name):
     return call
 
 
+def _torch_erf(x):
+    import torch
+
+    return torch.erf(x)
+
+
 def _rng(draw):
     return np.random.default_rng(draw(st.integers(0, 2**31 - 1)))
 
@@ -263,6 +269,8 @@ SPECS = [
     _activation("hardswish", scale=5.0),
     _activation("hardsigmoid", scale=5.0),
     _activation("silu", scale=6.0),
+    OpSpec("erf", _elementwise(3.0, {}), theirs=_torch_erf,
+           gradcheck_cases=_elementwise(3.0, {}, small=True)),
     OpSpec("softmax", _softmax_case(), gradcheck_cases=_small(_softmax_case)),
     OpSpec("log_softmax", _softmax_case(), gradcheck_cases=_small(_softmax_case)),
     OpSpec("linear", _linear_case(), gradcheck_cases=_small(_linear_case)),

@@ -11,8 +11,8 @@ import warnings
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 
-__all__ = ["relu", "relu6", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
-           "softmax", "log_softmax"]
+__all__ = ["relu", "relu6", "leaky_relu", "elu", "gelu", "erf", "sigmoid", "tanh", "hardswish", "hardsigmoid",
+           "silu", "softmax", "log_softmax"]
 
 
 def as_float_tensor(op, input, name="input"):
@@ -149,7 +149,7 @@ def _polynomial(x, coefficients, monic=False):
     return result
 
 
-def erf(x):
+def erf_array(x):
     """erf(x) on an array, in its dtype: x T(x^2)/U(x^2) for |x| < 1, else sign(x) (1 - e^(-x^2) P(|x|)/Q(|x|))."""
     xp = get_array_module()
     magnitude = xp.abs(x)
@@ -178,7 +178,7 @@ class _Gelu(Function):
         if self.approximate == "tanh":
             self.t = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
             return 0.5 * x * (1 + self.t)
-        self.cdf = 0.5 * (1 + erf(x * _SQRT_HALF))
+        self.cdf = 0.5 * (1 + erf_array(x * _SQRT_HALF))
         return x * self.cdf
 
     def backward(self, grad):
@@ -189,6 +189,19 @@ class _Gelu(Function):
             return (grad * (0.5 * (1 + self.t) + 0.5 * x * (1 - self.t * self.t) * inner),)
         density = _INV_SQRT_2PI * xp.exp(-0.5 * x * x)
         return (grad * (self.cdf + x * density),)
+
+
+class _Erf(Function):
+    def forward(self, x):
+        self.x = x
+        return erf_array(x)
+
+    def backward(self, grad):
+        xp = get_array_module()
+        return (grad * (2 * _INV_SQRT_2PI * _SQRT_2) * xp.exp(-self.x * self.x),)
+
+
+_SQRT_2 = math.sqrt(2)
 
 
 # ------------------------------------------------------------------------------------------------ softmax
@@ -267,6 +280,11 @@ def gelu(input, approximate="none"):
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return _Gelu.apply(as_float_tensor("gelu", input), approximate=approximate)
+
+
+def erf(input):
+    """erf(x) = 2/sqrt(pi) * integral of e^(-t^2) from 0 to x (torch.erf; ONNX Erf); d/dx = 2/sqrt(pi) e^(-x^2)."""
+    return _Erf.apply(as_float_tensor("erf", input))
 
 
 def sigmoid(input):

@@ -225,6 +225,7 @@ OPS.update({
     "Relu": lambda node, x: F.relu(x),
     "Sigmoid": lambda node, x: F.sigmoid(x),
     "Tanh": lambda node, x: F.tanh(x),
+    "Erf": lambda node, x: F.erf(x) if is_tensor(x) else F.activation.erf_array(const(x)),
     "HardSwish": lambda node, x: F.hardswish(x),
     "LeakyRelu": lambda node, x: F.leaky_relu(x, float(node.attrs.get("alpha", 0.01))),
     "Elu": lambda node, x: F.elu(x, float(node.attrs.get("alpha", 1.0))),
