@@ -35,6 +35,7 @@ ARGS = _parse_args() if __name__ == "__main__" else _parse_args([])
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
              "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # what cnnkit's backend sets when it loads NumPy first
 
 import numpy as np  # noqa: E402
 
