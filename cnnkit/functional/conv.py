@@ -218,8 +218,16 @@ class Conv2dFunction(Function):
 
     def backward(self, grad):
         need_x, need_w, need_b = self.needs_input_grad
-        grad_x = correlate_transpose(grad, self.weight, self.geo) if need_x else None
-        grad_w = correlate(self.x, None, self.geo, compute_output=False, upstream=grad)[1] if need_w else None
+        geo = self.geo
+        dual = dual_geometry(geo) if need_x and need_w else None
+        if dual is not None and _dual_is_faster(geo):
+            # One im2col of dy serves both gradients: dx = dual(dy) as in correlate_transpose, and the
+            # dual's own weight gradient x @ cols(dy)^T is dW with channels swapped and taps flipped.
+            grad_x, dual_grad_w = correlate(grad, flipped_weight(self.weight, geo.groups), dual, upstream=self.x)
+            grad_w = flipped_weight(dual_grad_w, geo.groups)
+        else:
+            grad_x = correlate_transpose(grad, self.weight, geo) if need_x else None
+            grad_w = correlate(self.x, None, geo, compute_output=False, upstream=grad)[1] if need_w else None
         grad_b = _sum_per_channel(grad) if need_b else None
         return grad_x, grad_w, grad_b
 
