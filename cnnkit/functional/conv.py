@@ -143,13 +143,13 @@ def dual_geometry(geo):
                         geo.dilation, geo.groups, geo.in_size)
 
 
-def _dual_is_faster(geo, dual):
+def _dual_is_faster(geo):
     """The dual copies kh*kw x dy and runs a GEMM with C/groups rows; col2im writes kh*kw x dx instead.
 
     So the dual wins when dx has about as many channels as dy and enough rows for BLAS; a depthwise
     dual is again depthwise only with channel multiplier 1. A pointwise dual copies nothing at all.
     """
-    if dual.pointwise:
+    if geo.pointwise:  # its dual is pointwise too
         return True
     if geo.depthwise:
         return geo.out_channels == geo.in_channels
@@ -172,7 +172,7 @@ def correlate_transpose(grad, weight, geo, bias=None):
     dual correlation (one im2col copy of dy) usually beats col2im's kh*kw read-modify-write passes.
     """
     dual = dual_geometry(geo)
-    if dual is not None and _dual_is_faster(geo, dual):
+    if dual is not None and _dual_is_faster(geo):
         return correlate(grad, flipped_weight(weight, geo.groups), dual, bias=bias)[0]
     xp = get_array_module()
     dtype = grad.dtype
@@ -222,7 +222,7 @@ class Conv2dFunction(Function):
         need_x, need_w, need_b = self.needs_input_grad
         geo = self.geo
         dual = dual_geometry(geo) if need_x and need_w else None
-        if dual is not None and _dual_is_faster(geo, dual):
+        if dual is not None and _dual_is_faster(geo):
             # One im2col of dy serves both gradients: dx = dual(dy) as in correlate_transpose, and the
             # dual's own weight gradient x @ cols(dy)^T is dW with channels swapped and taps flipped.
             grad_x, dual_grad_w = correlate(grad, flipped_weight(self.weight, geo.groups), dual, upstream=self.x)
