@@ -182,6 +182,9 @@ def correlate_transpose(grad, weight, geo, bias=None):
     height, width = geo.in_size
     rows = channels // groups * kh * kw
     w_t = weight.reshape(groups, out_channels // groups, rows).transpose(0, 2, 1)
+    # one dy channel per group (depthwise): W^T @ dy is an outer product, which a broadcast multiply
+    # computes about 4x faster than a k=1 matmul (measured on (144, 9, 1) x (144, 1, 1024))
+    outer = out_channels == groups
     dx = xp.empty((geo.batch, channels, height, width), dtype)
 
     def run(chunks):
@@ -190,7 +193,10 @@ def correlate_transpose(grad, weight, geo, bias=None):
             count = stop - start
             grads = _grouped_columns(grad, start, stop, geo, out_channels, work)
             cols = work.get("cols", (groups, rows, count * geo.pixels))
-            xp.matmul(w_t, grads, out=cols)
+            if outer:
+                xp.multiply(w_t, grads, out=cols)
+            else:
+                xp.matmul(w_t, grads, out=cols)
             if geo.has_padding or geo.wide:
                 target = work.get("padded", (count, channels) + geo.padded_size, slack=geo.slack)
             else:
