@@ -142,7 +142,8 @@ def test_many_chunks_with_a_partial_last_one_match_torch(monkeypatch, kwargs, ch
     geometry = {**dict(stride=1, padding=0, dilation=1, groups=1), **kwargs}
     pixels = conv_module.conv_geometry(x.shape, w.shape, **geometry).pixels
     monkeypatch.setattr(im2col_module, "CHUNK_COLUMNS", chunk * pixels)
-    monkeypatch.setattr(im2col_module, "DEPTHWISE_CHUNK_COLUMNS", chunk * pixels)
+    # depthwise chunks are sized by all channels' columns: C * kh * kw rows per column
+    monkeypatch.setattr(im2col_module, "DEPTHWISE_CHUNK_ELEMENTS", chunk * pixels * x.shape[1] * w[0].size)
     monkeypatch.setattr(im2col_module, "CHUNK_ELEMENTS", 0)  # no growth for few-row GEMMs: CHUNK_COLUMNS decides
     monkeypatch.setattr(im2col_module, "POINTWISE_MIN_PIXELS", 0)  # keep the 1x1 shortcut on these small images
     assert conv_module.conv_geometry(x.shape, w.shape, **geometry).chunk == chunk

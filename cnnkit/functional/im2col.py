@@ -20,7 +20,10 @@ __all__ = []  # internal helpers, imported by name from cnnkit.functional.conv
 # streaming a kh*kw-times inflated copy of the whole batch through main memory. Depthwise GEMMs are
 # memory-bound matrix-vector products, which want their columns in the faster, smaller caches.
 CHUNK_COLUMNS = 2048
-DEPTHWISE_CHUNK_COLUMNS = 512
+# Depthwise chunks are sized by their whole column array (all channels: C * kh * kw x columns), since
+# a columns-only target let 960-channel 4x4 layers build 18 MB of columns per chunk. 4 MB in float32
+# measured 15-40% faster than 512 columns on MobileNet-v2's depthwise layers (1 thread, fwd+bwd).
+DEPTHWISE_CHUNK_ELEMENTS = 1 << 20
 # With few rows (small C * kh * kw, as in LeNet) 2048 columns make GEMMs too small to amortise a BLAS call
 # and its thread hand-off: such chunks grow to about this many column elements (4 MB in float32; measured
 # 1.5-3x faster for 25 and 150 rows).
@@ -53,7 +56,10 @@ class ConvGeometry:
         # a wide run starting at kernel offset (i, j) ends (kw - 1) * dw elements past its image
         self.slack = (self.kernel[1] - 1) * self.dilation[1] if self.wide else 0
         pixels = max(1, self.grid[0] * (self.grid[1] if len(self.grid) == 2 else 1))
-        target = DEPTHWISE_CHUNK_COLUMNS if self.depthwise else max(CHUNK_COLUMNS, CHUNK_ELEMENTS // rows)
+        if self.depthwise:
+            target = DEPTHWISE_CHUNK_ELEMENTS // (in_channels * self.kernel[0] * self.kernel[1])
+        else:
+            target = max(CHUNK_COLUMNS, CHUNK_ELEMENTS // rows)
         self.chunk = max(1, min(batch, -(-target // pixels)))
 
     @property
