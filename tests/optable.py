@@ -63,6 +63,26 @@ class OpSpec:
         return getattr(TF, self.name)
 
 
+def cnnkit_op(name):
+    """``cnnkit.functional.<name>``, looked up at call time (for specs named differently from their op)."""
+    def call(*args, **kwargs):
+        import cnnkit.functional as F
+
+        return getattr(F, name)(*args, **kwargs)
+
+    return call
+
+
+def torch_op(name):
+    """``torch.nn.functional.<name>``, looked up at call time (torch is imported only when a test runs)."""
+    def call(*args, **kwargs):
+        import torch.nn.functional as TF
+
+        return getattr(TF, name)(*args, **kwargs)
+
+    return call
+
+
 def _pick(out, spec):
     return spec.output(out) if spec.output else out
 

@@ -9,18 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
-from optable import Case, OpSpec
+from optable import Case, OpSpec, cnnkit_op
 
 from cnnkit.functional.arithmetic import same_padding
-
-
-def _ours(name):
-    def call(*args, **kwargs):
-        import cnnkit.functional as F
-
-        return getattr(F, name)(*args, **kwargs)
-
-    return call
 
 
 def _torch_conv2d_on_padded(input, weight, bias=None, pads=(0, 0, 0, 0), **kwargs):
@@ -135,10 +126,10 @@ def conv_transpose2d_cases(draw, small=False):
 
 SPECS = [
     OpSpec("conv2d", conv2d_cases(), gradcheck_cases=conv2d_cases(small=True)),
-    OpSpec("conv2d_depthwise", depthwise_cases(), ours=_ours("conv2d"),
+    OpSpec("conv2d_depthwise", depthwise_cases(), ours=cnnkit_op("conv2d"),
            theirs=lambda *a, **k: __import__("torch").nn.functional.conv2d(*a, **k),
            gradcheck_cases=depthwise_cases(small=True)),
-    OpSpec("conv2d_padding", padded_conv2d_cases(), ours=_ours("conv2d"), theirs=_torch_conv2d_on_padded,
+    OpSpec("conv2d_padding", padded_conv2d_cases(), ours=cnnkit_op("conv2d"), theirs=_torch_conv2d_on_padded,
            gradcheck_cases=padded_conv2d_cases(small=True)),
     OpSpec("conv_transpose2d", conv_transpose2d_cases(), gradcheck_cases=conv_transpose2d_cases(small=True)),
 ]

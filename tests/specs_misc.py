@@ -7,25 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
-from optable import Case, OpSpec
-
-
-def _ours(name):
-    def call(*args, **kwargs):
-        import cnnkit.functional as F
-
-        return getattr(F, name)(*args, **kwargs)
-
-    return call
-
-
-def _theirs(name):
-    def call(*args, **kwargs):
-        import torch.nn.functional as TF
-
-        return getattr(TF, name)(*args, **kwargs)
-
-    return call
+from optable import Case, OpSpec, cnnkit_op, torch_op
 
 
 def _torch_erf(x):
@@ -278,8 +260,8 @@ SPECS = [
            gradcheck_cases=_small(_batch_norm_case)),
     OpSpec("local_response_norm", _lrn_case(), gradcheck_cases=_small(_lrn_case)),
     OpSpec("cross_entropy", _cross_entropy_case(), gradcheck_cases=_small(_cross_entropy_case)),
-    OpSpec("cross_entropy[probabilities]", _cross_entropy_probabilities(), ours=_ours("cross_entropy"),
-           theirs=_theirs("cross_entropy"), gradcheck_cases=_small(_cross_entropy_probabilities)),
+    OpSpec("cross_entropy[probabilities]", _cross_entropy_probabilities(), ours=cnnkit_op("cross_entropy"),
+           theirs=torch_op("cross_entropy"), gradcheck_cases=_small(_cross_entropy_probabilities)),
     OpSpec("nll_loss", _cross_entropy_case(log_probs=True),
            gradcheck_cases=_small(_cross_entropy_case, log_probs=True)),
     OpSpec("mse_loss", _mse_case(), ours=_mse_ours, theirs=_mse_theirs, gradcheck_cases=_small(_mse_case)),

@@ -3,25 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
-from optable import Case, OpSpec
-
-
-def _ours(name):
-    def call(*args, **kwargs):
-        import cnnkit.functional as F
-
-        return getattr(F, name)(*args, **kwargs)
-
-    return call
-
-
-def _theirs(name):
-    def call(*args, **kwargs):
-        import torch.nn.functional as TF
-
-        return getattr(TF, name)(*args, **kwargs)
-
-    return call
+from optable import Case, OpSpec, cnnkit_op, torch_op
 
 
 def _first(out):
@@ -149,14 +131,14 @@ _MAX_SMALL = _window_case("max", **_SMALL).filter(_windows_touch_input)
 
 SPECS = [
     OpSpec("max_pool2d", _MAX, gradcheck_cases=_MAX_SMALL),
-    OpSpec("max_pool2d[return_indices]", _with_indices(_MAX), ours=_ours("max_pool2d"), theirs=_theirs("max_pool2d"),
-           output=_first, gradcheck_cases=_with_indices(_MAX_SMALL)),
+    OpSpec("max_pool2d[return_indices]", _with_indices(_MAX), ours=cnnkit_op("max_pool2d"),
+           theirs=torch_op("max_pool2d"), output=_first, gradcheck_cases=_with_indices(_MAX_SMALL)),
     OpSpec("avg_pool2d", _window_case("avg"), gradcheck_cases=_window_case("avg", **_SMALL)),
     OpSpec("lp_pool2d", _window_case("lp"), gradcheck_cases=_window_case("lp", **_SMALL)),
     OpSpec("max_unpool2d", _unpool_case(), gradcheck_cases=_unpool_case(small=True)),
     OpSpec("adaptive_avg_pool2d", _adaptive_case(), gradcheck_cases=_adaptive_case(small=True)),
     OpSpec("adaptive_max_pool2d", _adaptive_case(), gradcheck_cases=_adaptive_case(small=True)),
-    OpSpec("adaptive_max_pool2d[return_indices]", _with_indices(_adaptive_case()), ours=_ours("adaptive_max_pool2d"),
-           theirs=_theirs("adaptive_max_pool2d"), output=_first,
+    OpSpec("adaptive_max_pool2d[return_indices]", _with_indices(_adaptive_case()),
+           ours=cnnkit_op("adaptive_max_pool2d"), theirs=torch_op("adaptive_max_pool2d"), output=_first,
            gradcheck_cases=_with_indices(_adaptive_case(small=True))),
 ]
