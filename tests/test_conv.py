@@ -265,8 +265,10 @@ LAYER = r"Conv2d\(3, 8, kernel_size=\(3, 3\)\)"
 
 
 def test_wrong_rank_names_layer_shape_and_fix():
-    with pytest.raises(ValueError, match=LAYER + r".*4-D.*\(3, 10, 10\).*unsqueeze\(0\)"):
-        nn.Conv2d(3, 8, 3)(cnnkit.zeros(3, 10, 10))
+    with pytest.raises(ValueError, match=LAYER + r".*3-D \(C, H, W\) or 4-D.*\(10, 10\)"):
+        nn.Conv2d(3, 8, 3)(cnnkit.zeros(10, 10))
+    with pytest.raises(ValueError, match=r"conv2d: expected a 4-D input.*\(2, 1, 3, 10, 10\).*unsqueeze\(0\)"):
+        F.conv2d(cnnkit.zeros(2, 1, 3, 10, 10), cnnkit.zeros(8, 3, 3, 3))
     with pytest.raises(ValueError, match=r"ConvTranspose2d\(3, 8, kernel_size=\(3, 3\)\).*\(1, 1, 3, 10, 10\)"):
         nn.ConvTranspose2d(3, 8, 3)(cnnkit.zeros(1, 1, 3, 10, 10))
 
@@ -355,3 +357,23 @@ def test_reflect_padding_must_be_smaller_than_input():
     layer = nn.Conv2d(1, 1, 3, padding=3, padding_mode="reflect")
     with pytest.raises(ValueError, match=r"reflect padding \(3, 3\) must be smaller than the input height 3"):
         layer(cnnkit.zeros(1, 1, 3, 8))
+
+
+@pytest.mark.parametrize("make", [
+    lambda lib: lib.Conv2d(3, 4, 3, stride=2, padding=1, bias=True),
+    lambda lib: lib.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"),
+    lambda lib: lib.ConvTranspose2d(3, 4, 3, stride=2, output_padding=1),
+])
+def test_unbatched_chw_input_matches_torch(make):
+    """A (C, H, W) input runs as a batch of one and comes back (K, H_out, W_out), as torch.nn does."""
+    ours, theirs = make(nn), make(torch.nn)
+    theirs.load_state_dict({key: torch.tensor(value) for key, value in ours.state_dict().items()})
+    data = np.random.default_rng(1).standard_normal((3, 9, 7)).astype(np.float32)
+    x, y = cnnkit.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    out, expected = ours(x), theirs(y)
+    assert out.shape == tuple(expected.shape)
+    np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-5, atol=1e-5)
+    out.sum().backward()
+    expected.sum().backward()
+    np.testing.assert_allclose(x.grad, y.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), rtol=1e-4, atol=1e-4)

@@ -62,13 +62,19 @@ def resolve_padding(padding, in_size, kernel, stride, dilation, layer="conv2d"):
     return sides
 
 
-def check_input(layer, x_shape, expected_channels=None, name="input"):
-    """Raise a clear error unless the input is N x C x H x W with the expected channel count."""
+def check_input(layer, x_shape, expected_channels=None, name="input", unbatched=False):
+    """Raise a clear error unless the input is N x C x H x W (or C x H x W when ``unbatched``) with C channels."""
+    shown = tuple(x_shape)
+    if unbatched and len(x_shape) == 3:
+        x_shape = (1, *x_shape)
     if len(x_shape) != 4:
+        if unbatched:
+            raise ValueError(f"{layer}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape "
+                             f"{tuple(x_shape)}")
         raise ValueError(f"{layer}: expected a 4-D input (N, C, H, W), got shape {tuple(x_shape)}; "
                          "add a batch dimension with x.unsqueeze(0) for a single image")
     if expected_channels is not None and x_shape[1] != expected_channels:
-        raise ValueError(f"{layer}: {name} has {x_shape[1]} channels (shape {tuple(x_shape)}) but the layer "
+        raise ValueError(f"{layer}: {name} has {x_shape[1]} channels (shape {shown}) but the layer "
                          f"expects in_channels={expected_channels}; "
                          "change in_channels or the previous layer's out_channels")
 

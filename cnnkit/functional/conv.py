@@ -369,6 +369,14 @@ def _array(value):
 
 
 # ------------------------------------------------------------------------------------------------ public ops
+def on_batch(input, run):
+    """``run`` on a batch: a (C, H, W) input runs as a batch of one and comes back unbatched, as in torch."""
+    if len(_shape(input)) != 3:
+        return run(input)
+    x = input if isinstance(input, Tensor) else Tensor(input)
+    return run(x.unsqueeze(0)).squeeze(0)
+
+
 def conv2d_layer(input, weight, bias, stride, padding, dilation, groups, strict, layer):
     """conv2d with errors that name ``layer`` (used by nn.Conv2d)."""
     if bias is not None:
@@ -383,9 +391,11 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     ``padding``: int, (ph, pw), ((top, bottom), (left, right)), 'valid' or 'same' (output =
     ceil(input / stride), extra pixel bottom/right, as TensorFlow; also for stride > 1).
-    ``strict=True`` rejects hyper-parameters whose windows do not tile the input.
+    ``strict=True`` rejects hyper-parameters whose windows do not tile the input. An unbatched
+    (C, H, W) input gives a (K, H_out, W_out) output, as in torch.
     """
-    return conv2d_layer(input, weight, bias, stride, padding, dilation, groups, strict, "conv2d")
+    return on_batch(input, lambda x: conv2d_layer(x, weight, bias, stride, padding, dilation, groups, strict,
+                                                  "conv2d"))
 
 
 def conv_transpose2d_layer(input, weight, bias, stride, padding, output_padding, groups, dilation, layer):
@@ -401,7 +411,7 @@ def conv_transpose2d_layer(input, weight, bias, stride, padding, output_padding,
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """The adjoint of conv2d in its input: out = (H - 1)*s - 2p + d*(k - 1) + output_padding + 1 per axis.
 
-    ``weight`` is (in_channels, out_channels/groups, kh, kw) as in PyTorch.
+    ``weight`` is (in_channels, out_channels/groups, kh, kw) as in PyTorch; (C, H, W) inputs run unbatched.
     """
-    return conv_transpose2d_layer(input, weight, bias, stride, padding, output_padding, groups, dilation,
-                                  "conv_transpose2d")
+    return on_batch(input, lambda x: conv_transpose2d_layer(x, weight, bias, stride, padding, output_padding, groups,
+                                                            dilation, "conv_transpose2d"))

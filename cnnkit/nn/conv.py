@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import backend
 from ..functional.arithmetic import check_input, pair, positive_pair, resolve_padding
-from ..functional.conv import conv2d_layer, conv_transpose2d_layer, conv_transpose_geometry
+from ..functional.conv import conv2d_layer, conv_transpose2d_layer, conv_transpose_geometry, on_batch
 from . import init
 from .module import Module
 from .parameter import Parameter
@@ -134,7 +134,10 @@ class Conv2d(_ConvNd):
         self.strict = bool(strict)
 
     def forward(self, input):
-        check_input(self.layer_name, tuple(input.shape), self.in_channels)
+        check_input(self.layer_name, tuple(input.shape), self.in_channels, unbatched=True)
+        return on_batch(input, self._forward_batch)
+
+    def _forward_batch(self, input):
         padding = self.padding
         if self.padding_mode != "zeros":
             input = _pad_by_index(input, self._pads_for(input), self.padding_mode, self.layer_name)
@@ -186,7 +189,10 @@ class ConvTranspose2d(_ConvNd):
         return extra
 
     def forward(self, input, output_size=None):
-        check_input(self.layer_name, tuple(input.shape), self.in_channels)
+        check_input(self.layer_name, tuple(input.shape), self.in_channels, unbatched=True)
+        return on_batch(input, lambda batch: self._forward_batch(batch, output_size))
+
+    def _forward_batch(self, input, output_size):
         output_padding = self._output_padding_for(input, output_size)
         return conv_transpose2d_layer(input, self.weight, self.bias, self.stride, self.padding, output_padding,
                                       self.groups, self.dilation, self.layer_name)
