@@ -35,7 +35,8 @@ def ones(*size, dtype=None, requires_grad=False):
 
 
 def full(size, fill_value, dtype=None, requires_grad=False):
-    return Tensor(backend.get_array_module().full(_shape((size,)), fill_value, dtype=_dtype(dtype)), requires_grad=requires_grad)
+    data = backend.get_array_module().full(_shape((size,)), fill_value, dtype=_dtype(dtype))
+    return Tensor(data, requires_grad=requires_grad)
 
 
 def zeros_like(t, dtype=None, requires_grad=False):

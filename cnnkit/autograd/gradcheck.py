@@ -50,7 +50,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
         if (error > 0).any():
             worst = int(xp.argmax(error))
             where = xp.unravel_index(worst, analytic.shape)
-            message = (f"gradcheck: input {position} (shape {tuple(t.shape)}) gradient mismatch at {tuple(int(i) for i in where)}: "
+            at = tuple(int(i) for i in where)
+            message = (f"gradcheck: input {position} (shape {tuple(t.shape)}) gradient mismatch at {at}: "
                        f"analytic {analytic.reshape(-1)[worst]:.6g} vs numerical {numeric.reshape(-1)[worst]:.6g}")
             if raise_exception:
                 raise AssertionError(message)

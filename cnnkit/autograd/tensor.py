@@ -111,7 +111,8 @@ class Tensor:
     def __repr__(self):
         body = repr(self.data).replace("array(", "tensor(", 1)
         if self.requires_grad:
-            body = body[:-1] + (", grad_fn=" + type(self._ctx).__name__ if self._ctx not in (None, FREED) else ", requires_grad=True") + ")"
+            recorded = self._ctx not in (None, FREED)
+            body = body[:-1] + (f", grad_fn={type(self._ctx).__name__}" if recorded else ", requires_grad=True") + ")"
         return body
 
     def __hash__(self):
@@ -158,7 +159,9 @@ class Tensor:
         return self
 
     def clone(self):
-        return ops.Add.apply(self, backend.get_array_module().zeros((), dtype=self.dtype)) if self.requires_grad else Tensor._wrap(self.data.copy())
+        if not self.requires_grad:
+            return Tensor._wrap(self.data.copy())
+        return ops.Add.apply(self, backend.get_array_module().zeros((), dtype=self.dtype))  # a copy on the graph
 
     def backward(self, gradient=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` that requires it.
@@ -397,7 +400,8 @@ class Tensor:
 
     def expand(self, *shape):
         shape = _shape_arg(shape)
-        shape = tuple(old if new == -1 else new for new, old in zip(shape, (1,) * (len(shape) - self.ndim) + self.shape))
+        current = (1,) * (len(shape) - self.ndim) + self.shape
+        shape = tuple(old if new == -1 else new for new, old in zip(shape, current))
         return ops.BroadcastTo.apply(self, shape=shape)
 
     def __getitem__(self, index):
