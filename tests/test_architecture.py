@@ -1,6 +1,8 @@
 """Design rules enforced: one-way imports, ops take the array module from the backend, no pickle loads."""
 import ast
 import pathlib
+import shutil
+import subprocess
 
 import pytest
 
@@ -96,3 +98,14 @@ def test_no_plain_pickle_loading():
                 if needle in line and "weights_only=True" not in line and "noqa: pickle" not in line:
                     offenders.append(f"{path.relative_to(PACKAGE.parent)}:{line_no}: {line.strip()}")
     assert not offenders, "unsafe deserialisation:\n" + "\n".join(offenders)
+
+
+def test_ruff_finds_nothing():
+    """The lint rules of pyproject.toml hold over the package, the tests and the bench."""
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (it is in the [dev] extra)")
+    root = PACKAGE.parent
+    result = subprocess.run([ruff, "check", "--no-cache", "cnnkit", "tests", "bench"], cwd=root,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
