@@ -140,12 +140,7 @@ def test_zoo_model_params_keys_and_shapes(name, monkeypatch):
             assert small(cnnkit.randn(1, 1, 32, 32)).shape == (1, 10)
 
 
-# VGG-13/16/19 (and _bn) are VGG-11's class and blocks with more convolutions per stage; each of their
-# 120M-parameter steps costs 5-20 s on CI's 2 cores, so the family's step is checked on vgg11 and vgg11_bn.
-SGD_STEP_MODELS = [name for name in list_models() if not name.startswith(("vgg13", "vgg16", "vgg19"))]
-
-
-@pytest.mark.parametrize("name", SGD_STEP_MODELS)
+@pytest.mark.parametrize("name", list_models())
 def test_zoo_model_sgd_step_lowers_the_loss(name, monkeypatch):
     """One SGD step of the small-image variant (10 classes, 32x32 RGB; LeNet-5: 28x28 gray) lowers the loss."""
     _skip_init(monkeypatch)
