@@ -202,3 +202,9 @@ def test_max_with_a_dim_returns_values_and_indices_like_torch():
     ours.max(1).values.sum().backward()
     theirs.max(1).values.sum().backward()
     np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())
+    # with ties the gradient goes to the returned index only, as in torch
+    tied = np.array([[1.0, 1.0, 0.0], [2.0, -1.0, 2.0]], dtype=np.float32)
+    ours, theirs = cnnkit.tensor(tied, requires_grad=True), torch.tensor(tied, requires_grad=True)
+    ours.max(1).values.sum().backward()
+    theirs.max(1).values.sum().backward()
+    np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())

@@ -10,6 +10,11 @@ from .function import FREED, is_grad_enabled
 
 _FLOAT_KINDS = "fc"
 
+def _along(xp, size, axis, ndim):
+    """``arange(size)`` shaped to broadcast along ``axis`` of an ``ndim``-dimensional array."""
+    return xp.arange(size).reshape([-1 if a == axis else 1 for a in range(ndim)])
+
+
 # What ``x.max(dim)`` returns, as torch.return_types.max does: ``values, indices = x.max(1)``.
 ValuesIndices = namedtuple("ValuesIndices", ["values", "indices"])
 
@@ -336,11 +341,18 @@ class Tensor:
         return ops.Max.apply(self, axis=dim, keepdims=keepdim, largest=False)
 
     def _extreme(self, dim, keepdim, largest):
-        values = ops.Max.apply(self, axis=dim, keepdims=keepdim, largest=largest)
         if not isinstance(dim, numbers.Integral):
-            return values
-        indices = self.argmax(dim, keepdim) if largest else self.argmin(dim, keepdim)
-        return ValuesIndices(values, indices)
+            return ops.Max.apply(self, axis=dim, keepdims=keepdim, largest=largest)
+        xp = backend.get_array_module()
+        dim = dim % self.ndim
+        where = (xp.argmax if largest else xp.argmin)(self.data, axis=dim, keepdims=True)
+        # values are picked at the indices, so the gradient goes to that one element (as torch's), not to all ties
+        grid = tuple(where if axis == dim else _along(xp, size, axis, self.ndim)
+                     for axis, size in enumerate(self.shape))
+        values = self[grid]
+        if not keepdim:
+            values, where = values.squeeze(dim), where.squeeze(dim)
+        return ValuesIndices(values, Tensor._wrap(where))
 
     def var(self, dim=None, keepdim=False, unbiased=True):
         centered = self - self.mean(dim, keepdim=True)
