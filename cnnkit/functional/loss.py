@@ -195,6 +195,17 @@ def _squeeze_unbatched(out, unbatched, reduction):
     return out.reshape(()) if unbatched and reduction == "none" else out
 
 
+def _class_scores(op, input, weight):
+    """``(x, batched, unbatched, weight)``: a classification loss's (N, C, ...) scores and checked class weights."""
+    x = as_float_tensor(op, input)
+    if x.ndim == 0:
+        raise ValueError(f"{op}: expected an input of shape (C,), (N, C) or (N, C, d1, ...), got a scalar")
+    batched, unbatched = _batched(x)
+    weight = _constant(op, "weight", weight, x.dtype)
+    _check_class_weight(op, weight, batched.shape[1])
+    return x, batched, unbatched, weight
+
+
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
                   label_smoothing=0.0):
     """Softmax cross entropy, l_n = -w_{y_n} log softmax(x_n)_{y_n}; 'mean' divides by sum of w_{y_n}.
@@ -204,15 +215,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     ``label_smoothing`` eps mixes the target with the uniform distribution: (1 - eps) y + eps / C.
     """
     op = "cross_entropy"
-    x = as_float_tensor(op, input)
     reduction = _reduction(op, size_average, reduce, reduction)
     if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be between 0.0 and 1.0, got {label_smoothing!r}")
-    if x.ndim == 0:
-        raise ValueError(f"{op}: expected an input of shape (C,), (N, C) or (N, C, d1, ...), got a scalar")
-    batched, unbatched = _batched(x)
-    weight = _constant(op, "weight", weight, x.dtype)
-    _check_class_weight(op, weight, batched.shape[1])
+    x, batched, unbatched, weight = _class_scores(op, input, weight)
     target_array = _raw_target(target)
     if target_array.dtype.kind == "f":
         if tuple(target_array.shape) != tuple(x.shape):
@@ -262,13 +268,8 @@ class _NllLoss(Function):
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
     """Negative log likelihood of log-probabilities: l_n = -w_{y_n} x_{n, y_n}; 'mean' divides by sum w_{y_n}."""
     op = "nll_loss"
-    x = as_float_tensor(op, input)
     reduction = _reduction(op, size_average, reduce, reduction)
-    if x.ndim == 0:
-        raise ValueError(f"{op}: expected an input of shape (C,), (N, C) or (N, C, d1, ...), got a scalar")
-    batched, unbatched = _batched(x)
-    weight = _constant(op, "weight", weight, x.dtype)
-    _check_class_weight(op, weight, batched.shape[1])
+    x, batched, unbatched, weight = _class_scores(op, input, weight)
     target_array = _raw_target(target)
     if target_array.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices, got dtype {target_array.dtype}")
