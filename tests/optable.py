@@ -47,6 +47,7 @@ class OpSpec:
     rtol: float = 1e-4
     gradcheck: bool = True
     output: Callable | None = None  # picks the differentiable output when an op returns a tuple
+    context: Callable | None = None  # a context manager factory wrapped around each case (forward and backward)
 
     def our_fn(self):
         if self.ours is not None:

@@ -7,6 +7,9 @@ explicitly), and conv_transpose2d with stride / padding / output_padding / group
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import numpy as np
 from hypothesis import strategies as st
 from optable import Case, OpSpec, cnnkit_op
@@ -104,11 +107,14 @@ def padded_conv2d_cases(draw, small=False):
 
 
 @st.composite
-def conv_transpose2d_cases(draw, small=False):
-    """stride, padding, output_padding (< max(stride, dilation)), groups, dilation, bias on/off."""
-    groups = 1 if small else draw(st.sampled_from([1, 1, 2]))
+def conv_transpose2d_cases(draw, small=False, depthwise=False):
+    """stride, padding, output_padding (< max(stride, dilation)), groups, dilation, bias on/off.
+
+    ``depthwise``: one output channel per group, the transpose of a depthwise conv2d with a multiplier.
+    """
+    groups = draw(st.integers(2, 3)) if depthwise else 1 if small else draw(st.sampled_from([1, 1, 2]))
     channels = groups * draw(st.integers(1, 2 if small else 3))
-    out_channels = groups * draw(st.integers(1, 2 if small else 3))
+    out_channels = groups if depthwise else groups * draw(st.integers(1, 2 if small else 3))
     kernel = (draw(st.integers(1, 3 if small else 4)), draw(st.integers(1, 3 if small else 4)))
     stride = (draw(st.integers(1, 2 if small else 3)), draw(st.integers(1, 2 if small else 3)))
     dilation = (1, 1) if small else (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
@@ -124,11 +130,42 @@ def conv_transpose2d_cases(draw, small=False):
                                     "groups": groups, "dilation": dilation})
 
 
+@contextlib.contextmanager
+def _depthwise_matrix_limit(entries):
+    """Force depthwise convolutions onto the banded-matrix path (huge limit) or the im2col path (0), any batch."""
+    from cnnkit.functional import depthwise
+
+    saved = depthwise.MAX_ENTRIES, depthwise.MIN_BATCH
+    depthwise.MAX_ENTRIES, depthwise.MIN_BATCH = entries, 1
+    try:
+        yield
+    finally:
+        depthwise.MAX_ENTRIES, depthwise.MIN_BATCH = saved
+
+
+def _torch_conv2d(*args, **kwargs):
+    import torch
+
+    return torch.nn.functional.conv2d(*args, **kwargs)
+
+
+def _torch_conv_transpose2d(*args, **kwargs):
+    import torch
+
+    return torch.nn.functional.conv_transpose2d(*args, **kwargs)
+
+
 SPECS = [
     OpSpec("conv2d", conv2d_cases(), gradcheck_cases=conv2d_cases(small=True)),
-    OpSpec("conv2d_depthwise", depthwise_cases(), ours=cnnkit_op("conv2d"),
-           theirs=lambda *a, **k: __import__("torch").nn.functional.conv2d(*a, **k),
-           gradcheck_cases=depthwise_cases(small=True)),
+    *[OpSpec(f"conv2d_depthwise_{path}", depthwise_cases(), ours=cnnkit_op("conv2d"), theirs=_torch_conv2d,
+             gradcheck_cases=depthwise_cases(small=True), context=functools.partial(_depthwise_matrix_limit, limit))
+      for path, limit in (("im2col", 0), ("matrix", 10 ** 9))],
+    *[OpSpec(f"conv_transpose2d_depthwise_{path}", conv_transpose2d_cases(depthwise=True),
+             ours=cnnkit_op("conv_transpose2d"),
+             theirs=_torch_conv_transpose2d,
+             gradcheck_cases=conv_transpose2d_cases(small=True, depthwise=True),
+             context=functools.partial(_depthwise_matrix_limit, limit))
+      for path, limit in (("im2col", 0), ("matrix", 10 ** 9))],
     OpSpec("conv2d_padding", padded_conv2d_cases(), ours=cnnkit_op("conv2d"), theirs=_torch_conv2d_on_padded,
            gradcheck_cases=padded_conv2d_cases(small=True)),
     OpSpec("conv_transpose2d", conv_transpose2d_cases(), gradcheck_cases=conv_transpose2d_cases(small=True)),

@@ -1,4 +1,5 @@
 """Every functional op, from one table: float32 forward/backward against torch, float64 gradcheck."""
+import contextlib
 import importlib
 import pathlib
 
@@ -13,11 +14,16 @@ for path in sorted(pathlib.Path(__file__).parent.glob("specs_*.py")):
 pytest.importorskip("torch")
 
 
+def _context(spec):
+    return spec.context() if spec.context is not None else contextlib.nullcontext()
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 def test_matches_torch(spec):
     @given(spec.cases)
     def run(case):
-        check_against_torch(spec, case)
+        with _context(spec):
+            check_against_torch(spec, case)
 
     run()
 
@@ -27,6 +33,7 @@ def test_gradcheck(spec):
     @settings(max_examples=6)
     @given(spec.gradcheck_cases if spec.gradcheck_cases is not None else spec.cases)
     def run(case):
-        check_gradcheck(spec, case)
+        with _context(spec):
+            check_gradcheck(spec, case)
 
     run()

@@ -20,6 +20,7 @@ import numbers
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module, get_num_threads, parallel_map, split_ranges
+from . import depthwise
 from .arithmetic import check_input, pair, positive_pair, resolve_padding, window_output_size
 from .im2col import ConvGeometry, Workspace, col2im_add, im2col, padded_chunk
 
@@ -53,6 +54,8 @@ def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None):
 
     Returns ``(y or None, dW or None)``; dW has the weight's shape (K, C/groups, kh, kw).
     """
+    if depthwise.use_matrix(geo):
+        return depthwise.correlate(x, weight, geo, bias, compute_output, upstream)
     xp = get_array_module()
     dtype = x.dtype
     groups, channels, out_channels = geo.groups, geo.in_channels, geo.out_channels
@@ -151,6 +154,8 @@ def _dual_is_faster(geo):
     """
     if geo.pointwise:  # its dual is pointwise too
         return True
+    if depthwise.use_matrix(geo):  # two banded products, no copy of dy at all
+        return False
     if geo.depthwise:
         return geo.out_channels == geo.in_channels
     return geo.in_channels // geo.groups >= 16 and 2 * geo.in_channels >= geo.out_channels
@@ -171,6 +176,8 @@ def correlate_transpose(grad, weight, geo, bias=None):
     The same array is conv2d's input gradient and conv_transpose2d's output. With stride 1 the
     dual correlation (one im2col copy of dy) usually beats col2im's kh*kw read-modify-write passes.
     """
+    if depthwise.use_matrix(geo):
+        return depthwise.correlate_transpose(grad, weight, geo, bias)
     dual = dual_geometry(geo)
     if dual is not None and _dual_is_faster(geo):
         return correlate(grad, flipped_weight(weight, geo.groups), dual, bias=bias)[0]

@@ -23,6 +23,7 @@ def _channel_shape(x):
 # Samples per chunk are chosen so that a chunk (and its per-channel planes) stays in L2: every full-size
 # array is then read from memory once per pass, and the few elementwise steps of a pass run in cache.
 CHUNK_BYTES = 1 << 18
+SHORT_ROWS = 128
 
 
 def _sample_chunks(x3):
@@ -43,9 +44,18 @@ def _row_sums(block, ones):
     return (block @ ones).sum(axis=0, dtype="float64")
 
 
-def _row_dots(a, b):
-    """sum over N and L of a * b (both (N, C, L)), per channel, accumulated in float64 across samples."""
-    return get_array_module().vecdot(a, b).sum(axis=0, dtype="float64")
+def _row_dots(a, scratch, ones):
+    """sum over N and L of a * scratch (both (N, C, L)), per channel, accumulated in float64 across samples.
+
+    Overwrites ``scratch``. Short rows (small maps) multiply first and sum every row in one matrix-vector
+    product: vecdot's per-row overhead made it 2-4x slower there (measured at L = 16 and 64); long rows
+    keep vecdot, which needs no extra pass.
+    """
+    xp = get_array_module()
+    if a.shape[2] > SHORT_ROWS:
+        return xp.vecdot(a, scratch).sum(axis=0, dtype="float64")
+    xp.multiply(a, scratch, out=scratch)
+    return (scratch.reshape(-1, a.shape[2]) @ ones).reshape(a.shape[:2]).sum(axis=0, dtype="float64")
 
 
 class _BatchNorm(Function):
@@ -98,7 +108,7 @@ class _BatchNorm(Function):
             centered = scratch[:stop - start]
             xp.subtract(x3[start:stop], shift_plane, out=centered)
             total += _row_sums(centered, ones)
-            squares += _row_dots(centered, centered)
+            squares += _row_dots(centered, centered, ones)
         count = x3.shape[0] * length
         mean_shifted = total / count
         return shift + mean_shifted, xp.maximum(squares / count - mean_shifted * mean_shifted, 0)
@@ -131,7 +141,7 @@ class _BatchNorm(Function):
                 centered = scratch[:stop - start]
                 xp.subtract(x3[start:stop], mean_plane, out=centered)
                 sum_grad += _row_sums(g3[start:stop], ones)
-                sum_grad_centered += _row_dots(g3[start:stop], centered)
+                sum_grad_centered += _row_dots(g3[start:stop], centered, ones)
             sum_grad_xhat = sum_grad_centered * invstd
         grad_x = None
         if need_x:
