@@ -15,6 +15,11 @@ __all__ = ["relu", "relu6", "leaky_relu", "elu", "gelu", "erf", "sigmoid", "tanh
            "silu", "softmax", "log_softmax"]
 
 
+def _contiguous(array):
+    """``array`` itself when C-contiguous, else a C-contiguous copy (flat views need one)."""
+    return get_array_module().ascontiguousarray(array)
+
+
 def as_float_tensor(op, input, name="input"):
     """``input`` as a Tensor, with a clear TypeError unless it is float32 or float64 (shared by cnnkit's ops)."""
     x = input if isinstance(input, Tensor) else Tensor(input)
@@ -25,10 +30,36 @@ def as_float_tensor(op, input, name="input"):
 
 
 # ------------------------------------------------------------------------------------------ piecewise linear
+# Elements per chunk of a fused elementwise pass: the chunk stays in cache between the pass's ufuncs, so a
+# large input is read from memory once instead of once per ufunc (ReLU6 on 9.4M elements: 16.4 -> 9.3 ms).
+CHUNK_ELEMENTS = 1 << 18
+
+
+def _clamp_and_mask(x, low, high):
+    """(clip(x, low, high), low < x < high), or (max(x, low), x > low) when high is None, in one chunked pass."""
+    xp = get_array_module()
+    out = xp.empty_like(x)
+    mask = xp.empty(x.shape, bool)
+    flat, out_flat, mask_flat = x.reshape(-1), out.reshape(-1), mask.reshape(-1)
+    below = xp.empty(min(flat.size, CHUNK_ELEMENTS), bool) if high is not None else None
+    for start in range(0, flat.size, CHUNK_ELEMENTS):
+        chunk = slice(start, start + CHUNK_ELEMENTS)
+        values = flat[chunk]
+        xp.greater(values, low, out=mask_flat[chunk])
+        if high is None:
+            xp.maximum(values, low, out=out_flat[chunk])
+        else:
+            xp.clip(values, low, high, out=out_flat[chunk])
+            inside = below[:values.size]
+            xp.less(values, high, out=inside)
+            mask_flat[chunk] &= inside
+    return out, mask
+
+
 class _Relu(Function):
     def forward(self, x):
-        self.positive = x > 0
-        return get_array_module().maximum(x, 0)
+        out, self.positive = _clamp_and_mask(_contiguous(x), 0, None)
+        return out
 
     def backward(self, grad):
         return (grad * self.positive,)
@@ -37,8 +68,8 @@ class _Relu(Function):
 class _Relu6(Function):
     def forward(self, x):
         # torch's hardtanh backward: the gradient passes strictly inside (0, 6)
-        self.inside = (x > 0) & (x < 6)
-        return get_array_module().clip(x, 0, 6)
+        out, self.inside = _clamp_and_mask(_contiguous(x), 0, 6)
+        return out
 
     def backward(self, grad):
         return (grad * self.inside,)
