@@ -30,11 +30,12 @@ def _keep_freed_memory() -> bool:
     try:
         import ctypes
 
-        mallopt = ctypes.CDLL(None).mallopt
-        gnu_get_libc_version = ctypes.CDLL(None).gnu_get_libc_version  # glibc only
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+    except OSError:
         return False
-    del gnu_get_libc_version
+    if not hasattr(libc, "gnu_get_libc_version"):  # glibc only
+        return False
+    mallopt = libc.mallopt
     m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
     mib = 1 << 20
     # blocks up to 32 MiB (glibc's ceiling for this setting) come from the heap; larger ones are still

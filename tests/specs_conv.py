@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 from hypothesis import strategies as st
-from optable import Case, OpSpec, cnnkit_op
+from optable import Case, OpSpec, cnnkit_op, torch_op
 
 from cnnkit.functional.arithmetic import same_padding
 
@@ -143,29 +143,18 @@ def _depthwise_matrix_limit(entries):
         depthwise.MAX_ENTRIES, depthwise.MIN_BATCH = saved
 
 
-def _torch_conv2d(*args, **kwargs):
-    import torch
-
-    return torch.nn.functional.conv2d(*args, **kwargs)
-
-
-def _torch_conv_transpose2d(*args, **kwargs):
-    import torch
-
-    return torch.nn.functional.conv_transpose2d(*args, **kwargs)
+def _on_both_depthwise_paths(op, cases, gradcheck_cases):
+    """One spec per depthwise path (im2col, banded matrix) for ``op``, named ``<op>_depthwise_<path>``."""
+    return [OpSpec(f"{op}_depthwise_{path}", cases, ours=cnnkit_op(op), theirs=torch_op(op),
+                   gradcheck_cases=gradcheck_cases, context=functools.partial(_depthwise_matrix_limit, limit))
+            for path, limit in (("im2col", 0), ("matrix", 10 ** 9))]
 
 
 SPECS = [
     OpSpec("conv2d", conv2d_cases(), gradcheck_cases=conv2d_cases(small=True)),
-    *[OpSpec(f"conv2d_depthwise_{path}", depthwise_cases(), ours=cnnkit_op("conv2d"), theirs=_torch_conv2d,
-             gradcheck_cases=depthwise_cases(small=True), context=functools.partial(_depthwise_matrix_limit, limit))
-      for path, limit in (("im2col", 0), ("matrix", 10 ** 9))],
-    *[OpSpec(f"conv_transpose2d_depthwise_{path}", conv_transpose2d_cases(depthwise=True),
-             ours=cnnkit_op("conv_transpose2d"),
-             theirs=_torch_conv_transpose2d,
-             gradcheck_cases=conv_transpose2d_cases(small=True, depthwise=True),
-             context=functools.partial(_depthwise_matrix_limit, limit))
-      for path, limit in (("im2col", 0), ("matrix", 10 ** 9))],
+    *_on_both_depthwise_paths("conv2d", depthwise_cases(), depthwise_cases(small=True)),
+    *_on_both_depthwise_paths("conv_transpose2d", conv_transpose2d_cases(depthwise=True),
+                              conv_transpose2d_cases(small=True, depthwise=True)),
     OpSpec("conv2d_padding", padded_conv2d_cases(), ours=cnnkit_op("conv2d"), theirs=_torch_conv2d_on_padded,
            gradcheck_cases=padded_conv2d_cases(small=True)),
     OpSpec("conv_transpose2d", conv_transpose2d_cases(), gradcheck_cases=conv_transpose2d_cases(small=True)),

@@ -15,11 +15,6 @@ __all__ = ["relu", "relu6", "leaky_relu", "elu", "gelu", "erf", "sigmoid", "tanh
            "silu", "softmax", "log_softmax"]
 
 
-def _contiguous(array):
-    """``array`` itself when C-contiguous, else a C-contiguous copy (flat views need one)."""
-    return get_array_module().ascontiguousarray(array)
-
-
 def as_float_tensor(op, input, name="input"):
     """``input`` as a Tensor, with a clear TypeError unless it is float32 or float64 (shared by cnnkit's ops)."""
     x = input if isinstance(input, Tensor) else Tensor(input)
@@ -38,6 +33,7 @@ CHUNK_ELEMENTS = 1 << 18
 def _clamp_and_mask(x, low, high):
     """(clip(x, low, high), low < x < high), or (max(x, low), x > low) when high is None, in one chunked pass."""
     xp = get_array_module()
+    x = xp.ascontiguousarray(x)  # the chunks are slices of flat views
     out = xp.empty_like(x)
     mask = xp.empty(x.shape, bool)
     flat, out_flat, mask_flat = x.reshape(-1), out.reshape(-1), mask.reshape(-1)
@@ -58,7 +54,7 @@ def _clamp_and_mask(x, low, high):
 
 class _Relu(Function):
     def forward(self, x):
-        out, self.positive = _clamp_and_mask(_contiguous(x), 0, None)
+        out, self.positive = _clamp_and_mask(x, 0, None)
         return out
 
     def backward(self, grad):
@@ -68,7 +64,7 @@ class _Relu(Function):
 class _Relu6(Function):
     def forward(self, x):
         # torch's hardtanh backward: the gradient passes strictly inside (0, 6)
-        out, self.inside = _clamp_and_mask(_contiguous(x), 0, 6)
+        out, self.inside = _clamp_and_mask(x, 0, 6)
         return out
 
     def backward(self, grad):

@@ -25,13 +25,17 @@ MAX_ENTRIES = 1024
 MIN_BATCH = 4
 
 
+def _sizes(geo):
+    """(in_pixels, out_pixels, channel multiplier) of a depthwise geometry."""
+    return (geo.in_size[0] * geo.in_size[1], geo.out_size[0] * geo.out_size[1], geo.out_channels // geo.groups)
+
+
 def use_matrix(geo):
     """True for a depthwise geometry whose per-channel matrix is small, and shared by enough images, to beat im2col."""
     if not geo.depthwise or geo.batch < MIN_BATCH:
         return False
-    in_pixels = geo.in_size[0] * geo.in_size[1]
-    out_pixels = geo.out_size[0] * geo.out_size[1]
-    return in_pixels * out_pixels * (geo.out_channels // geo.groups) <= MAX_ENTRIES
+    in_pixels, out_pixels, multiplier = _sizes(geo)
+    return in_pixels * out_pixels * multiplier <= MAX_ENTRIES
 
 
 _PAIRS = {}
@@ -43,7 +47,8 @@ def _window_pairs(geo):
     One entry per window position that lands inside the unpadded input; positions never repeat, since
     one output pixel reads each input pixel through at most one tap.
     """
-    key = (geo.in_size, geo.out_size, geo.kernel, geo.stride, geo.pads, geo.dilation, geo.out_channels // geo.groups)
+    _, out_pixels, multiplier = _sizes(geo)
+    key = (geo.in_size, geo.out_size, geo.kernel, geo.stride, geo.pads, geo.dilation, multiplier)
     cached = _PAIRS.get(key)
     if cached is not None:
         return cached
@@ -51,7 +56,6 @@ def _window_pairs(geo):
     (height, width), (out_h, out_w) = geo.in_size, geo.out_size
     (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.stride, geo.dilation
     (top, _), (left, _) = geo.pads
-    multiplier = geo.out_channels // geo.groups
     rows, cols = xp.arange(out_h)[:, None], xp.arange(out_w)[None, :]
     out_index = xp.broadcast_to(rows * out_w + cols, (out_h, out_w))
     positions, taps = [], []
@@ -59,7 +63,7 @@ def _window_pairs(geo):
         for j in range(kw):
             h, w = rows * sh + i * dh - top, cols * sw + j * dw - left
             inside = (h >= 0) & (h < height) & (w >= 0) & (w < width)
-            positions.append(((h * width + w) * (multiplier * out_h * out_w) + out_index)[inside])
+            positions.append(((h * width + w) * (multiplier * out_pixels) + out_index)[inside])
             taps.append(xp.full(int(inside.sum()), i * kw + j))
     cached = (xp.concatenate(positions), xp.concatenate(taps), kh * kw)
     if len(_PAIRS) > 256:  # geometries are few in a real network; keep the cache bounded anyway
@@ -76,9 +80,8 @@ def _channel_views(array, channels):
 
 def _multiplier_offsets(geo):
     """Offsets of multiplier slot k inside M_c's (in_pixels, multiplier, out_pixels) layout, shape (multiplier, 1)."""
-    xp = get_array_module()
-    out_pixels = geo.out_size[0] * geo.out_size[1]
-    return (xp.arange(geo.out_channels // geo.groups) * out_pixels)[:, None]
+    _, out_pixels, multiplier = _sizes(geo)
+    return (get_array_module().arange(multiplier) * out_pixels)[:, None]
 
 
 def kernel_matrix(weight, geo):
@@ -86,9 +89,8 @@ def kernel_matrix(weight, geo):
     output pixel q reads input pixel p through tap (i, j)."""
     xp = get_array_module()
     positions, taps, tap_count = _window_pairs(geo)
-    channels, multiplier = geo.in_channels, geo.out_channels // geo.groups
-    in_pixels = geo.in_size[0] * geo.in_size[1]
-    out_pixels = geo.out_size[0] * geo.out_size[1]
+    channels = geo.in_channels
+    in_pixels, out_pixels, multiplier = _sizes(geo)
     matrix = xp.zeros((channels, in_pixels * multiplier * out_pixels), weight.dtype)
     values = weight.reshape(channels, multiplier, tap_count)[:, :, taps]  # (C, multiplier, pairs)
     matrix[:, (positions[None, :] + _multiplier_offsets(geo)).ravel()] = values.reshape(channels, -1)
