@@ -573,3 +573,11 @@ def test_grayscale_matches_pillow():
     pillow = np.asarray(Image.fromarray(colour, "RGB").convert("L"))
     assert ours.shape == (6, 7) and np.abs(ours.astype(int) - pillow).max() <= 1
     assert T.Grayscale(3)(colour).shape == (6, 7, 3)
+
+
+@pytest.mark.parametrize("name", ["MNIST", "FashionMNIST", "CIFAR10"])
+def test_unknown_split_is_refused_by_name(name, tmp_path):
+    import cnnkit.data
+
+    with pytest.raises(ValueError, match=rf"{name}: split must be 'train' or 'test', got 'val'"):
+        getattr(cnnkit.data, name)(tmp_path, split="val")

@@ -105,15 +105,7 @@ class CIFAR10(InMemoryImages):
 
     def __init__(self, root, train=True, transform=None, target_transform=None, download=False, *, split=None,
                  verify=True):
-        if split is None:
-            split = "train" if train else "test"
-        if split not in ("train", "test"):
-            raise ValueError(f"CIFAR10: split must be 'train' or 'test', got {split!r}")
-        self.root = os.path.expanduser(os.fspath(root))
-        self.split = split
-        self.train = split == "train"
-        self.transform = transform
-        self.target_transform = target_transform
+        self._init_split(root, train, split, transform, target_transform)
         self.classes = list(type(self).classes)
         batches = self.train_list if self.train else self.test_list
         layout, folder = self._locate(batches)

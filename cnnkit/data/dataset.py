@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import bisect
+import os
 
 import numpy as np
 
@@ -48,6 +49,18 @@ class InMemoryImages(Dataset):
 
     transform = None
     target_transform = None
+
+    def _init_split(self, root, train, split, transform, target_transform):
+        """Set root, split ('train' or 'test'; from ``train`` when None), train and the transforms."""
+        if split is None:
+            split = "train" if train else "test"
+        if split not in ("train", "test"):
+            raise ValueError(f"{type(self).__name__}: split must be 'train' or 'test', got {split!r}")
+        self.root = os.path.expanduser(os.fspath(root))
+        self.split = split
+        self.train = split == "train"
+        self.transform = transform
+        self.target_transform = target_transform
 
     def __len__(self):
         return len(self.targets)

@@ -49,15 +49,7 @@ class MNIST(InMemoryImages):
 
     def __init__(self, root, train=True, transform=None, target_transform=None, download=False, *, split=None,
                  verify=True):
-        if split is None:
-            split = "train" if train else "test"
-        if split not in self.files:
-            raise ValueError(f"{type(self).__name__}: split must be 'train' or 'test', got {split!r}")
-        self.root = os.path.expanduser(os.fspath(root))
-        self.split = split
-        self.train = split == "train"
-        self.transform = transform
-        self.target_transform = target_transform
+        self._init_split(root, train, split, transform, target_transform)
         self.classes = list(type(self).classes)
         self.num_classes = len(self.classes)
         paths = self._locate(download)

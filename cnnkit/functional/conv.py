@@ -285,6 +285,16 @@ def _check_dtypes(layer, input, weight, bias):
         raise TypeError(f"{layer}: expected floating-point input, got {input.dtype}; convert with .to(float32)")
 
 
+def _check_weight_and_groups(layer, weight_shape, layout, groups):
+    """A 4-D weight with no zero size (``layout`` names its axes in the error); returns the checked groups."""
+    if len(weight_shape) != 4:
+        raise ValueError(f"{layer}: weight must be 4-D {layout}, got shape {tuple(weight_shape)}")
+    groups = _check_groups(layer, groups)
+    if min(weight_shape) <= 0:
+        raise ValueError(f"{layer}: weight shape {tuple(weight_shape)} has a zero size")
+    return groups
+
+
 def _check_groups(layer, groups):
     if not isinstance(groups, numbers.Integral) or groups <= 0:
         raise ValueError(f"{layer}: groups must be a positive integer, got {groups!r}")
@@ -300,14 +310,9 @@ def _check_bias(layer, bias, channels):
 def conv_geometry(input_shape, weight_shape, stride, padding, dilation, groups, strict=False, layer="conv2d"):
     """Validate conv2d's arguments and return its ``ConvGeometry`` (clear errors naming the shapes)."""
     check_input(layer, input_shape)
-    if len(weight_shape) != 4:
-        raise ValueError(f"{layer}: weight must be 4-D (out_channels, in_channels/groups, kh, kw), "
-                         f"got shape {tuple(weight_shape)}")
-    groups = _check_groups(layer, groups)
+    groups = _check_weight_and_groups(layer, weight_shape, "(out_channels, in_channels/groups, kh, kw)", groups)
     batch, channels, height, width = input_shape
     out_channels, group_channels, kh, kw = weight_shape
-    if min(weight_shape) <= 0:
-        raise ValueError(f"{layer}: weight shape {tuple(weight_shape)} has a zero size")
     if out_channels % groups:
         raise ValueError(f"{layer}: out_channels={out_channels} (weight shape {tuple(weight_shape)}) is not "
                          f"divisible by groups={groups}")
@@ -331,14 +336,9 @@ def conv_transpose_geometry(input_shape, weight_shape, stride, padding, output_p
                             layer="conv_transpose2d"):
     """Geometry of the conv2d whose input gradient conv_transpose2d computes (its input = our output)."""
     check_input(layer, input_shape)
-    if len(weight_shape) != 4:
-        raise ValueError(f"{layer}: weight must be 4-D (in_channels, out_channels/groups, kh, kw), "
-                         f"got shape {tuple(weight_shape)}")
-    groups = _check_groups(layer, groups)
+    groups = _check_weight_and_groups(layer, weight_shape, "(in_channels, out_channels/groups, kh, kw)", groups)
     batch, channels, height, width = input_shape
     in_channels, group_out, kh, kw = weight_shape
-    if min(weight_shape) <= 0:
-        raise ValueError(f"{layer}: weight shape {tuple(weight_shape)} has a zero size")
     if in_channels != channels:
         raise ValueError(f"{layer}: input of shape {tuple(input_shape)} has {channels} channels but weight of shape "
                          f"{tuple(weight_shape)} expects {in_channels} (weight is (in_channels, out_channels/groups, "
