@@ -1,4 +1,4 @@
-"""The backend's process-wide settings, and which depthwise path a geometry takes."""
+"""The backend's process-wide settings, and which conv path (depthwise matrix, 1x1 shortcut) a geometry takes."""
 import os
 import platform
 import subprocess
@@ -34,3 +34,10 @@ def test_depthwise_path_choice(shape, stride, expected):
     channels = shape[1]
     geo = conv_geometry(shape, (channels, 1, 3, 3), (stride, stride), 1, (1, 1), channels)
     assert depthwise.use_matrix(geo) is expected
+
+
+@pytest.mark.parametrize("channels", [3, 24, 96])
+def test_unpadded_1x1_convs_skip_im2col_whatever_their_channel_count(channels):
+    """Few input channels once sent 1x1 convs through the wide im2col layout (a copy and 2-3x the time)."""
+    geo = conv_geometry((64, channels, 32, 32), (144, channels, 1, 1), (1, 1), 0, (1, 1), 1)
+    assert geo.pointwise
