@@ -97,6 +97,29 @@ def _batch_norm_case(draw, small=False):
     return Case([x, running_mean, running_var, weight, bias], kwargs, grad=grads)
 
 
+def _batch_norm_relu_ours(x, running_mean, running_var, weight, bias, **kwargs):
+    import cnnkit
+    import cnnkit.functional as F
+
+    return F.batch_norm_relu(x, cnnkit.tensor(running_mean.data.copy()), cnnkit.tensor(running_var.data.copy()),
+                             weight, bias, **kwargs)
+
+
+def _batch_norm_relu_theirs(x, running_mean, running_var, weight, bias, max_value=None, **kwargs):
+    import torch.nn.functional as TF
+
+    normalized = TF.batch_norm(x, running_mean.clone(), running_var.clone(), weight, bias, **kwargs)
+    return TF.relu(normalized) if max_value is None else TF.hardtanh(normalized, 0.0, max_value)
+
+
+@st.composite
+def _batch_norm_relu_case(draw, small=False):
+    """batch_norm's cases with relu, relu6, or a clamp at 0.5 that most outputs reach."""
+    case = draw(_batch_norm_case(small))
+    case.kwargs["max_value"] = draw(st.sampled_from([None, 6.0, 0.5]))
+    return case
+
+
 @st.composite
 def _lrn_case(draw, small=False):
     shape = (draw(st.sampled_from([1, 2])), draw(st.integers(1, 4 if small else 7)))
@@ -258,6 +281,8 @@ SPECS = [
     OpSpec("linear", _linear_case(), gradcheck_cases=_small(_linear_case)),
     OpSpec("batch_norm", _batch_norm_case(), ours=_batch_norm_ours, theirs=_batch_norm_theirs,
            gradcheck_cases=_small(_batch_norm_case)),
+    OpSpec("batch_norm_relu", _batch_norm_relu_case(), ours=_batch_norm_relu_ours, theirs=_batch_norm_relu_theirs,
+           gradcheck_cases=_small(_batch_norm_relu_case)),
     OpSpec("local_response_norm", _lrn_case(), gradcheck_cases=_small(_lrn_case)),
     OpSpec("cross_entropy", _cross_entropy_case(), gradcheck_cases=_small(_cross_entropy_case)),
     OpSpec("cross_entropy[probabilities]", _cross_entropy_probabilities(), ours=cnnkit_op("cross_entropy"),

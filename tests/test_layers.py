@@ -210,6 +210,52 @@ def test_functional_batch_norm_updates_running_stats_in_place_like_torch():
     assert not np.allclose(var, 0.75 + 0.25 * values.transpose(1, 0, 2).reshape(2, -1).var(axis=1))
 
 
+@pytest.mark.parametrize("activation", ["ReLU", "ReLU6"])
+@pytest.mark.parametrize("training", [True, False])
+def test_sequential_fuses_batchnorm_and_relu_with_torchs_values_stats_and_grads(monkeypatch, activation, training):
+    from cnnkit.nn import normalization
+
+    fused_calls = []
+    original = normalization.batch_norm_layer
+    monkeypatch.setattr(normalization, "batch_norm_layer",
+                        lambda *args, **kwargs: fused_calls.append(kwargs.get("relu")) or original(*args, **kwargs))
+    ours = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), getattr(nn, activation)(), nn.Conv2d(4, 2, 1))
+    theirs = TNN.Sequential(TNN.Conv2d(3, 4, 3), TNN.BatchNorm2d(4), getattr(TNN, activation)(), TNN.Conv2d(4, 2, 1))
+    _copy_params(ours, theirs)
+    ours.train(training)
+    theirs.train(training)
+    x, tx = _pair((3, 3, 7, 6), scale=4.0)  # wide enough that ReLU6 clips on both sides
+    _close(ours(x), theirs(tx))
+    ours(x).sum().backward()
+    theirs(tx).sum().backward()
+    assert fused_calls == [(None if activation == "ReLU" else 6.0,)] * 2
+    _close(x.grad, tx.grad)
+    for mine, reference in zip(ours.parameters(), theirs.parameters()):
+        _close(mine.grad, reference.grad, atol=1e-4)
+    for key, value in theirs.state_dict().items():  # running statistics and num_batches_tracked moved once per call
+        _close(ours.state_dict()[key], value)
+
+
+def test_hooks_or_a_subclass_keep_batchnorm_and_relu_apart():
+    from cnnkit.nn.normalization import fusable_relu
+
+    norm, relu = nn.BatchNorm2d(4), nn.ReLU()
+    assert fusable_relu(norm, relu) == (None,)
+    seen = []
+    handle = relu.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    assert fusable_relu(norm, relu) is None
+    nn.Sequential(norm, relu)(cnnkit.randn(2, 4, 3, 3))
+    assert seen == [(2, 4, 3, 3)]  # the hook ran: the pair was not fused
+    handle.remove()
+
+    class Shifted(nn.ReLU):
+        def forward(self, input):
+            return F.relu(input) + 1
+
+    assert fusable_relu(norm, Shifted()) is None
+    assert fusable_relu(nn.LocalResponseNorm(2), relu) is None
+
+
 # --------------------------------------------------------------------------------------------- LocalResponseNorm
 @pytest.mark.parametrize("size, shape", [(5, (2, 7, 3, 3)), (2, (1, 4, 5)), (4, (1, 3, 2, 2, 2))])
 def test_local_response_norm_matches_torch(size, shape):

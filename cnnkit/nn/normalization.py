@@ -8,10 +8,11 @@ from ..autograd import Tensor, ones, zeros
 from ..backend import get_array_module
 from ..functional.normalization import batch_norm_layer
 from . import init
+from .activation import ReLU, ReLU6
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "batch_norm_then_relu"]
 
 
 class _BatchNorm(Module):
@@ -77,6 +78,10 @@ class _BatchNorm(Module):
                              "layer's output channels")
 
     def forward(self, input):
+        return self._normalize(input)
+
+    def _normalize(self, input, relu=None):
+        """forward, with ``relu=(max_value,)`` fusing a following ReLU (None) or ReLU6 (6) into the op."""
         self._check_input(input)
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
@@ -87,7 +92,7 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         track = not self.training or self.track_running_stats
         return batch_norm_layer(input, self.running_mean if track else None, self.running_var if track else None,
-                                self.weight, self.bias, use_batch_stats, momentum, self.eps, self._name())
+                                self.weight, self.bias, use_batch_stats, momentum, self.eps, self._name(), relu=relu)
 
     def _name(self):
         return f"{type(self).__name__}({self.num_features})"
@@ -109,6 +114,29 @@ class BatchNorm2d(_BatchNorm):
 
     _expected_dims = (4,)
     _shape_text = "a 4-D (N, C, H, W)"
+
+
+_FUSED_MAX_VALUES = {ReLU: None, ReLU6: 6.0}
+
+
+def fusable_relu(norm, activation):
+    """``(max_value,)`` when ``activation`` (a plain ReLU or ReLU6) can run fused into BatchNorm ``norm``, else None.
+
+    A fused call runs neither module's ``__call__``, so neither may have forward hooks or an overridden forward.
+    """
+    if not isinstance(norm, _BatchNorm) or type(norm).forward is not _BatchNorm.forward:
+        return None
+    if type(activation) not in _FUSED_MAX_VALUES or norm._forward_hooks or activation._forward_hooks:
+        return None
+    return (_FUSED_MAX_VALUES[type(activation)],)
+
+
+def batch_norm_then_relu(norm, activation, input):
+    """activation(norm(input)), as one fused op (F.batch_norm_relu) where ``fusable_relu`` allows."""
+    relu = fusable_relu(norm, activation)
+    if relu is None:
+        return activation(norm(input))
+    return norm._normalize(input, relu)
 
 
 class LocalResponseNorm(Module):

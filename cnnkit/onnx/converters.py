@@ -72,7 +72,14 @@ def _batch_norm(g, fn, names, tensors, out):
     if fn.training:
         raise OnnxError("export: a BatchNorm ran with batch statistics (training=True) in eval mode; "
                         "call F.batch_norm with training=self.training so the export uses the running statistics")
-    return g.node("BatchNormalization", [names[0], scale, bias, mean, var], epsilon=float(fn.eps))
+    normalized = g.node("BatchNormalization", [names[0], scale, bias, mean, var], epsilon=float(fn.eps))
+    if fn.relu is None:
+        return normalized
+    max_value = fn.relu[0]  # F.batch_norm_relu: the fused activation becomes its own node again
+    if max_value is None:
+        return g.node("Relu", [normalized])
+    x = tensors[0]
+    return g.node("Clip", [normalized, _scalar(g, 0, x, "min"), _scalar(g, max_value, x, "max")])
 
 
 @converts("_LocalResponseNorm")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from .. import BatchNorm2d, Conv2d, ReLU
 from ..containers import Sequential
 from ..module import Module
+from ..normalization import batch_norm_then_relu
 from .se import SqueezeExcitation
 
 __all__ = ["BasicBlock", "Bottleneck"]
@@ -71,7 +72,7 @@ class BasicBlock(_Residual):
         self.stride = stride
 
     def residual(self, x):
-        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.bn2(self.conv2(batch_norm_then_relu(self.bn1, self.relu, self.conv1(x))))
 
 
 class Bottleneck(_Residual):
@@ -102,6 +103,6 @@ class Bottleneck(_Residual):
         self.stride = stride
 
     def residual(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = batch_norm_then_relu(self.bn1, self.relu, self.conv1(x))
+        out = batch_norm_then_relu(self.bn2, self.relu, self.conv2(out))
         return self.bn3(self.conv3(out))
