@@ -197,6 +197,36 @@ def test_stride_one_input_gradient_paths_match_torch(monkeypatch, use_dual, op, 
         np.testing.assert_allclose(mine.grad, reference.grad.numpy(), atol=1e-10)
 
 
+@pytest.mark.parametrize("polyphase", [True, False])
+@pytest.mark.parametrize("op, x_shape, w_shape, kwargs", [
+    ("conv2d", (4, 6, 9, 8), (6, 1, 3, 3), dict(stride=2, padding=1, groups=6)),     # MobileNet's stride-2 layer
+    ("conv2d", (4, 6, 9, 7), (12, 1, 3, 2), dict(stride=(3, 2), padding=(1, 0), groups=6)),  # multiplier 2
+    ("conv2d", (2, 4, 9, 8), (6, 2, 3, 3), dict(stride=3, padding=1, groups=2)),     # rows no window reads
+    ("conv2d", (2, 4, 8, 8), (6, 4, 1, 1), dict(stride=2)),                          # phases without a tap
+    ("conv2d", (2, 4, 7, 9), (6, 4, 5, 4), dict(stride=2, padding=2)),               # pads cropping dy
+    ("conv_transpose2d", (2, 4, 5, 4), (4, 3, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    ("conv_transpose2d", (4, 4, 4, 4), (4, 1, 4, 4), dict(stride=2, padding=1, groups=4)),
+])
+def test_strided_input_gradient_paths_match_torch(monkeypatch, polyphase, op, x_shape, w_shape, kwargs):
+    """One stride-1 correlation per phase of dx, or col2im: force each (depthwise layers take the first)."""
+    monkeypatch.setattr(conv_module, "_polyphase_applies", lambda geo: polyphase and geo.dilation == (1, 1))
+    monkeypatch.setattr(im2col_module, "POINTWISE_MIN_PIXELS", 0)  # a 1x1 phase writes a strided slice of dx
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    bias_channels = w_shape[1] * kwargs.get("groups", 1) if op == "conv_transpose2d" else w_shape[0]
+    b = rng.standard_normal(bias_channels)
+    ours_in = [cnnkit.tensor(a, requires_grad=True) for a in (x, w, b)]
+    theirs_in = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    ours = getattr(F, op)(*ours_in, **kwargs)
+    theirs = getattr(torch.nn.functional, op)(*theirs_in, **kwargs)
+    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), atol=1e-10)
+    upstream = rng.standard_normal(ours.shape)
+    ours.backward(upstream)
+    theirs.backward(torch.tensor(upstream))
+    for mine, reference in zip(ours_in, theirs_in):
+        np.testing.assert_allclose(mine.grad, reference.grad.numpy(), atol=1e-10)
+
+
 def test_conv_transpose2d_many_chunks(monkeypatch):
     monkeypatch.setattr(im2col_module, "CHUNK_COLUMNS", 2 * 4 * 5)  # chunks of 2 of the 5 samples
     rng = np.random.default_rng(0)
