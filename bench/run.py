@@ -1,10 +1,10 @@
 """Time cnnkit against PyTorch (CPU) in one process with the same thread count.
 
-    python bench/run.py [--threads 2] [--repeat 5] [--filter conv] [--json results.json]
+    python bench/run.py [--threads 2] [--repeat 5] [--rounds 2] [--filter conv] [--json results.json]
 
 Every case is a function ``build(torch) -> (cnnkit_callable, torch_callable)`` registered with
 ``@case(name)``; a case whose op cnnkit does not have yet returns ``None`` and prints "n/a".
-Each callable is warmed up, then run ``--repeat`` times back to back, in two rounds per library;
+Each callable is warmed up, then run ``--repeat`` times back to back, in ``--rounds`` (2) rounds per library;
 the minimum is reported (the least noisy estimate on a shared machine).
 """
 from __future__ import annotations
@@ -20,6 +20,9 @@ def _parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="threads for both libraries (default 2)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per callable; the minimum is kept")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="blocks of --repeat runs per library, alternating cnnkit and torch (default 2); more "
+                             "rounds make the minimum robust to slow phases of a shared machine")
     parser.add_argument("--filter", default="", help="only cases whose name contains this substring")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--list", action="store_true", help="list the case names and exit")
@@ -308,12 +311,12 @@ def _best_time(fn, repeat):
     return best * 1e3
 
 
-def _best_times(ours, theirs, repeat):
+def _best_times(ours, theirs, repeat, rounds=2):
     # Back-to-back runs of one library, not alternation: interleaving lets each side's cache and
     # thread-pool state disturb the other (torch's OpenMP pool in particular measured ~1.6x slower).
-    # Two rounds, so that a burst of background load during one block does not decide the result.
+    # Several rounds, so that a burst of background load during one block does not decide the result.
     best_ours = best_theirs = float("inf")
-    for _ in range(2):
+    for _ in range(rounds):
         best_ours = min(best_ours, _best_time(ours, repeat))
         best_theirs = min(best_theirs, _best_time(theirs, repeat))
     return best_ours, best_theirs
@@ -329,7 +332,7 @@ def run(args):
         print("\n".join([name for name, _ in selected] + ([MEMORY_CASE] if show_memory else [])))
         return 0
     print(f"cnnkit vs torch {torch.__version__} (CPU), numpy {np.__version__}, {args.threads} thread(s), "
-          f"min of {args.repeat} runs of {args.clock} time; "
+          f"min of {args.rounds} x {args.repeat} runs of {args.clock} time; "
           f"threadpoolctl {'used' if THREADPOOLCTL else 'not installed (env vars only)'}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     width = max([len(name) for name, _ in selected] + [len(MEMORY_CASE) if show_memory else 4])
@@ -342,7 +345,7 @@ def run(args):
             results.append({"case": name, "cnnkit_ms": None, "torch_ms": None, "ratio": None})
             continue
         try:
-            ours_ms, theirs_ms = _best_times(*callables, args.repeat)
+            ours_ms, theirs_ms = _best_times(*callables, args.repeat, args.rounds)
         except Exception as error:  # one broken op must not hide the other rows
             print(f"{name:<{width}}  {'error':>10}  {'':>10}  {'':>6}  {type(error).__name__}: {error}")
             results.append({"case": name, "cnnkit_ms": None, "torch_ms": None, "ratio": None,
@@ -359,8 +362,8 @@ def run(args):
         results.append({"case": MEMORY_CASE, "cnnkit_mib": ours_mib, "torch_mib": theirs_mib, "ratio": ratio})
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"threads": args.threads, "repeat": args.repeat, "torch": torch.__version__,
-                       "numpy": np.__version__, "results": results}, handle, indent=2)
+            json.dump({"threads": args.threads, "repeat": args.repeat, "rounds": args.rounds,
+                       "torch": torch.__version__, "numpy": np.__version__, "results": results}, handle, indent=2)
     return 0
 
 
