@@ -30,6 +30,7 @@ DEPTHWISE_CHUNK_ELEMENTS = 1 << 20
 CHUNK_ELEMENTS = 1 << 20
 WIDE_MAX_ROWS = 32
 WIDE_MAX_OUT_CHANNELS = 16
+WIDE_MAX_EXTRA = 0.1
 # The 1x1 shortcut runs one GEMM per sample; below this many pixels those GEMMs are too small (at 4x4
 # and 8x8 with 2 BLAS threads they measured up to 20x slower than the im2col path's one GEMM per chunk).
 POINTWISE_MIN_PIXELS = 256
@@ -50,11 +51,15 @@ class ConvGeometry:
         # Wide columns pay off where the copies dominate: depthwise GEMVs, GEMMs with few rows
         # (C/groups * kh * kw <= WIDE_MAX_ROWS, e.g. a first layer on 1 or 3 channels: measured 1.1-1.8x
         # faster) and GEMMs with few output rows (K/groups <= WIDE_MAX_OUT_CHANNELS: LeNet's 6 -> 16 5x5,
-        # forward 2.9 -> 2.3 ms, backward 9.4 -> 6.3 ms). For other dense convs the extra
-        # (padded_w - out_w) GEMM columns cancel the faster copy.
+        # forward 2.9 -> 2.3 ms, backward 9.4 -> 6.3 ms), and wherever the (padded_w - out_w) garbage
+        # columns add at most WIDE_MAX_EXTRA to the GEMM (3x3 on 28x28 and larger maps: 64 channels at
+        # 32x32, batch 64, forward + backward 123-129 -> 115-119 ms). At 16x16 (12.5% more columns) the
+        # two measured the same, and below that the extra columns cost more than the faster copy saves.
         rows = in_channels // groups * self.kernel[0] * self.kernel[1]
         few_rows = rows <= WIDE_MAX_ROWS or out_channels // groups <= WIDE_MAX_OUT_CHANNELS
-        self.wide = self.stride == (1, 1) and (self.depthwise or few_rows)
+        garbage = self.padded_size[1] - self.out_size[1]
+        self.wide = self.stride == (1, 1) and (self.depthwise or few_rows
+                                               or garbage <= WIDE_MAX_EXTRA * self.out_size[1])
         out_h, out_w = self.out_size
         self.grid = (out_h * self.padded_size[1],) if self.wide else (out_h, out_w)
         # a wide run starting at kernel offset (i, j) ends (kw - 1) * dw elements past its image
