@@ -254,6 +254,9 @@ def test_hooks_or_a_subclass_keep_batchnorm_and_relu_apart():
 
     assert fusable_relu(norm, Shifted()) is None
     assert fusable_relu(nn.LocalResponseNorm(2), relu) is None
+    patched = nn.ReLU()
+    patched.forward = lambda input: F.relu(input) * 2
+    assert fusable_relu(norm, patched) is None
 
 
 # --------------------------------------------------------------------------------------------- LocalResponseNorm

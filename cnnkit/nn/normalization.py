@@ -128,6 +128,8 @@ def fusable_relu(norm, activation):
         return None
     if type(activation) not in _FUSED_MAX_VALUES or norm._forward_hooks or activation._forward_hooks:
         return None
+    if "forward" in vars(norm) or "forward" in vars(activation):  # forward replaced on the instance
+        return None
     return (_FUSED_MAX_VALUES[type(activation)],)
 
 
