@@ -121,6 +121,16 @@ def test_conv_transpose2d_output_size_picks_output_padding():
 
 
 # ------------------------------------------------------------------------------------ chunking and paths
+def _check_output_and_grads(ours, theirs, ours_in, theirs_in, rng):
+    """float64 outputs equal, then every input's gradient equal after backward with one random upstream."""
+    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), atol=1e-10)
+    upstream = rng.standard_normal(ours.shape)
+    ours.backward(upstream)
+    theirs.backward(torch.tensor(upstream))
+    for mine, reference in zip(ours_in, theirs_in):
+        np.testing.assert_allclose(mine.grad, reference.grad.numpy(), atol=1e-10)
+
+
 @pytest.mark.parametrize("chunk", [1, 3])
 @pytest.mark.parametrize("kwargs", [
     dict(weight=(6, 4, 3, 3), padding=1),                      # generic GEMM, stride-1 dual input gradient
@@ -154,12 +164,7 @@ def test_many_chunks_with_a_partial_last_one_match_torch(monkeypatch, kwargs, ch
     else:
         theirs = torch.nn.functional.conv2d(*theirs_in, **kwargs)
     ours = F.conv2d(*ours_in, **kwargs)
-    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), atol=1e-10)
-    upstream = rng.standard_normal(ours.shape)
-    ours.backward(upstream)
-    theirs.backward(torch.tensor(upstream))
-    for mine, reference in zip(ours_in, theirs_in):
-        np.testing.assert_allclose(mine.grad, reference.grad.numpy(), atol=1e-10)
+    _check_output_and_grads(ours, theirs, ours_in, theirs_in, rng)
 
 
 @pytest.mark.parametrize("use_dual", [True, False])
@@ -189,12 +194,7 @@ def test_stride_one_input_gradient_paths_match_torch(monkeypatch, use_dual, op, 
         theirs_in_x = theirs_in[0]
     ours = getattr(F, op)(*ours_in, **kwargs)
     theirs = getattr(torch.nn.functional, op)(theirs_in_x, theirs_in[1], **torch_kwargs)
-    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), atol=1e-10)
-    upstream = rng.standard_normal(ours.shape)
-    ours.backward(upstream)
-    theirs.backward(torch.tensor(upstream))
-    for mine, reference in zip(ours_in, theirs_in):
-        np.testing.assert_allclose(mine.grad, reference.grad.numpy(), atol=1e-10)
+    _check_output_and_grads(ours, theirs, ours_in, theirs_in, rng)
 
 
 @pytest.mark.parametrize("polyphase", [True, False])
@@ -219,12 +219,7 @@ def test_strided_input_gradient_paths_match_torch(monkeypatch, polyphase, op, x_
     theirs_in = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
     ours = getattr(F, op)(*ours_in, **kwargs)
     theirs = getattr(torch.nn.functional, op)(*theirs_in, **kwargs)
-    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), atol=1e-10)
-    upstream = rng.standard_normal(ours.shape)
-    ours.backward(upstream)
-    theirs.backward(torch.tensor(upstream))
-    for mine, reference in zip(ours_in, theirs_in):
-        np.testing.assert_allclose(mine.grad, reference.grad.numpy(), atol=1e-10)
+    _check_output_and_grads(ours, theirs, ours_in, theirs_in, rng)
 
 
 def test_conv_transpose2d_many_chunks(monkeypatch):
@@ -235,12 +230,7 @@ def test_conv_transpose2d_many_chunks(monkeypatch):
     ours_in = [cnnkit.tensor(a, requires_grad=True) for a in (x, w)]
     theirs_in = [torch.tensor(a, requires_grad=True) for a in (x, w)]
     ours, theirs = F.conv_transpose2d(*ours_in, **kwargs), torch.nn.functional.conv_transpose2d(*theirs_in, **kwargs)
-    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), atol=1e-10)
-    upstream = rng.standard_normal(ours.shape)
-    ours.backward(upstream)
-    theirs.backward(torch.tensor(upstream))
-    for mine, reference in zip(ours_in, theirs_in):
-        np.testing.assert_allclose(mine.grad, reference.grad.numpy(), atol=1e-10)
+    _check_output_and_grads(ours, theirs, ours_in, theirs_in, rng)
 
 
 def test_only_requested_gradients_are_computed(monkeypatch):
