@@ -135,12 +135,15 @@ def _depthwise_matrix_limit(entries):
     """Force depthwise convolutions onto the banded-matrix path (huge limit) or the im2col path (0), any batch."""
     from cnnkit.functional import depthwise
 
-    saved = depthwise.MAX_ENTRIES, depthwise.MIN_BATCH
-    depthwise.MAX_ENTRIES, depthwise.MIN_BATCH = entries, 1
+    names = ("MAX_ENTRIES", "MIN_BATCH", "LARGE_MAX_ENTRIES")
+    saved = [getattr(depthwise, name) for name in names]
+    for name, value in zip(names, (entries, 1, entries)):
+        setattr(depthwise, name, value)
     try:
         yield
     finally:
-        depthwise.MAX_ENTRIES, depthwise.MIN_BATCH = saved
+        for name, value in zip(names, saved):
+            setattr(depthwise, name, value)
 
 
 def _on_both_depthwise_paths(op, cases, gradcheck_cases):

@@ -26,8 +26,10 @@ def test_malloc_keeps_freed_memory_unless_turned_off():
 @pytest.mark.parametrize("shape, stride, expected", [
     ((64, 960, 4, 4), 1, True),     # 16 x 16 entries per channel
     ((64, 576, 8, 8), 2, True),     # 64 x 16
-    ((64, 384, 8, 8), 1, False),    # 64 x 64: im2col measured faster
-    ((64, 128, 16, 16), 1, False),
+    ((64, 384, 8, 8), 1, True),     # 64 x 64: pays back from about 32 images
+    ((16, 384, 8, 8), 1, False),
+    ((64, 192, 16, 16), 2, True),   # 256 x 64
+    ((64, 128, 16, 16), 1, False),  # 256 x 256: im2col is 4x faster
     ((1, 960, 4, 4), 1, False),     # one image cannot pay for building the matrix
 ])
 def test_depthwise_path_choice(shape, stride, expected):

@@ -12,17 +12,24 @@ The matrix has in_pixels * out_pixels entries per channel against kh * kw * out_
 and building it costs about as much as the products for a handful of images, so this pays only below
 ``MAX_ENTRIES`` and from ``MIN_BATCH`` images up. Measured against the im2col path on 2 threads
 (forward + backward, batch 64): 960 channels 4x4: 18.9 -> 7.6 ms; 576 channels 8x8 stride 2: 51.5 ->
-10.8 ms; 8 images of the latter: 8.7 -> 3.6 ms. At 8x8 stride 1 (4096 entries) the matrix path was 15%
-slower, at one 4x4 image twice as slow.
+10.8 ms; 8 images of the latter: 8.7 -> 3.6 ms. At one 4x4 image it was twice as slow. The channels
+are split over threads (the per-channel products are too small for BLAS to thread), which also makes
+8x8 stride 1 and 16x16 stride 2 pay off from a large batch (``LARGE_MAX_ENTRIES``).
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import get_array_module, get_num_threads, parallel_map, split_ranges
 
 __all__ = []  # internal helpers, imported by name from cnnkit.functional.conv
 
 MAX_ENTRIES = 1024
 MIN_BATCH = 4
+# Larger matrices (8x8 stride 1: 4096 entries; 16x16 stride 2: 16384) cost more to build, which a big
+# batch pays back: at batch 64 (2 threads, forward + backward) 384 channels 8x8 14.5 -> 11.6 ms, 576
+# channels 8x8 22.7 -> 18.7 ms, 192 channels 16x16/2 29.6 -> 22.4 ms; at batch 32 the two paths tied,
+# at 16 the matrix was 1.4-1.6x slower. 16x16 stride 1 (65536 entries) stays 4x slower at any batch.
+LARGE_MAX_ENTRIES = 16384
+LARGE_MIN_BATCH = 48
 
 
 def _sizes(geo):
@@ -35,7 +42,8 @@ def use_matrix(geo):
     if not geo.depthwise or geo.batch < MIN_BATCH:
         return False
     in_pixels, out_pixels, multiplier = _sizes(geo)
-    return in_pixels * out_pixels * multiplier <= MAX_ENTRIES
+    entries = in_pixels * out_pixels * multiplier
+    return entries <= MAX_ENTRIES or (entries <= LARGE_MAX_ENTRIES and geo.batch >= LARGE_MIN_BATCH)
 
 
 _PAIRS = {}
@@ -86,35 +94,52 @@ def _multiplier_offsets(geo):
 
 def kernel_matrix(weight, geo):
     """M (C, in_pixels, multiplier * out_pixels): M[c, p, k*P + q] = weight[c*multiplier + k, 0, i, j] where
-    output pixel q reads input pixel p through tap (i, j)."""
+    output pixel q reads input pixel p through tap (i, j); C = len(weight) / multiplier (a slice of channels)."""
     xp = get_array_module()
     positions, taps, tap_count = _window_pairs(geo)
-    channels = geo.in_channels
     in_pixels, out_pixels, multiplier = _sizes(geo)
+    channels = weight.shape[0] // multiplier
     matrix = xp.zeros((channels, in_pixels * multiplier * out_pixels), weight.dtype)
     values = weight.reshape(channels, multiplier, tap_count)[:, :, taps]  # (C, multiplier, pairs)
     matrix[:, (positions[None, :] + _multiplier_offsets(geo)).ravel()] = values.reshape(channels, -1)
     return matrix.reshape(channels, in_pixels, multiplier * out_pixels)
 
 
+def _channel_spans(geo):
+    """(first, stop) channel ranges, one per thread: each channel's products are independent, and too small
+    for BLAS to thread (8x8 maps, 2 threads: 576 channels forward + backward 30.5 -> 17 ms)."""
+    return [(span[0], span[-1] + 1) for span in split_ranges(range(geo.in_channels), get_num_threads())]
+
+
 def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None):
     """y_c = x_c @ M_c (+ b); with ``upstream`` (dy) also dW, from dM_c = x_c^T @ dy_c (conv.correlate's contract)."""
     xp = get_array_module()
     channels = geo.in_channels
-    out = None
-    if compute_output:
-        out = xp.empty((geo.batch, geo.out_channels) + geo.out_size, x.dtype)
-        xp.matmul(_channel_views(x, channels), kernel_matrix(weight, geo), out=_channel_views(out, channels))
-        if bias is not None:
-            out += bias.reshape(1, -1, 1, 1)
+    multiplier = _sizes(geo)[2]
+    images = _channel_views(x, channels)
+    out = xp.empty((geo.batch, geo.out_channels) + geo.out_size, x.dtype) if compute_output else None
+    outputs = _channel_views(out, channels) if compute_output else None
+    upstreams = _channel_views(upstream, channels) if upstream is not None else None
+    positions, taps, tap_count = _window_pairs(geo)
+    one_hot = (taps[:, None] == xp.arange(tap_count)[None, :]).astype(x.dtype) if upstream is not None else None
+
+    def run(span):
+        first, stop = span
+        if compute_output:
+            xp.matmul(images[first:stop], kernel_matrix(weight[first * multiplier:stop * multiplier], geo),
+                      out=outputs[first:stop])
+            if bias is not None:
+                out[:, first * multiplier:stop * multiplier] += bias[first * multiplier:stop * multiplier, None, None]
+        if upstream is None:
+            return None
+        grad_matrix = xp.matmul(images[first:stop].transpose(0, 2, 1), upstreams[first:stop])
+        picked = grad_matrix.reshape(stop - first, -1)[:, positions[None, :] + _multiplier_offsets(geo)]
+        return picked @ one_hot  # each tap's window positions summed: (channels, multiplier, taps)
+
+    parts = parallel_map(run, _channel_spans(geo))
     grad_w = None
     if upstream is not None:
-        positions, taps, tap_count = _window_pairs(geo)
-        grad_matrix = xp.matmul(_channel_views(x, channels).transpose(0, 2, 1), _channel_views(upstream, channels))
-        picked = grad_matrix.reshape(channels, -1)[:, positions[None, :] + _multiplier_offsets(geo)]
-        # sum each tap's window positions: (C, multiplier, pairs) @ one-hot (pairs, taps)
-        one_hot = (taps[:, None] == xp.arange(tap_count)[None, :]).astype(x.dtype)
-        grad_w = (picked @ one_hot).reshape(geo.out_channels, 1, *geo.kernel)
+        grad_w = xp.concatenate(parts).reshape(geo.out_channels, 1, *geo.kernel)
     return out, grad_w
 
 
@@ -122,9 +147,16 @@ def correlate_transpose(grad, weight, geo, bias=None):
     """dx_c = dy_c @ M_c^T (+ bias per channel of dx): conv.correlate_transpose's contract."""
     xp = get_array_module()
     channels = geo.in_channels
+    multiplier = _sizes(geo)[2]
     dx = xp.empty((geo.batch, channels) + geo.in_size, grad.dtype)
-    xp.matmul(_channel_views(grad, channels), kernel_matrix(weight, geo).transpose(0, 2, 1),
-              out=_channel_views(dx, channels))
-    if bias is not None:
-        dx += bias.reshape(1, channels, 1, 1)
+    grads, targets = _channel_views(grad, channels), _channel_views(dx, channels)
+
+    def run(span):
+        first, stop = span
+        matrix = kernel_matrix(weight[first * multiplier:stop * multiplier], geo)
+        xp.matmul(grads[first:stop], matrix.transpose(0, 2, 1), out=targets[first:stop])
+        if bias is not None:
+            dx[:, first:stop] += bias[first:stop, None, None]
+
+    parallel_map(run, _channel_spans(geo))
     return dx
