@@ -30,6 +30,24 @@ def as_float_tensor(op, input, name="input"):
 CHUNK_ELEMENTS = 1 << 18
 
 
+def clamp_into(values, low, high, out):
+    """out = clip(values, low, high), or max(values, low) when high is None; NaN stays NaN, as in torch."""
+    xp = get_array_module()
+    if high is None:
+        xp.maximum(values, low, out=out)
+    else:
+        xp.clip(values, low, high, out=out)
+
+
+def inside_into(values, low, high, out, below):
+    """out = low < values < high (values > low when high is None); ``below`` is bool scratch of the same shape."""
+    xp = get_array_module()
+    xp.greater(values, low, out=out)
+    if high is not None:
+        xp.less(values, high, out=below)
+        out &= below
+
+
 def _clamp_and_mask(x, low, high):
     """(clip(x, low, high), low < x < high), or (max(x, low), x > low) when high is None, in one chunked pass."""
     xp = get_array_module()
@@ -41,14 +59,8 @@ def _clamp_and_mask(x, low, high):
     for start in range(0, flat.size, CHUNK_ELEMENTS):
         chunk = slice(start, start + CHUNK_ELEMENTS)
         values = flat[chunk]
-        xp.greater(values, low, out=mask_flat[chunk])
-        if high is None:
-            xp.maximum(values, low, out=out_flat[chunk])
-        else:
-            xp.clip(values, low, high, out=out_flat[chunk])
-            inside = below[:values.size]
-            xp.less(values, high, out=inside)
-            mask_flat[chunk] &= inside
+        inside_into(values, low, high, mask_flat[chunk], None if below is None else below[:values.size])
+        clamp_into(values, low, high, out_flat[chunk])
     return out, mask
 
 

@@ -5,7 +5,7 @@ import numbers
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
-from .activation import as_float_tensor
+from .activation import as_float_tensor, clamp_into, inside_into
 
 __all__ = ["batch_norm", "batch_norm_relu", "local_response_norm"]
 
@@ -60,15 +60,6 @@ def _row_dots(a, scratch, ones):
     return (scratch.reshape(-1, a.shape[2]) @ ones).reshape(a.shape[:2]).sum(axis=0, dtype="float64")
 
 
-def _clamp(block, max_value):
-    """block = min(max(block, 0), max_value) in place (max_value None: relu); NaN stays NaN, as in torch."""
-    xp = get_array_module()
-    if max_value is None:
-        xp.maximum(block, 0, out=block)
-    else:
-        xp.clip(block, 0, max_value, out=block)
-
-
 class _ReluMask:
     """masked[chunk] = grad where 0 < out (< max_value), else 0: relu's (relu6's) backward, from its output."""
 
@@ -79,14 +70,10 @@ class _ReluMask:
         self.inside = xp.empty(scratch.shape, bool) if max_value is not None else None
 
     def __call__(self, start, stop):
-        xp = get_array_module()
         flags = self.flags[:stop - start]
-        xp.greater(self.out[start:stop], 0, out=flags)
-        if self.max_value is not None:
-            inside = self.inside[:stop - start]
-            xp.less(self.out[start:stop], self.max_value, out=inside)
-            flags &= inside
-        xp.multiply(self.grad[start:stop], flags, out=self.masked[start:stop])
+        inside_into(self.out[start:stop], 0, self.max_value, flags,
+                    None if self.inside is None else self.inside[:stop - start])
+        get_array_module().multiply(self.grad[start:stop], flags, out=self.masked[start:stop])
 
 
 class _BatchNorm(Function):
@@ -125,7 +112,7 @@ class _BatchNorm(Function):
             xp.multiply(x3[start:stop], scale_plane, out=out3[start:stop])
             out3[start:stop] += offset_plane
             if self.relu is not None:
-                _clamp(out3[start:stop], self.relu[0])
+                clamp_into(out3[start:stop], 0, self.relu[0], out3[start:stop])
         if self.needs_input_grad:
             self.x, self.mean, self.invstd, self.weight = x, mean, invstd, weight
             self.out = out if self.relu is not None else None
