@@ -30,7 +30,11 @@ def _parse_args(argv=None):
                         help="wall time (default), or this process's CPU time: with --threads 1 a check "
                              "that other jobs on a busy machine barely disturb")
     parser.add_argument("--memory-child", choices=("cnnkit", "torch"), help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name in ("threads", "repeat", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    return args
 
 
 ARGS = _parse_args() if __name__ == "__main__" else _parse_args([])

@@ -199,6 +199,19 @@ def test_batchnorm_errors_name_shapes():
         F.batch_norm(cnnkit.randn(2, 4), None, None)
 
 
+@pytest.mark.parametrize("max_value", [0, -6, "6"])
+def test_batch_norm_relu_rejects_a_bad_max_value(max_value):
+    with pytest.raises(ValueError, match=r"batch_norm_relu: max_value must be a positive number or None, got"):
+        F.batch_norm_relu(cnnkit.randn(2, 4), None, None, training=True, max_value=max_value)
+
+
+def test_batch_norm_relu_errors_name_the_op_and_shapes():
+    with pytest.raises(ValueError, match=r"batch_norm_relu: weight has shape \(3,\) but the input of shape \(2, 4\)"):
+        F.batch_norm_relu(cnnkit.randn(2, 4), None, None, cnnkit.ones(3), training=True)
+    with pytest.raises(ValueError, match=r"batch_norm_relu: expected more than 1 value per channel .*\(1, 4\)"):
+        F.batch_norm_relu(cnnkit.randn(1, 4), None, None, training=True, max_value=6)
+
+
 def test_functional_batch_norm_updates_running_stats_in_place_like_torch():
     values = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32) * 2 + 1
     mean, var = np.zeros(2, np.float32), np.ones(2, np.float32)
