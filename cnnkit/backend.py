@@ -5,7 +5,9 @@ backend can later be switched in here without touching an op.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 # OpenBLAS's idle workers spin for 2**28 cycles (about 0.1 s) after every call, holding a core that the
 # elementwise passes and cnnkit's own threads between GEMMs need: 2**4 measured a 10-25% faster
@@ -100,24 +102,27 @@ def set_rng_state(state: dict) -> None:
 
 # ------------------------------------------------------------------------------------------------ threads
 # NumPy releases the GIL inside ufunc loops, copies and BLAS calls, so independent chunks of one op can
-# run on Python threads at once. Ops use this only where BLAS does not already occupy the cores
-# (elementwise passes, depthwise convolution's tiny GEMMs).
+# run on Python threads at once: elementwise passes, depthwise convolution's tiny GEMMs and, with BLAS
+# pinned to one thread (see below), the convolutions' and large matrix products' GEMMs.
 _num_threads = None
 _pool = None
 
 
 def get_num_threads() -> int:
-    """Threads an op may split its chunks over: set_num_threads, else $OMP_NUM_THREADS, else the CPU count."""
+    """Threads an op may split its work over: set_num_threads, else $OMP_NUM_THREADS, else
+    $OPENBLAS_NUM_THREADS (cnnkit's threads do the work BLAS's threads would), else the CPU count."""
     if _num_threads is not None:
         return _num_threads
-    try:
-        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
-    except ValueError:
-        return max(1, os.cpu_count() or 1)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        try:
+            return max(1, int(os.environ.get(name, "")))
+        except ValueError:
+            continue
+    return max(1, os.cpu_count() or 1)
 
 
 def set_num_threads(count: int) -> None:
-    """Set how many threads ops split their chunks over (1 turns the splitting off), as torch.set_num_threads."""
+    """Set how many threads ops split their work over (1 turns the splitting off), as torch.set_num_threads."""
     global _num_threads, _pool
     if int(count) < 1:
         raise ValueError(f"set_num_threads: expected a positive thread count, got {count!r}")
@@ -125,6 +130,108 @@ def set_num_threads(count: int) -> None:
     if _pool is not None:
         _pool.shutdown(wait=True)
         _pool = None
+
+
+# ------------------------------------------------------------------------------------------------ BLAS threads
+# OpenBLAS's own two threads ran these GEMMs at 115-130 GFLOP/s; two Python threads, each calling a
+# one-thread BLAS on its own chunk, at 135-153 (W (128, 1152) @ cols (1152, 2048)), and they also run each
+# chunk's im2col and output copies at once. So when the backend can reach NumPy's OpenBLAS it pins it to
+# one thread and ops split their GEMM work over cnnkit's threads (conv2d forward + backward: 64 channels
+# 32x32 1.31-1.76x -> 1.19x torch's time). An op left with one indivisible GEMM (a batch of one image)
+# lends BLAS the threads for that call (``blas_threads``). This is process-wide: NumPy's own matmul runs
+# on one thread while cnnkit is imported. CNNKIT_BLAS_THREADS=native before the import leaves BLAS alone.
+
+
+def _find_openblas():
+    """(set_num_threads, get_num_threads) of the OpenBLAS bundled in NumPy's wheel, or None if there is none."""
+    import ctypes
+    import glob
+
+    root = os.path.dirname(numpy.__file__)
+    paths = glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*")) + glob.glob(
+        os.path.join(root, ".dylibs", "*openblas*"))
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)  # already loaded by NumPy: the same handle, the same thread pool
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
+                getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
+                if setter is not None and getter is not None:
+                    setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
+                    return setter, getter
+    return None
+
+
+_blas = _find_openblas()
+BLAS_PINNED = _blas is not None and os.environ.get("CNNKIT_BLAS_THREADS", "").lower() != "native"
+if BLAS_PINNED:
+    _blas[0](1)
+_blas_lock = threading.Lock()
+_blas_lenders = 0  # blas_threads blocks open now: the last one to close pins BLAS again
+
+
+def splits_blas_work() -> bool:
+    """Whether ops should split GEMMs over cnnkit's threads (BLAS pinned to one thread, more than one thread)."""
+    return BLAS_PINNED and get_num_threads() > 1
+
+
+@contextlib.contextmanager
+def blas_threads(count):
+    """Context: BLAS may use ``count`` threads inside (for one GEMM an op cannot split); pinned to one after."""
+    global _blas_lenders
+    if not BLAS_PINNED:
+        yield
+        return
+    with _blas_lock:
+        _blas_lenders += 1
+        _blas[0](max(count, _blas[1]()))
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_lenders -= 1
+            if _blas_lenders == 0:
+                _blas[0](1)
+
+
+def blas_num_threads():
+    """Threads NumPy's BLAS uses now (None when the backend cannot reach it)."""
+    return _blas[1]() if _blas is not None else None
+
+
+# Below this many multiply-adds a product runs as one call: a thread hand-off costs tens of microseconds.
+SPLIT_MATMUL_MIN_MACS = 1 << 22
+
+
+def matmul(a, b):
+    """a @ b (NumPy's rules); a large one is split over cnnkit's threads when BLAS is pinned to one."""
+    xp = _xp
+    if not splits_blas_work() or a.ndim == 0 or b.ndim == 0:
+        return xp.matmul(a, b)
+    rows = a.shape[-2] if a.ndim > 1 else 1
+    inner, cols = a.shape[-1], (b.shape[-1] if b.ndim > 1 else 1)
+    batch = max(a.size // max(1, rows * inner), b.size // max(1, inner * cols))
+    if batch * rows * inner * cols < SPLIT_MATMUL_MIN_MACS:
+        return xp.matmul(a, b)
+    if a.ndim != 2 or b.ndim != 2:
+        with blas_threads(get_num_threads()):
+            return xp.matmul(a, b)
+    out = xp.empty((rows, cols), xp.result_type(a, b))
+    # split the longer side of the output: each thread's GEMM then keeps a full-size inner loop
+    if rows >= cols:
+        parts = [(slice(start, stop), slice(None)) for start, stop in _bounds(rows, get_num_threads())]
+    else:
+        parts = [(slice(None), slice(start, stop)) for start, stop in _bounds(cols, get_num_threads())]
+    parallel_map(lambda part: xp.matmul(a[part[0]], b[:, part[1]], out=out[part]), parts)
+    return out
+
+
+def _bounds(length, parts):
+    """(start, stop) of ``parts`` nearly equal, non-empty pieces of range(length)."""
+    return [(piece[0], piece[-1] + 1) for piece in split_ranges(range(length), parts)]
 
 
 def split_ranges(items, parts):
@@ -143,8 +250,6 @@ def split_ranges(items, parts):
 def parallel_map(fn, tasks):
     """[fn(task) for task in tasks], on up to get_num_threads() threads (inline when one is enough)."""
     global _pool
-    import threading
-
     tasks = list(tasks)
     threads = min(get_num_threads(), len(tasks))
     # inside a pool thread the work runs inline: nested tasks queued behind their own callers would deadlock

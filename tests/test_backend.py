@@ -1,11 +1,14 @@
-"""The backend's process-wide settings, and which conv path (depthwise matrix, 1x1 shortcut) a geometry takes."""
+"""The backend's process-wide settings (malloc, BLAS threads, the split matmul), and which conv path
+(depthwise matrix, 1x1 shortcut) a geometry takes."""
 import os
 import platform
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from cnnkit import backend
 from cnnkit.functional import depthwise
 from cnnkit.functional.conv import conv_geometry
 
@@ -43,3 +46,51 @@ def test_unpadded_1x1_convs_skip_im2col_whatever_their_channel_count(channels):
     """Few input channels once sent 1x1 convs through the wide im2col layout (a copy and 2-3x the time)."""
     geo = conv_geometry((64, channels, 32, 32), (144, channels, 1, 1), (1, 1), 0, (1, 1), 1)
     assert geo.pointwise
+
+
+def _blas_state_in_fresh_process(**env):
+    code = "import cnnkit.backend as b; print(b.BLAS_PINNED, b.blas_num_threads())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "OPENBLAS_NUM_THREADS": "2", **env})
+    return result.stdout.split()
+
+
+@pytest.mark.skipif(backend.blas_num_threads() is None, reason="NumPy's BLAS is not a bundled OpenBLAS")
+def test_blas_is_pinned_to_one_thread_unless_left_native():
+    assert _blas_state_in_fresh_process() == ["True", "1"]
+    assert _blas_state_in_fresh_process(CNNKIT_BLAS_THREADS="native") == ["False", "2"]
+
+
+@pytest.mark.skipif(not backend.BLAS_PINNED, reason="BLAS is not pinned in this process")
+def test_blas_threads_lends_threads_for_a_block_and_pins_again():
+    assert backend.blas_num_threads() == 1
+    with backend.blas_threads(2):
+        assert backend.blas_num_threads() == 2
+        with backend.blas_threads(2):  # nested (a lending op called inside another): the outer one restores
+            pass
+        assert backend.blas_num_threads() == 2
+    assert backend.blas_num_threads() == 1
+    with pytest.raises(RuntimeError), backend.blas_threads(2):
+        raise RuntimeError("an op failing inside still leaves BLAS pinned")
+    assert backend.blas_num_threads() == 1
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [
+    ((300, 200), (200, 150)),     # more rows than columns: rows are split
+    ((3, 400), (400, 9000)),      # columns split
+    ((7, 65, 64), (64, 130)),     # batched: one call with BLAS's own threads
+    ((20000,), (20000, 300)),     # vector @ matrix
+    ((5, 4), (4, 3)),             # small: one call
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_matmul_equals_numpy(monkeypatch, a_shape, b_shape, dtype):
+    monkeypatch.setattr(backend, "_num_threads", 2)
+    monkeypatch.setattr(backend, "BLAS_PINNED", True)
+    monkeypatch.setattr(backend, "SPLIT_MATMUL_MIN_MACS", 1000)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(a_shape).astype(dtype), rng.standard_normal(b_shape).astype(dtype)
+    ours = backend.matmul(a, b)
+    assert ours.dtype == dtype and ours.shape == (a @ b).shape
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    tolerance = (1e-6 if dtype == np.float32 else 1e-14) * a_shape[-1]  # rounding grows with the inner length
+    np.testing.assert_allclose(ours, exact, rtol=0, atol=tolerance)

@@ -8,7 +8,7 @@ import pytest
 
 import cnnkit
 import cnnkit.functional as F
-from cnnkit import nn
+from cnnkit import backend, nn
 from cnnkit.functional import conv as conv_module
 from cnnkit.functional import im2col as im2col_module
 
@@ -131,6 +131,7 @@ def _check_output_and_grads(ours, theirs, ours_in, theirs_in, rng):
         np.testing.assert_allclose(mine.grad, reference.grad.numpy(), atol=1e-10)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("chunk", [1, 3])
 @pytest.mark.parametrize("kwargs", [
     dict(weight=(6, 4, 3, 3), padding=1),                      # generic GEMM, stride-1 dual input gradient
@@ -141,8 +142,11 @@ def _check_output_and_grads(ours, theirs, ours_in, theirs_in, rng):
     dict(weight=(4, 1, 3, 3), stride=(2, 1), padding=1, groups=4),  # depthwise, strided views
     dict(weight=(6, 4, 1, 1)),                                  # 1x1
 ])
-def test_many_chunks_with_a_partial_last_one_match_torch(monkeypatch, kwargs, chunk):
-    """A small CHUNK_COLUMNS forces chunks of 1 or 3 samples (scratch reused, last chunk of 7 shorter)."""
+def test_many_chunks_with_a_partial_last_one_match_torch(monkeypatch, kwargs, chunk, threads):
+    """A small CHUNK_COLUMNS forces chunks of 1 or 3 samples (scratch reused, last chunk of 7 shorter); on two
+    threads the chunks are shared out (BLAS pinned to one thread or not: only the speed differs)."""
+    monkeypatch.setattr(backend, "_num_threads", threads)
+    monkeypatch.setattr(backend, "BLAS_PINNED", True)
     kwargs = dict(kwargs)
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((7, 4, 8, 7)), rng.standard_normal(kwargs.pop("weight"))
@@ -154,7 +158,11 @@ def test_many_chunks_with_a_partial_last_one_match_torch(monkeypatch, kwargs, ch
     monkeypatch.setattr(im2col_module, "DEPTHWISE_CHUNK_ELEMENTS", chunk * pixels * x.shape[1] * w[0].size)
     monkeypatch.setattr(im2col_module, "CHUNK_ELEMENTS", 0)  # no growth for few-row GEMMs: CHUNK_COLUMNS decides
     monkeypatch.setattr(im2col_module, "POINTWISE_MIN_PIXELS", 0)  # keep the 1x1 shortcut on these small images
-    assert conv_module.conv_geometry(x.shape, w.shape, **geometry).chunk == chunk
+    geo = conv_module.conv_geometry(x.shape, w.shape, **geometry)
+    if threads == 1:
+        assert geo.chunk == chunk
+    else:  # as many chunks as a multiple of the thread count: 7 samples in 4 chunks of 2, 2, 2, 1
+        assert geo.chunk <= chunk and len(list(geo.chunks())) in (2 * (-(-7 // (2 * chunk))), 7)
     ours_in = [cnnkit.tensor(a, requires_grad=True) for a in (x, w, b)]
     theirs_in = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
     if isinstance(kwargs.get("padding"), tuple):  # per-side: torch needs the input padded explicitly

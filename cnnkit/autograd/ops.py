@@ -1,7 +1,7 @@
 """The primitive differentiable ops behind ``Tensor``'s arithmetic, reductions and shapes."""
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import get_array_module, matmul
 from .function import Function
 
 
@@ -258,7 +258,7 @@ class MatMul(Function):
 
     def forward(self, a, b):
         self.a, self.b = a, b
-        return a @ b
+        return matmul(a, b)
 
     def backward(self, grad):
         xp = get_array_module()
@@ -269,7 +269,7 @@ class MatMul(Function):
                 grad_a = xp.multiply.outer(grad, b) if a.ndim > 1 else grad * b
             else:
                 g = grad[..., None, :] if a.ndim == 1 else grad
-                grad_a = g @ xp.swapaxes(b, -1, -2)
+                grad_a = matmul(g, xp.swapaxes(b, -1, -2))
                 if a.ndim == 1:
                     grad_a = grad_a[..., 0, :]
             grad_a = unbroadcast(grad_a, a.shape)
@@ -278,7 +278,7 @@ class MatMul(Function):
                 grad_b = xp.multiply.outer(a, grad) if b.ndim > 1 else grad * a
             else:
                 g = grad[..., :, None] if b.ndim == 1 else grad
-                grad_b = xp.swapaxes(a, -1, -2) @ g
+                grad_b = matmul(xp.swapaxes(a, -1, -2), g)
                 if b.ndim == 1:
                     grad_b = grad_b[..., 0]
             grad_b = unbroadcast(grad_b, b.shape)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function, Tensor
-from ..backend import get_array_module, get_num_threads, parallel_map, split_ranges
+from ..backend import blas_threads, get_array_module, get_num_threads, parallel_map, split_ranges, splits_blas_work
 from . import depthwise
 from .arithmetic import check_input, pair, positive_pair, resolve_padding, window_output_size
 from .im2col import ConvGeometry, Workspace, col2im_add, im2col, padded_chunk
@@ -100,7 +100,7 @@ def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None, out
                 grad_w += partial
         return grad_w
 
-    partials = parallel_map(run, split_ranges(geo.chunks(), _chunk_threads(geo)))
+    partials = _run_chunks(run, geo)
     grad_w = None
     if upstream is not None:
         grad_w = partials[0]
@@ -110,10 +110,16 @@ def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None, out
     return out, grad_w
 
 
-def _chunk_threads(geo):
-    """Threads for the chunk loop: depthwise GEMMs are too small for BLAS to thread, so the chunks are split
-    over Python threads; other convolutions leave the cores to BLAS's own threads."""
-    return get_num_threads() if geo.depthwise else 1
+def _run_chunks(run, geo):
+    """[run(chunks) for each thread's share of the sample chunks]: on cnnkit's threads when BLAS is pinned
+    to one (each thread's GEMMs then run at once), else one share on BLAS's own threads. Depthwise GEMMs are
+    too small for BLAS to thread, so their chunks always go to cnnkit's threads."""
+    threads = get_num_threads() if (geo.depthwise or splits_blas_work()) else 1
+    shares = split_ranges(geo.chunks(), threads)
+    if len(shares) == 1 and threads > 1 and not geo.depthwise:
+        with blas_threads(threads):  # one sample chunk (e.g. a batch of one): only BLAS can split it
+            return [run(shares[0])]
+    return parallel_map(run, shares)
 
 
 def _pointwise_chunk(x, start, stop, geo, w_mat, bias_col, out, upstream, grad_w, work):
@@ -286,7 +292,7 @@ def correlate_transpose(grad, weight, geo, bias=None):
             if bias is not None:
                 dx[start:stop] += bias.reshape(1, channels, 1, 1)
 
-    parallel_map(run, split_ranges(geo.chunks(), _chunk_threads(geo)))
+    _run_chunks(run, geo)
     return dx
 
 

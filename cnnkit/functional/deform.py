@@ -8,7 +8,7 @@ multiplied with the weights in one GEMM (im2col of the sampled values).
 from __future__ import annotations
 
 from ..autograd import Function
-from ..backend import get_array_module
+from ..backend import get_array_module, matmul
 from .arithmetic import conv_output_size, pair, positive_pair, resolve_padding
 
 __all__ = ["deform_conv2d"]
@@ -75,7 +75,7 @@ class _DeformConv2d(Function):
         columns = self._columns(sampled if modulation is None else sampled * modulation, channels, taps, positions)
         # One GEMM per weight group: (Cout/g, Cin/g*K) @ (Cin/g*K, P).
         weight_matrix = weight.reshape(groups, weight.shape[0] // groups, -1)
-        out = xp.matmul(weight_matrix, columns).reshape(n, weight.shape[0], out_h, out_w)
+        out = matmul(weight_matrix, columns).reshape(n, weight.shape[0], out_h, out_w)
         if bias is not None:
             out = out + bias.reshape(1, -1, 1, 1)
         if any(self.needs_input_grad):  # only set when the graph is being recorded
@@ -120,7 +120,7 @@ class _DeformConv2d(Function):
         if not (need_input or need_offset or need_mask):
             return grad_input, grad_offset, grad_weight, grad_bias, grad_mask
         weight_matrix = weight.reshape(groups, out_channels // groups, -1)
-        grad_columns = xp.matmul(weight_matrix.transpose(0, 2, 1), grad_groups)
+        grad_columns = matmul(weight_matrix.transpose(0, 2, 1), grad_groups)
         # Back to the channel-last sample layout (N, G, K*P, Cg).
         grad_samples = grad_columns.reshape(n, offset_groups, channels // offset_groups, taps * positions)
         grad_samples = grad_samples.transpose(0, 1, 3, 2)

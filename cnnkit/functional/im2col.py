@@ -11,7 +11,7 @@ zeros (backward).
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import get_array_module, get_num_threads, splits_blas_work
 
 __all__ = []  # internal helpers, imported by name from cnnkit.functional.conv
 
@@ -70,6 +70,12 @@ class ConvGeometry:
         else:
             target = max(CHUNK_COLUMNS, CHUNK_ELEMENTS // rows)
         self.chunk = max(1, min(batch, -(-target // pixels)))
+        threads = get_num_threads() if (self.depthwise or splits_blas_work()) else 1
+        if threads > 1:
+            # a multiple of the thread count of chunks, so no thread idles while another runs an extra one
+            count = -(-batch // self.chunk)
+            count = min(batch, -(-count // threads) * threads)
+            self.chunk = -(-batch // count)
 
     @property
     def has_padding(self):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..autograd import Function, Tensor
+from ..backend import matmul
 from .activation import as_float_tensor
 
 __all__ = ["linear"]
@@ -10,7 +11,7 @@ __all__ = ["linear"]
 class _Linear(Function):
     def forward(self, x, weight, bias):
         self.x, self.weight = x, weight
-        out = x @ weight.T
+        out = matmul(x, weight.T)
         if bias is not None:
             out += bias
         return out
@@ -18,8 +19,8 @@ class _Linear(Function):
     def backward(self, grad):
         out_features, in_features = self.weight.shape
         rows = grad.reshape(-1, out_features)  # every leading dimension is a batch dimension
-        grad_x = grad @ self.weight if self.needs_input_grad[0] else None
-        grad_weight = rows.T @ self.x.reshape(-1, in_features) if self.needs_input_grad[1] else None
+        grad_x = matmul(grad, self.weight) if self.needs_input_grad[0] else None
+        grad_weight = matmul(rows.T, self.x.reshape(-1, in_features)) if self.needs_input_grad[1] else None
         grad_bias = rows.sum(axis=0) if self.needs_input_grad[2] else None
         return grad_x, grad_weight, grad_bias
 
