@@ -161,6 +161,33 @@ def test_batchnorm1d_matches_torch(shape):
     _close(ours.running_var, theirs.running_var)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("relu6", [False, True])
+def test_batchnorm_in_many_chunks_on_threads_matches_torch(monkeypatch, threads, relu6):
+    """Small chunks (2 samples each, the last one shorter) shared out over threads: each thread sums its own
+    chunks, so the statistics, the gradients and the fused clamp must come out as in one pass."""
+    from cnnkit import backend
+    from cnnkit.functional import normalization
+
+    monkeypatch.setattr(backend, "_num_threads", threads)
+    x, tx = _pair((7, 3, 5, 4), scale=3.0)
+    monkeypatch.setattr(normalization, "CHUNK_BYTES", 2 * x.data[0].nbytes)
+    ours, theirs = _batch_norm_pair("BatchNorm2d")
+    if relu6:
+        out = F.batch_norm_relu(x + 1, ours.running_mean, ours.running_var, ours.weight, ours.bias, training=True,
+                                max_value=6.0)
+        tout = TF.relu6(theirs(tx + 1))
+    else:
+        out, tout = ours(x + 1), theirs(tx + 1)
+    _close(out, tout)
+    _backward_both(out, tout)
+    _close(x.grad, tx.grad)
+    _close(ours.weight.grad, theirs.weight.grad)
+    _close(ours.bias.grad, theirs.bias.grad)
+    _close(ours.running_mean, theirs.running_mean)
+    _close(ours.running_var, theirs.running_var)
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"affine": False}, {"track_running_stats": False}, {"bias": False}])
 def test_batchnorm_state_dict_keys_and_repr_equal_torch(kwargs):
     for name in ("BatchNorm1d", "BatchNorm2d"):

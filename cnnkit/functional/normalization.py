@@ -4,7 +4,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function, Tensor
-from ..backend import get_array_module
+from ..backend import get_array_module, get_num_threads, parallel_map, split_ranges
 from .activation import as_float_tensor, clamp_into, inside_into
 
 __all__ = ["batch_norm", "batch_norm_relu", "local_response_norm"]
@@ -23,8 +23,10 @@ def _channel_shape(x):
 # Samples per chunk are chosen so that a chunk (and its per-channel planes) stays in cache: every full-size
 # array is then read from memory once per pass, and the few elementwise steps of a pass run in cache.
 # 1 MiB measured 8% less CPU time than 256 KiB over MobileNet-v2's and ResNet-18's activation shapes
-# (fewer NumPy calls on small maps, where 256 KiB was a single sample per chunk); 2 MiB was no better.
-CHUNK_BYTES = 1 << 20
+# (fewer NumPy calls on small maps, where 256 KiB was a single sample per chunk). With the chunks shared
+# out over two threads, 2 MiB beat 1 MiB on 32x32 maps (BN + ReLU6 forward + backward, batch 64: 144
+# channels 47.8 -> 40.0 ms, 64 channels 18.4 -> 15.6 ms) and tied on the smaller ones.
+CHUNK_BYTES = 2 << 20
 SHORT_ROWS = 128
 
 
@@ -33,6 +35,11 @@ def _sample_chunks(x3):
     per_sample = max(1, x3[0].nbytes)
     step = max(1, CHUNK_BYTES // per_sample)
     return [(start, min(len(x3), start + step)) for start in range(0, len(x3), step)]
+
+
+def _on_threads(run, chunks):
+    """[run(share) for each thread's share of ``chunks``]: each share's passes run in its own core's cache."""
+    return parallel_map(run, split_ranges(chunks, get_num_threads()))
 
 
 def _plane(vector, length, dtype):
@@ -108,11 +115,15 @@ class _BatchNorm(Function):
         scale_plane, offset_plane = _plane(scale, length, dtype), _plane(offset, length, dtype)
         out = xp.empty_like(x)
         out3 = out.reshape(x3.shape)
-        for start, stop in chunks:
-            xp.multiply(x3[start:stop], scale_plane, out=out3[start:stop])
-            out3[start:stop] += offset_plane
-            if self.relu is not None:
-                clamp_into(out3[start:stop], 0, self.relu[0], out3[start:stop])
+
+        def normalize(share):
+            for start, stop in share:
+                xp.multiply(x3[start:stop], scale_plane, out=out3[start:stop])
+                out3[start:stop] += offset_plane
+                if self.relu is not None:
+                    clamp_into(out3[start:stop], 0, self.relu[0], out3[start:stop])
+
+        _on_threads(normalize, chunks)
         if self.needs_input_grad:
             self.x, self.mean, self.invstd, self.weight = x, mean, invstd, weight
             self.out = out if self.relu is not None else None
@@ -129,13 +140,19 @@ class _BatchNorm(Function):
         shift = x3[0].mean(axis=1, dtype="float64")
         shift_plane = _plane(shift, length, dtype)
         ones = xp.ones(length, dtype)
-        total, squares = xp.zeros(channels), xp.zeros(channels)
-        scratch = xp.empty((chunks[0][1],) + x3.shape[1:], dtype)
-        for start, stop in chunks:
-            centered = scratch[:stop - start]
-            xp.subtract(x3[start:stop], shift_plane, out=centered)
-            total += _row_sums(centered, ones)
-            squares += _row_dots(centered, centered, ones)
+
+        def sums(share):
+            total, squares = xp.zeros(channels), xp.zeros(channels)
+            scratch = xp.empty((chunks[0][1],) + x3.shape[1:], dtype)
+            for start, stop in share:
+                centered = scratch[:stop - start]
+                xp.subtract(x3[start:stop], shift_plane, out=centered)
+                total += _row_sums(centered, ones)
+                squares += _row_dots(centered, centered, ones)
+            return total, squares
+
+        partials = _on_threads(sums, chunks)
+        total, squares = sum(part[0] for part in partials), sum(part[1] for part in partials)
         count = x3.shape[0] * length
         mean_shifted = total / count
         return shift + mean_shifted, xp.maximum(squares / count - mean_shifted * mean_shifted, 0)
@@ -159,28 +176,37 @@ class _BatchNorm(Function):
         chunks = _sample_chunks(x3)
         need_x, need_weight, need_bias = self.needs_input_grad
         mean_plane = _plane(mean, length, dtype)
-        scratch = xp.empty((chunks[0][1],) + x3.shape[1:], dtype)
+        chunk_shape = (chunks[0][1],) + x3.shape[1:]
         grad_x = xp.empty_like(grad) if need_x or self.relu is not None else None
         if self.relu is not None:
             # the activation's backward, into grad_x, which then serves as the BN's upstream (pass 2 reads
             # each element before it overwrites it); done chunk by chunk inside the first pass below
-            relu_mask = _ReluMask(self.relu[0], self.out.reshape(g3.shape), g3, grad_x.reshape(g3.shape), scratch)
-            g3 = relu_mask.masked
-        sum_grad = sum_grad_xhat = None
-        if need_bias or need_weight or (need_x and self.training):
-            ones = xp.ones(length, dtype)
+            out3, masked = self.out.reshape(g3.shape), grad_x.reshape(g3.shape)
+        need_sums = need_bias or need_weight or (need_x and self.training)
+        ones = xp.ones(length, dtype)
+
+        def first_pass(share):
+            scratch = xp.empty(chunk_shape, dtype)
+            relu_mask = None if self.relu is None else _ReluMask(self.relu[0], out3, g3, masked, scratch)
+            upstream = g3 if relu_mask is None else masked
             sum_grad, sum_grad_centered = xp.zeros(channels), xp.zeros(channels)
-            for start, stop in chunks:
-                if self.relu is not None:
+            for start, stop in share:
+                if relu_mask is not None:
                     relu_mask(start, stop)
-                centered = scratch[:stop - start]
-                xp.subtract(x3[start:stop], mean_plane, out=centered)
-                sum_grad += _row_sums(g3[start:stop], ones)
-                sum_grad_centered += _row_dots(g3[start:stop], centered, ones)
-            sum_grad_xhat = sum_grad_centered * invstd
-        elif self.relu is not None:
-            for start, stop in chunks:
-                relu_mask(start, stop)
+                if need_sums:
+                    centered = scratch[:stop - start]
+                    xp.subtract(x3[start:stop], mean_plane, out=centered)
+                    sum_grad += _row_sums(upstream[start:stop], ones)
+                    sum_grad_centered += _row_dots(upstream[start:stop], centered, ones)
+            return sum_grad, sum_grad_centered
+
+        sum_grad = sum_grad_xhat = None
+        if need_sums or self.relu is not None:
+            partials = _on_threads(first_pass, chunks)
+            sum_grad = sum(part[0] for part in partials)
+            sum_grad_xhat = sum(part[1] for part in partials) * invstd
+        if self.relu is not None:
+            g3 = masked
         if need_x:
             scale = invstd if self.weight is None else invstd * self.weight
             dx3 = grad_x.reshape(g3.shape)
@@ -189,16 +215,21 @@ class _BatchNorm(Function):
                 # dx = w / sigma * (g - mean(g) - xhat * mean(g * xhat)), with xhat = (x - mean) / sigma
                 centered_scale = _plane(-scale * invstd * sum_grad_xhat / count, length, dtype)
                 offset_plane = _plane(-scale * sum_grad / count, length, dtype)
-                for start, stop in chunks:
-                    centered = scratch[:stop - start]
-                    xp.subtract(x3[start:stop], mean_plane, out=centered)
-                    centered *= centered_scale
-                    xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
-                    dx3[start:stop] += centered
-                    dx3[start:stop] += offset_plane
+
+                def second_pass(share):
+                    scratch = xp.empty(chunk_shape, dtype)
+                    for start, stop in share:
+                        centered = scratch[:stop - start]
+                        xp.subtract(x3[start:stop], mean_plane, out=centered)
+                        centered *= centered_scale
+                        xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
+                        dx3[start:stop] += centered
+                        dx3[start:stop] += offset_plane
             else:
-                for start, stop in chunks:
-                    xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
+                def second_pass(share):
+                    for start, stop in share:
+                        xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
+            _on_threads(second_pass, chunks)
         else:
             grad_x = None
         grad_weight = sum_grad_xhat.astype(dtype) if need_weight else None
