@@ -57,6 +57,7 @@ try:  # also caps a BLAS that was already loaded by something else
     from threadpoolctl import threadpool_limits
 
     _THREADPOOL = threadpool_limits(limits=ARGS.threads)
+    cnnkit.backend.pin_blas()  # cnnkit splits its GEMMs over its own threads on a one-thread BLAS
     THREADPOOLCTL = True
 except ImportError:
     THREADPOOLCTL = False

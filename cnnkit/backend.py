@@ -167,8 +167,6 @@ def _find_openblas():
 
 _blas = _find_openblas()
 BLAS_PINNED = _blas is not None and os.environ.get("CNNKIT_BLAS_THREADS", "").lower() != "native"
-if BLAS_PINNED:
-    _blas[0](1)
 _blas_lock = threading.Lock()
 _blas_lenders = 0  # blas_threads blocks open now: the last one to close pins BLAS again
 
@@ -197,9 +195,18 @@ def blas_threads(count):
                 _blas[0](1)
 
 
+def pin_blas():
+    """Pin NumPy's BLAS to one thread again, after something else (threadpoolctl, a library) changed it."""
+    if BLAS_PINNED:
+        _blas[0](1)
+
+
 def blas_num_threads():
     """Threads NumPy's BLAS uses now (None when the backend cannot reach it)."""
     return _blas[1]() if _blas is not None else None
+
+
+pin_blas()
 
 
 # Below this many multiply-adds a product runs as one call: a thread hand-off costs tens of microseconds.

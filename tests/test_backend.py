@@ -70,6 +70,9 @@ def test_blas_threads_lends_threads_for_a_block_and_pins_again():
             pass
         assert backend.blas_num_threads() == 2
     assert backend.blas_num_threads() == 1
+    backend._blas[0](2)  # as threadpoolctl would
+    backend.pin_blas()
+    assert backend.blas_num_threads() == 1
     with pytest.raises(RuntimeError), backend.blas_threads(2):
         raise RuntimeError("an op failing inside still leaves BLAS pinned")
     assert backend.blas_num_threads() == 1
