@@ -97,3 +97,17 @@ def test_split_matmul_equals_numpy(monkeypatch, a_shape, b_shape, dtype):
     exact = a.astype(np.float64) @ b.astype(np.float64)
     tolerance = (1e-6 if dtype == np.float32 else 1e-14) * a_shape[-1]  # rounding grows with the inner length
     np.testing.assert_allclose(ours, exact, rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize("shape, weight, padding, expected", [
+    ((64, 6, 14, 14), (16, 6, 5, 5), 0, 1),   # LeNet's second conv: 15M multiply-adds, one thread
+    ((64, 64, 32, 32), (64, 64, 3, 3), 1, 2),  # 604M: chunks shared out
+    ((1, 64, 56, 56), (64, 64, 3, 3), 1, 2),   # a batch of one: one chunk, BLAS lent the threads
+])
+def test_dense_convs_share_chunks_out_only_when_large(monkeypatch, shape, weight, padding, expected):
+    monkeypatch.setattr(backend, "_num_threads", 2)
+    monkeypatch.setattr(backend, "BLAS_PINNED", True)
+    geo = conv_geometry(shape, weight, (1, 1), padding, (1, 1), 1)
+    assert geo.threads == expected
+    chunks = len(list(geo.chunks()))
+    assert chunks % expected == 0 or chunks == shape[0]
