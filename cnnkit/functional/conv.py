@@ -19,7 +19,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function, Tensor
-from ..backend import blas_threads, get_array_module, get_num_threads, parallel_map, split_ranges
+from ..backend import blas_threads, get_array_module, parallel_map, split_ranges
 from . import depthwise
 from .arithmetic import check_input, pair, positive_pair, resolve_padding, window_output_size
 from .im2col import ConvGeometry, Workspace, col2im_add, im2col, padded_chunk
@@ -111,13 +111,12 @@ def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None, out
 
 
 def _run_chunks(run, geo):
-    """[run(chunks) for each thread's share of the sample chunks]: on cnnkit's threads when BLAS is pinned
-    to one (each thread's GEMMs then run at once), else one share on BLAS's own threads. Depthwise GEMMs are
-    too small for BLAS to thread, so their chunks always go to cnnkit's threads."""
+    """[run(chunks) for each of ``geo.threads`` shares of the sample chunks], on cnnkit's threads: with BLAS
+    pinned to one thread each thread's GEMMs run at once; otherwise (one share) on BLAS's own threads.
+    Depthwise GEMMs are too small for BLAS to thread, so their chunks always go to cnnkit's threads."""
     shares = split_ranges(geo.chunks(), geo.threads)
-    threads = get_num_threads()
     if len(shares) == 1 and geo.threads > 1 and not geo.depthwise:
-        with blas_threads(threads):  # one sample chunk (e.g. a batch of one): only BLAS can split it
+        with blas_threads(geo.threads):  # one sample chunk (e.g. a batch of one): only BLAS can split it
             return [run(shares[0])]
     return parallel_map(run, shares)
 

@@ -79,7 +79,7 @@ class ConvGeometry:
         self.chunk = max(1, min(batch, -(-target // pixels)))
         macs = batch * out_channels * rows * self.out_size[0] * self.out_size[1]
         shared_out = self.depthwise or (splits_blas_work() and macs >= MIN_SPLIT_MACS)
-        self.threads = threads = get_num_threads() if shared_out else 1
+        self.threads = threads = get_num_threads() if shared_out else 1  # threads that share its chunks
         if threads > 1:
             # a multiple of the thread count of chunks, so no thread idles while another runs an extra one
             count = -(-batch // self.chunk)
