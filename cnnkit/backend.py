@@ -241,6 +241,17 @@ def _bounds(length, parts):
     return [(piece[0], piece[-1] + 1) for piece in split_ranges(range(length), parts)]
 
 
+def _after_fork_in_child():
+    """A forked child has none of its parent's threads: make a fresh pool (and BLAS lock) on first use."""
+    global _pool, _blas_lock, _blas_lenders
+    _pool, _blas_lock, _blas_lenders = None, threading.Lock(), 0
+    pin_blas()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def split_ranges(items, parts):
     """``items`` cut into at most ``parts`` contiguous, non-empty, nearly equal lists."""
     items = list(items)

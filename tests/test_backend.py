@@ -111,3 +111,21 @@ def test_dense_convs_share_chunks_out_only_when_large(monkeypatch, shape, weight
     assert geo.threads == expected
     chunks = len(list(geo.chunks()))
     assert chunks % expected == 0 or chunks == shape[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_threaded_ops():
+    """The parent's pool threads do not exist in a forked child: it once waited on them forever."""
+    code = """
+import os, numpy as np, cnnkit, cnnkit.functional as F
+cnnkit.backend.set_num_threads(2)
+x = cnnkit.tensor(np.ones((16, 64, 32, 32), np.float32))
+w = cnnkit.tensor(np.ones((64, 64, 3, 3), np.float32))
+expected = F.conv2d(x, w, padding=1).data  # starts the pool's threads
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if np.array_equal(F.conv2d(x, w, padding=1).data, expected) else 3)
+print(os.waitpid(pid, 0)[1])
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "0"
