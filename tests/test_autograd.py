@@ -208,3 +208,11 @@ def test_max_with_a_dim_returns_values_and_indices_like_torch():
     ours.max(1).values.sum().backward()
     theirs.max(1).values.sum().backward()
     np.testing.assert_array_equal(ours.grad, theirs.grad.numpy())
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((3, 2), (3, 2)), ((3000, 2000), (1999, 100)), ((4,), (3,)),
+                                              ((2, 3), ())])
+def test_matmul_shape_error_names_both_shapes(a_shape, b_shape):
+    a, b = cnnkit.tensor(np.ones(a_shape)), cnnkit.tensor(np.ones(b_shape))
+    with pytest.raises(ValueError, match=r"matmul: shapes .* do not line up"):
+        a @ b

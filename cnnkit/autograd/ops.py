@@ -257,6 +257,10 @@ class MatMul(Function):
     """a @ b with NumPy's broadcasting of leading (batch) dimensions."""
 
     def forward(self, a, b):
+        if a.ndim == 0 or b.ndim == 0 or a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+            raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} do not line up: the first's "
+                             "last dimension must equal the second's "
+                             f"{'second-to-last' if b.ndim > 1 else 'only'} dimension (use .T or reshape)")
         self.a, self.b = a, b
         return matmul(a, b)
 
