@@ -42,6 +42,11 @@ def _on_threads(run, chunks):
     return parallel_map(run, split_ranges(chunks, get_num_threads()))
 
 
+def _sums_on_threads(run, chunks):
+    """The shares' partial sums added up: ``run(share)`` returns a tuple of per-channel sums."""
+    return [sum(column) for column in zip(*_on_threads(run, chunks))]
+
+
 def _plane(vector, length, dtype):
     """(C, L) copy of a per-channel vector: contiguous operands run about twice as fast as a broadcast column."""
     xp = get_array_module()
@@ -151,8 +156,7 @@ class _BatchNorm(Function):
                 squares += _row_dots(centered, centered, ones)
             return total, squares
 
-        partials = _on_threads(sums, chunks)
-        total, squares = sum(part[0] for part in partials), sum(part[1] for part in partials)
+        total, squares = _sums_on_threads(sums, chunks)
         count = x3.shape[0] * length
         mean_shifted = total / count
         return shift + mean_shifted, xp.maximum(squares / count - mean_shifted * mean_shifted, 0)
@@ -202,9 +206,8 @@ class _BatchNorm(Function):
 
         sum_grad = sum_grad_xhat = None
         if need_sums or self.relu is not None:
-            partials = _on_threads(first_pass, chunks)
-            sum_grad = sum(part[0] for part in partials)
-            sum_grad_xhat = sum(part[1] for part in partials) * invstd
+            sum_grad, sum_grad_centered = _sums_on_threads(first_pass, chunks)
+            sum_grad_xhat = sum_grad_centered * invstd
         if self.relu is not None:
             g3 = masked
         if need_x:
