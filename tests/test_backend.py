@@ -129,3 +129,67 @@ print(os.waitpid(pid, 0)[1])
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "0"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_])
+@pytest.mark.parametrize("case", ["pad", "crop", "transposed", "strided_rows", "broadcast", "one_column"])
+def test_assign_equals_plain_assignment(dtype, case):
+    """The whole-row copy gives exactly what ``target[...] = source`` gives, and falls back where it cannot apply."""
+    rng = np.random.default_rng(0)
+    source = (rng.standard_normal((3, 5, 7, 9)) * 10).astype(dtype)
+    big = np.zeros((3, 5, 9, 11), dtype)
+    target, value = {
+        "pad": (big[:, :, 1:8, 1:10], source),
+        "crop": (np.zeros((3, 5, 7, 6), dtype), source[..., 2:8]),
+        "transposed": (np.zeros((5, 3, 7, 9), dtype), source.transpose(1, 0, 2, 3)),
+        "strided_rows": (big[:, :, ::2, 1:10], source[:, :, :5]),
+        "broadcast": (big[:, :, 1:8, 1:10], source[:1]),
+        "one_column": (big[:, :, 1:8, :1], source[..., :1]),
+    }[case]
+    expected = np.zeros_like(target)
+    expected[...] = value
+    backend.assign(target, value)
+    assert np.array_equal(target, expected)
+    if target.base is big:  # nothing outside the target region was written
+        untouched = np.ones(big.shape, bool)
+        untouched[{"pad": (slice(None), slice(None), slice(1, 8), slice(1, 10)),
+                   "strided_rows": (slice(None), slice(None), slice(None, None, 2), slice(1, 10)),
+                   "broadcast": (slice(None), slice(None), slice(1, 8), slice(1, 10)),
+                   "one_column": (slice(None), slice(None), slice(1, 8), slice(0, 1))}[case]] = False
+        assert not big[untouched].any()
+
+
+def test_parallel_map_runs_the_first_task_on_the_caller(monkeypatch):
+    """The caller runs the first share itself (no wait to be woken), the pool the rest; results keep task order,
+    and a nested parallel_map inside the caller's share runs inline instead of queueing behind it."""
+    import threading
+
+    monkeypatch.setattr(backend, "get_num_threads", lambda: 3)
+    caller = threading.current_thread().name
+
+    def task(index):
+        nested = backend.parallel_map(lambda _: threading.current_thread().name, [0, 1])
+        return index, threading.current_thread().name, nested
+
+    results = backend.parallel_map(task, range(3))
+    assert [index for index, _, _ in results] == [0, 1, 2]
+    assert results[0][1] == caller and results[0][2] == [caller, caller]
+    assert all(name.startswith("cnnkit") and nested == [name, name] for _, name, nested in results[1:])
+
+
+def test_parallel_map_waits_for_every_share_when_the_caller_fails(monkeypatch):
+    """An exception in the caller's own share is raised only after the pool's shares have finished."""
+    import time
+
+    monkeypatch.setattr(backend, "get_num_threads", lambda: 2)
+    finished = []
+
+    def task(index):
+        if index == 0:
+            raise RuntimeError("first share failed")
+        time.sleep(0.2)
+        finished.append(index)
+
+    with pytest.raises(RuntimeError, match="first share failed"):
+        backend.parallel_map(task, [0, 1])
+    assert finished == [1]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function, Tensor
-from ..backend import blas_threads, get_array_module, parallel_map, split_ranges
+from ..backend import assign, blas_threads, get_array_module, parallel_map, split_ranges
 from . import depthwise
 from .arithmetic import check_input, pair, positive_pair, resolve_padding, window_output_size
 from .im2col import ConvGeometry, Workspace, col2im_add, im2col, padded_chunk
@@ -32,7 +32,6 @@ def _grouped_columns(array, start, stop, geo, channels, work):
 
     On a wide grid the garbage columns are zero, so they add nothing to dW or to col2im.
     """
-    xp = get_array_module()
     count = stop - start
     out_h, out_w = geo.out_size
     block = array[start:stop].reshape(count, channels, out_h, out_w)
@@ -40,12 +39,12 @@ def _grouped_columns(array, start, stop, geo, channels, work):
         # Garbage columns are the flat positions with index % padded_w >= out_w, whatever the chunk's
         # sample count, so they stay as zeroed at allocation: only columns :out_w are ever written.
         target = work.get("grads", (channels, count, out_h, geo.padded_size[1]), zero=True)
-        target[..., :out_w] = block.transpose(1, 0, 2, 3)
+        assign(target[..., :out_w], block.transpose(1, 0, 2, 3))
     elif count == 1:
         return block.reshape(geo.groups, channels // geo.groups, out_h * out_w)
     else:
         target = work.get("grads", (channels, count, out_h, out_w))
-        xp.copyto(target, block.transpose(1, 0, 2, 3))
+        assign(target, block.transpose(1, 0, 2, 3))
     return target.reshape(geo.groups, channels // geo.groups, count * geo.pixels)
 
 
@@ -92,7 +91,7 @@ def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None, out
                 if bias_col is not None:
                     y += bias_col
                 y = y.reshape(out_channels, count, out_h, -1)
-                out[start:stop] = (y[..., :out_w] if geo.wide else y).transpose(1, 0, 2, 3)
+                assign(out[start:stop], (y[..., :out_w] if geo.wide else y).transpose(1, 0, 2, 3))
             if upstream is not None:
                 grads = _grouped_columns(upstream, start, stop, geo, out_channels, work)
                 partial = work.get("grad_w", w_shape)
@@ -287,7 +286,7 @@ def correlate_transpose(grad, weight, geo, bias=None):
             target.fill(0)
             col2im_add(cols.reshape((channels, kh, kw, count) + geo.grid), target, geo)
             if geo.has_padding or geo.wide:
-                dx[start:stop] = target[:, :, top:top + height, left:left + width]
+                assign(dx[start:stop], target[:, :, top:top + height, left:left + width])
             if bias is not None:
                 dx[start:stop] += bias.reshape(1, channels, 1, 1)
 

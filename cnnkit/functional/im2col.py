@@ -11,7 +11,7 @@ zeros (backward).
 """
 from __future__ import annotations
 
-from ..backend import get_array_module, get_num_threads, splits_blas_work
+from ..backend import assign, get_array_module, get_num_threads, splits_blas_work
 
 __all__ = []  # internal helpers, imported by name from cnnkit.functional.conv
 
@@ -151,7 +151,7 @@ def padded_chunk(x, start, stop, geo, work, name="padded"):
     height, width = geo.in_size
     full = work.get(name, (geo.chunk, geo.in_channels) + geo.padded_size, zero=True, slack=geo.slack)
     padded = full[:stop - start]
-    padded[:, :, top:top + height, left:left + width] = x[start:stop]
+    assign(padded[:, :, top:top + height, left:left + width], x[start:stop])
     return padded
 
 
@@ -172,7 +172,7 @@ def _window_view(x_pad, geo, writeable=False):
 
 def im2col(x_pad, geo, out):
     """cols[c, i, j, n, h, w] = x_pad[n, c, h*sh + i*dh, w*sw + j*dw], copied once into ``out``."""
-    out[...] = _window_view(x_pad, geo)
+    assign(out, _window_view(x_pad, geo))
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function
-from ..backend import get_array_module
+from ..backend import assign, get_array_module
 from .activation import as_float_tensor
 
 __all__ = ["pad"]
@@ -38,12 +38,12 @@ class _ConstantPad(Function):
             self.out_region.append(slice(max(before, 0), max(before, 0) + size - max(-before, 0) - max(-after, 0)))
         self.in_region, self.out_region = tuple(self.in_region), tuple(self.out_region)
         self.in_shape = x.shape
-        out[self.out_region] = x[self.in_region]
+        assign(out[self.out_region], x[self.in_region])
         return out
 
     def backward(self, grad):
         grad_x = get_array_module().zeros(self.in_shape, dtype=grad.dtype)
-        grad_x[self.in_region] = grad[self.out_region]
+        assign(grad_x[self.in_region], grad[self.out_region])
         return (grad_x,)
 
 

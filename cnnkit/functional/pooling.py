@@ -12,7 +12,7 @@ import numbers
 from typing import NamedTuple
 
 from ..autograd import Function, Tensor
-from ..backend import get_array_module
+from ..backend import assign, get_array_module
 from .arithmetic import pair, positive_pair, resolve_padding, window_output_size
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "max_unpool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"]
@@ -113,7 +113,7 @@ def _padded(x, win, fill):
         return x[:, :, :need_h, :need_w]
     buffer = xp.full(x.shape[:2] + (need_h, need_w), fill, dtype=x.dtype)
     rows, cols = min(height, need_h - top), min(width, need_w - left)
-    buffer[:, :, top:top + rows, left:left + cols] = x[:, :, :rows, :cols]
+    assign(buffer[:, :, top:top + rows, left:left + cols], x[:, :, :rows, :cols])
     return buffer
 
 
@@ -126,7 +126,7 @@ def _unpadded(grad_buffer, win):
         return grad_buffer
     grad = xp.zeros(grad_buffer.shape[:2] + (height, width), dtype=grad_buffer.dtype)
     rows, cols = min(height, grad_buffer.shape[2] - top), min(width, grad_buffer.shape[3] - left)
-    grad[:, :, :rows, :cols] = grad_buffer[:, :, top:top + rows, left:left + cols]
+    assign(grad[:, :, :rows, :cols], grad_buffer[:, :, top:top + rows, left:left + cols])
     return grad
 
 
