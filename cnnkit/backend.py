@@ -6,6 +6,7 @@ backend can later be switched in here without touching an op.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 
@@ -316,3 +317,36 @@ def parallel_map(fn, tasks):
         _inside.share = False
         wait(futures)  # the other shares write the caller's arrays: never return (or raise) while they run
     return [first] + [future.result() for future in futures]
+
+
+def parallel_for(fn, tasks, scratch=dict, threads=None):
+    """[fn(task, scratch) for task in tasks], on up to ``threads`` (default get_num_threads()) threads, each
+    taking the next task as soon as it is free.
+
+    Each thread makes one ``scratch()`` object (buffers it reuses across its tasks). Results come back
+    in task order, so a reduction over them does not depend on which thread ran what. A static split
+    waited on its slowest share: on this project's 2-core machines one core's share of a depthwise conv
+    took 6.4 ms and the other's 11.5 (median gap 1.9 ms of 7.8).
+    """
+    tasks = list(tasks)
+    threads = min(threads or get_num_threads(), len(tasks))
+    if threads <= 1:
+        work = scratch()
+        return [fn(task, work) for task in tasks]
+    results = [None] * len(tasks)
+    taken = itertools.count()  # next() on it is atomic under the GIL
+    failed = []
+
+    def participant(_):
+        work = scratch()
+        for index in taken:
+            if index >= len(tasks) or failed:
+                return
+            try:
+                results[index] = fn(tasks[index], work)
+            except BaseException:
+                failed.append(True)  # the others stop taking tasks
+                raise
+
+    parallel_map(participant, range(threads))
+    return results

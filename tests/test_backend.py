@@ -193,3 +193,57 @@ def test_parallel_map_waits_for_every_share_when_the_caller_fails(monkeypatch):
     with pytest.raises(RuntimeError, match="first share failed"):
         backend.parallel_map(task, [0, 1])
     assert finished == [1]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_parallel_for_runs_every_task_once_with_one_scratch_per_thread(monkeypatch, threads):
+    """Results in task order whichever thread ran each task; each participant reuses one scratch object."""
+    import threading
+
+    monkeypatch.setattr(backend, "get_num_threads", lambda: threads)
+    made = []
+
+    def scratch():
+        made.append(threading.current_thread().name)
+        return {"tasks": []}
+
+    def task(index, work):
+        work["tasks"].append(index)
+        return index * index, id(work)
+
+    results = backend.parallel_for(task, range(40), scratch)
+    assert [value for value, _ in results] == [index * index for index in range(40)]
+    assert 1 <= len({owner for _, owner in results}) <= len(made) <= threads
+
+
+def test_parallel_for_stops_and_raises_when_a_task_fails(monkeypatch):
+    monkeypatch.setattr(backend, "get_num_threads", lambda: 2)
+    ran = []
+
+    def task(index, work):
+        ran.append(index)
+        if index == 3:
+            raise ValueError("task 3")
+
+    with pytest.raises(ValueError, match="task 3"):
+        backend.parallel_for(task, range(1000))
+    assert len(ran) < 1000
+
+
+def test_threaded_conv_weight_gradient_is_the_same_on_every_run(monkeypatch):
+    """Chunks go to whichever thread is free, but their dW are added in chunk order: bitwise repeatable."""
+    from cnnkit.functional import conv
+
+    monkeypatch.setattr(backend, "get_num_threads", lambda: 2)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 64, 16, 16)).astype(np.float32)
+    weight = rng.standard_normal((64, 1, 3, 3)).astype(np.float32)
+    geo = conv_geometry(x.shape, weight.shape, 1, 1, 1, 64)
+    upstream = rng.standard_normal((32, 64, 16, 16)).astype(np.float32)
+    assert geo.threads == 2 and len(list(geo.chunks())) > 2
+    grads = [conv.correlate(x, None, geo, compute_output=False, upstream=upstream)[1] for _ in range(20)]
+    expected = sum(conv.correlate(x[start:stop], None, conv_geometry(x[start:stop].shape, weight.shape, 1, 1, 1, 64),
+                                  compute_output=False, upstream=upstream[start:stop])[1].astype(np.float64)
+                   for start, stop in geo.chunks())
+    assert all(np.array_equal(grad, grads[0]) for grad in grads)
+    np.testing.assert_allclose(grads[0], expected, rtol=1e-5, atol=1e-4)

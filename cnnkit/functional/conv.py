@@ -19,7 +19,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function, Tensor
-from ..backend import assign, blas_threads, get_array_module, parallel_map, split_ranges
+from ..backend import assign, blas_threads, get_array_module, parallel_for
 from . import depthwise
 from .arithmetic import check_input, pair, positive_pair, resolve_padding, window_output_size
 from .im2col import ConvGeometry, Workspace, col2im_add, im2col, padded_chunk
@@ -73,35 +73,33 @@ def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None, out
     bias_col = bias.reshape(groups, out_channels // groups, 1) if (compute_output and bias is not None) else None
     w_shape = (groups, out_channels // groups, rows)
 
-    def run(chunks):
-        """The chunks' outputs into ``out``; returns their summed dW (or None). Own scratch, so threads can share."""
-        work = Workspace(dtype)
-        grad_w = xp.zeros(w_shape, dtype) if upstream is not None else None
-        for start, stop in chunks:
-            count = stop - start
-            if geo.pointwise:
-                _pointwise_chunk(x, start, stop, geo, w_mat, bias_col, out, upstream, grad_w, work)
-                continue
-            cols = im2col(padded_chunk(x, start, stop, geo, work), geo,
-                          out=work.get("cols", (channels, kh, kw, count) + geo.grid))
-            cols = cols.reshape(groups, rows, count * geo.pixels)
-            if compute_output:
-                y = work.get("y", (groups, out_channels // groups, count * geo.pixels))
-                xp.matmul(w_mat, cols, out=y)
-                if bias_col is not None:
-                    y += bias_col
-                y = y.reshape(out_channels, count, out_h, -1)
-                assign(out[start:stop], (y[..., :out_w] if geo.wide else y).transpose(1, 0, 2, 3))
-            if upstream is not None:
-                grads = _grouped_columns(upstream, start, stop, geo, out_channels, work)
-                partial = work.get("grad_w", w_shape)
-                xp.matmul(grads, cols.transpose(0, 2, 1), out=partial)
-                grad_w += partial
-        return grad_w
+    def run(chunk, work):
+        """One chunk's output into ``out``; returns its dW (or None). ``work``: the running thread's scratch."""
+        start, stop = chunk
+        count = stop - start
+        if geo.pointwise:
+            return _pointwise_chunk(x, start, stop, geo, w_mat, bias_col, out, upstream, w_shape, work)
+        cols = im2col(padded_chunk(x, start, stop, geo, work), geo,
+                      out=work.get("cols", (channels, kh, kw, count) + geo.grid))
+        cols = cols.reshape(groups, rows, count * geo.pixels)
+        if compute_output:
+            y = work.get("y", (groups, out_channels // groups, count * geo.pixels))
+            xp.matmul(w_mat, cols, out=y)
+            if bias_col is not None:
+                y += bias_col
+            y = y.reshape(out_channels, count, out_h, -1)
+            assign(out[start:stop], (y[..., :out_w] if geo.wide else y).transpose(1, 0, 2, 3))
+        if upstream is None:
+            return None
+        grads = _grouped_columns(upstream, start, stop, geo, out_channels, work)
+        partial = xp.empty(w_shape, dtype)  # kept: the chunks' dW are added in chunk order below
+        xp.matmul(grads, cols.transpose(0, 2, 1), out=partial)
+        return partial
 
-    partials = _run_chunks(run, geo)
+    partials = _run_chunks(run, geo, dtype)
     grad_w = None
     if upstream is not None:
+        # in chunk order, whichever thread ran which chunk: the sum is the same on every run
         grad_w = partials[0]
         for partial in partials[1:]:
             grad_w += partial
@@ -109,20 +107,22 @@ def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None, out
     return out, grad_w
 
 
-def _run_chunks(run, geo):
-    """[run(chunks) for each of ``geo.threads`` shares of the sample chunks], on cnnkit's threads: with BLAS
-    pinned to one thread each thread's GEMMs run at once; otherwise (one share) on BLAS's own threads.
-    Depthwise GEMMs are too small for BLAS to thread, so their chunks always go to cnnkit's threads."""
-    shares = split_ranges(geo.chunks(), geo.threads)
-    if len(shares) == 1 and geo.threads > 1 and not geo.depthwise:
-        with blas_threads(geo.threads):  # one sample chunk (e.g. a batch of one): only BLAS can split it
-            return [run(shares[0])]
-    return parallel_map(run, shares)
+def _run_chunks(run, geo, dtype):
+    """[run(chunk, workspace) for each sample chunk], on ``geo.threads`` of cnnkit's threads, each taking the
+    next chunk when it is free: with BLAS pinned to one thread each thread's GEMMs run at once. A single
+    chunk (e.g. a batch of one) lends BLAS the threads instead. Depthwise GEMMs are too small for BLAS to
+    thread, so their chunks always go to cnnkit's threads."""
+    chunks = list(geo.chunks())
+    if len(chunks) == 1 and geo.threads > 1 and not geo.depthwise:
+        with blas_threads(geo.threads):  # one sample chunk: only BLAS can split it
+            return [run(chunks[0], Workspace(dtype))]
+    return parallel_for(run, chunks, lambda: Workspace(dtype), threads=geo.threads)
 
 
-def _pointwise_chunk(x, start, stop, geo, w_mat, bias_col, out, upstream, grad_w, work):
+def _pointwise_chunk(x, start, stop, geo, w_mat, bias_col, out, upstream, w_shape, work):
     """1x1, stride 1, no padding: each sample's (C, H*W) block already is its column matrix, so
-    y[n] = W @ x[n] and dW += dy[n] @ x[n]^T need no im2col copy and write y in place."""
+    y[n] = W @ x[n] and dW = sum_n dy[n] @ x[n]^T need no im2col copy and write y in place. Returns the
+    chunk's dW (or None)."""
     xp = get_array_module()
     count, groups, pixels = stop - start, geo.groups, geo.pixels
     cols = x[start:stop].reshape(count, groups, geo.in_channels // groups, pixels)
@@ -131,11 +131,12 @@ def _pointwise_chunk(x, start, stop, geo, w_mat, bias_col, out, upstream, grad_w
         xp.matmul(w_mat, cols, out=y)
         if bias_col is not None:
             y += bias_col
-    if upstream is not None:
-        grads = upstream[start:stop].reshape(count, groups, geo.out_channels // groups, pixels)
-        partial = work.get("grad_w_samples", (count,) + grad_w.shape)
-        xp.matmul(grads, cols.transpose(0, 1, 3, 2), out=partial)
-        grad_w += partial.sum(axis=0)
+    if upstream is None:
+        return None
+    grads = upstream[start:stop].reshape(count, groups, geo.out_channels // groups, pixels)
+    partial = work.get("grad_w_samples", (count,) + w_shape)
+    xp.matmul(grads, cols.transpose(0, 1, 3, 2), out=partial)
+    return partial.sum(axis=0)
 
 
 def dual_geometry(geo):
@@ -269,28 +270,27 @@ def correlate_transpose(grad, weight, geo, bias=None):
     outer = out_channels == groups
     dx = xp.empty((geo.batch, channels, height, width), dtype)
 
-    def run(chunks):
-        work = Workspace(dtype)
-        for start, stop in chunks:
-            count = stop - start
-            grads = _grouped_columns(grad, start, stop, geo, out_channels, work)
-            cols = work.get("cols", (groups, rows, count * geo.pixels))
-            if outer:
-                xp.multiply(w_t, grads, out=cols)
-            else:
-                xp.matmul(w_t, grads, out=cols)
-            if geo.has_padding or geo.wide:
-                target = work.get("padded", (count, channels) + geo.padded_size, slack=geo.slack)
-            else:
-                target = dx[start:stop]
-            target.fill(0)
-            col2im_add(cols.reshape((channels, kh, kw, count) + geo.grid), target, geo)
-            if geo.has_padding or geo.wide:
-                assign(dx[start:stop], target[:, :, top:top + height, left:left + width])
-            if bias is not None:
-                dx[start:stop] += bias.reshape(1, channels, 1, 1)
+    def run(chunk, work):
+        start, stop = chunk
+        count = stop - start
+        grads = _grouped_columns(grad, start, stop, geo, out_channels, work)
+        cols = work.get("cols", (groups, rows, count * geo.pixels))
+        if outer:
+            xp.multiply(w_t, grads, out=cols)
+        else:
+            xp.matmul(w_t, grads, out=cols)
+        if geo.has_padding or geo.wide:
+            target = work.get("padded", (count, channels) + geo.padded_size, slack=geo.slack)
+        else:
+            target = dx[start:stop]
+        target.fill(0)
+        col2im_add(cols.reshape((channels, kh, kw, count) + geo.grid), target, geo)
+        if geo.has_padding or geo.wide:
+            assign(dx[start:stop], target[:, :, top:top + height, left:left + width])
+        if bias is not None:
+            dx[start:stop] += bias.reshape(1, channels, 1, 1)
 
-    _run_chunks(run, geo)
+    _run_chunks(run, geo, dtype)
     return dx
 
 
