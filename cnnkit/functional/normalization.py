@@ -4,7 +4,7 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function, Tensor
-from ..backend import get_array_module, get_num_threads, parallel_map, split_ranges
+from ..backend import get_array_module, parallel_for
 from .activation import as_float_tensor, clamp_into, inside_into
 
 __all__ = ["batch_norm", "batch_norm_relu", "local_response_norm"]
@@ -38,13 +38,23 @@ def _sample_chunks(x3):
 
 
 def _on_threads(run, chunks):
-    """[run(share) for each thread's share of ``chunks``]: each share's passes run in its own core's cache."""
-    return parallel_map(run, split_ranges(chunks, get_num_threads()))
+    """[run((start, stop), work) for each chunk], each thread taking the next chunk when it is free (its passes
+    run in its own core's cache); ``work`` is the thread's dict of scratch buffers, see ``_scratch``."""
+    return parallel_for(run, chunks)
 
 
 def _sums_on_threads(run, chunks):
-    """The shares' partial sums added up: ``run(share)`` returns a tuple of per-channel sums."""
+    """The chunks' partial sums added up in chunk order (the same on every run): ``run`` returns a tuple of
+    per-channel sums."""
     return [sum(column) for column in zip(*_on_threads(run, chunks))]
+
+
+def _scratch(work, shape, dtype):
+    """The thread's ``shape`` scratch array, made on its first chunk and reused for the rest."""
+    buffer = work.get("scratch")
+    if buffer is None:
+        buffer = work["scratch"] = get_array_module().empty(shape, dtype)
+    return buffer
 
 
 def _plane(vector, length, dtype):
@@ -121,12 +131,12 @@ class _BatchNorm(Function):
         out = xp.empty_like(x)
         out3 = out.reshape(x3.shape)
 
-        def normalize(share):
-            for start, stop in share:
-                xp.multiply(x3[start:stop], scale_plane, out=out3[start:stop])
-                out3[start:stop] += offset_plane
-                if self.relu is not None:
-                    clamp_into(out3[start:stop], 0, self.relu[0], out3[start:stop])
+        def normalize(chunk, work):
+            start, stop = chunk
+            xp.multiply(x3[start:stop], scale_plane, out=out3[start:stop])
+            out3[start:stop] += offset_plane
+            if self.relu is not None:
+                clamp_into(out3[start:stop], 0, self.relu[0], out3[start:stop])
 
         _on_threads(normalize, chunks)
         if self.needs_input_grad:
@@ -146,15 +156,11 @@ class _BatchNorm(Function):
         shift_plane = _plane(shift, length, dtype)
         ones = xp.ones(length, dtype)
 
-        def sums(share):
-            total, squares = xp.zeros(channels), xp.zeros(channels)
-            scratch = xp.empty((chunks[0][1],) + x3.shape[1:], dtype)
-            for start, stop in share:
-                centered = scratch[:stop - start]
-                xp.subtract(x3[start:stop], shift_plane, out=centered)
-                total += _row_sums(centered, ones)
-                squares += _row_dots(centered, centered, ones)
-            return total, squares
+        def sums(chunk, work):
+            start, stop = chunk
+            centered = _scratch(work, (chunks[0][1],) + x3.shape[1:], dtype)[:stop - start]
+            xp.subtract(x3[start:stop], shift_plane, out=centered)
+            return _row_sums(centered, ones), _row_dots(centered, centered, ones)
 
         total, squares = _sums_on_threads(sums, chunks)
         count = x3.shape[0] * length
@@ -189,20 +195,20 @@ class _BatchNorm(Function):
         need_sums = need_bias or need_weight or (need_x and self.training)
         ones = xp.ones(length, dtype)
 
-        def first_pass(share):
-            scratch = xp.empty(chunk_shape, dtype)
-            relu_mask = None if self.relu is None else _ReluMask(self.relu[0], out3, g3, masked, scratch)
-            upstream = g3 if relu_mask is None else masked
-            sum_grad, sum_grad_centered = xp.zeros(channels), xp.zeros(channels)
-            for start, stop in share:
-                if relu_mask is not None:
-                    relu_mask(start, stop)
-                if need_sums:
-                    centered = scratch[:stop - start]
-                    xp.subtract(x3[start:stop], mean_plane, out=centered)
-                    sum_grad += _row_sums(upstream[start:stop], ones)
-                    sum_grad_centered += _row_dots(upstream[start:stop], centered, ones)
-            return sum_grad, sum_grad_centered
+        def first_pass(chunk, work):
+            start, stop = chunk
+            scratch = _scratch(work, chunk_shape, dtype)
+            upstream = g3
+            if self.relu is not None:
+                if "relu_mask" not in work:
+                    work["relu_mask"] = _ReluMask(self.relu[0], out3, g3, masked, scratch)
+                work["relu_mask"](start, stop)
+                upstream = masked
+            if not need_sums:
+                return xp.zeros(channels), xp.zeros(channels)
+            centered = scratch[:stop - start]
+            xp.subtract(x3[start:stop], mean_plane, out=centered)
+            return _row_sums(upstream[start:stop], ones), _row_dots(upstream[start:stop], centered, ones)
 
         sum_grad = sum_grad_xhat = None
         if need_sums or self.relu is not None:
@@ -219,19 +225,18 @@ class _BatchNorm(Function):
                 centered_scale = _plane(-scale * invstd * sum_grad_xhat / count, length, dtype)
                 offset_plane = _plane(-scale * sum_grad / count, length, dtype)
 
-                def second_pass(share):
-                    scratch = xp.empty(chunk_shape, dtype)
-                    for start, stop in share:
-                        centered = scratch[:stop - start]
-                        xp.subtract(x3[start:stop], mean_plane, out=centered)
-                        centered *= centered_scale
-                        xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
-                        dx3[start:stop] += centered
-                        dx3[start:stop] += offset_plane
+                def second_pass(chunk, work):
+                    start, stop = chunk
+                    centered = _scratch(work, chunk_shape, dtype)[:stop - start]
+                    xp.subtract(x3[start:stop], mean_plane, out=centered)
+                    centered *= centered_scale
+                    xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
+                    dx3[start:stop] += centered
+                    dx3[start:stop] += offset_plane
             else:
-                def second_pass(share):
-                    for start, stop in share:
-                        xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
+                def second_pass(chunk, work):
+                    start, stop = chunk
+                    xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
             _on_threads(second_pass, chunks)
         else:
             grad_x = None
