@@ -22,7 +22,7 @@ from ..autograd import Function, Tensor
 from ..backend import assign, blas_threads, get_array_module, parallel_for
 from . import depthwise
 from .arithmetic import check_input, pair, positive_pair, resolve_padding, window_output_size
-from .im2col import ConvGeometry, Workspace, col2im_add, im2col, padded_chunk
+from .im2col import ConvGeometry, Workspace, chunk_columns, col2im_add
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
@@ -35,17 +35,23 @@ def _grouped_columns(array, start, stop, geo, channels, work):
     count = stop - start
     out_h, out_w = geo.out_size
     block = array[start:stop].reshape(count, channels, out_h, out_w)
-    if geo.wide:
-        # Garbage columns are the flat positions with index % padded_w >= out_w, whatever the chunk's
-        # sample count, so they stay as zeroed at allocation: only columns :out_w are ever written.
-        target = work.get("grads", (channels, count, out_h, geo.padded_size[1]), zero=True)
-        assign(target[..., :out_w], block.transpose(1, 0, 2, 3))
-    elif count == 1:
+    if not geo.wide and count == 1:
         return block.reshape(geo.groups, channels // geo.groups, out_h * out_w)
-    else:
-        target = work.get("grads", (channels, count, out_h, out_w))
-        assign(target, block.transpose(1, 0, 2, 3))
-    return target.reshape(geo.groups, channels // geo.groups, count * geo.pixels)
+
+    def make():
+        if geo.wide:
+            # Garbage columns are the flat positions with index % padded_w >= out_w, whatever the chunk's
+            # sample count, so they stay as zeroed at allocation: only columns :out_w are ever written.
+            target = work.get("grads", (channels, count, out_h, geo.padded_size[1]), zero=True)
+            written = target[..., :out_w].transpose(1, 0, 2, 3)
+        else:
+            target = work.get("grads", (channels, count, out_h, out_w))
+            written = target.transpose(1, 0, 2, 3)
+        return written, target.reshape(geo.groups, channels // geo.groups, count * geo.pixels)
+
+    written, matrix = work.views(("grads", count), make)
+    assign(written, block)
+    return matrix
 
 
 def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None, out=None):
@@ -79,16 +85,13 @@ def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None, out
         count = stop - start
         if geo.pointwise:
             return _pointwise_chunk(x, start, stop, geo, w_mat, bias_col, out, upstream, w_shape, work)
-        cols = im2col(padded_chunk(x, start, stop, geo, work), geo,
-                      out=work.get("cols", (channels, kh, kw, count) + geo.grid))
-        cols = cols.reshape(groups, rows, count * geo.pixels)
+        cols = chunk_columns(x, start, stop, geo, work).reshape(groups, rows, count * geo.pixels)
         if compute_output:
-            y = work.get("y", (groups, out_channels // groups, count * geo.pixels))
+            y, y_samples = work.views(("y", count), lambda: _output_views(geo, count, work))
             xp.matmul(w_mat, cols, out=y)
             if bias_col is not None:
                 y += bias_col
-            y = y.reshape(out_channels, count, out_h, -1)
-            assign(out[start:stop], (y[..., :out_w] if geo.wide else y).transpose(1, 0, 2, 3))
+            assign(out[start:stop], y_samples)
         if upstream is None:
             return None
         grads = _grouped_columns(upstream, start, stop, geo, out_channels, work)
@@ -105,6 +108,14 @@ def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None, out
             grad_w += partial
         grad_w = grad_w.reshape(out_channels, channels // groups, kh, kw)
     return out, grad_w
+
+
+def _output_views(geo, count, work):
+    """(the chunk's GEMM output buffer (groups, K/groups, count * pixels), the same as (count, K, out_h, out_w))."""
+    out_h, out_w = geo.out_size
+    y = work.get("y", (geo.groups, geo.out_channels // geo.groups, count * geo.pixels))
+    samples = y.reshape(geo.out_channels, count, out_h, -1)
+    return y, (samples[..., :out_w] if geo.wide else samples).transpose(1, 0, 2, 3)
 
 
 def _run_chunks(run, geo, dtype):

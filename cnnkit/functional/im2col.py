@@ -121,10 +121,20 @@ class ConvGeometry:
 
 
 class Workspace:
-    """Flat scratch arrays reused by every chunk (a fresh large array per chunk would page-fault each time)."""
+    """Flat scratch arrays reused by every chunk (a fresh large array per chunk would page-fault each time),
+    and the views of them that a thread's chunks of one size reuse (``views``)."""
 
     def __init__(self, dtype):
-        self.dtype, self.arrays = dtype, {}
+        self.dtype, self.arrays, self.memo = dtype, {}, {}
+
+    def views(self, key, make):
+        """make() on the first call with ``key``, the same objects after: each chunk then costs only its copies
+        and products. Building the views per chunk took about 40% of the Python time on a 2-thread depthwise
+        conv, and Python time is where the two threads queue for the GIL."""
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = make()
+        return found
 
     def get(self, name, shape, zero=False, slack=0):
         """A C-contiguous ``shape`` view of scratch ``name`` (zeroed when first made with ``zero``)."""
@@ -139,20 +149,39 @@ class Workspace:
         return flat[:size].reshape(shape)
 
 
-def padded_chunk(x, start, stop, geo, work, name="padded"):
-    """x[start:stop] zero-padded, in a reused buffer whose border stays zero (one in-cache copy per chunk).
-
-    Without padding x itself is returned, except for wide columns, whose runs need ``slack`` elements
-    after the last image.
-    """
-    if not geo.has_padding and not geo.wide:
-        return x[start:stop]
+def _padded_views(geo, count, work):
+    """(zero-bordered padded buffer for ``count`` samples, its interior that x is copied into)."""
     (top, _), (left, _) = geo.pads
     height, width = geo.in_size
-    full = work.get(name, (geo.chunk, geo.in_channels) + geo.padded_size, zero=True, slack=geo.slack)
-    padded = full[:stop - start]
-    assign(padded[:, :, top:top + height, left:left + width], x[start:stop])
-    return padded
+    full = work.get("padded", (geo.chunk, geo.in_channels) + geo.padded_size, zero=True, slack=geo.slack)
+    padded = full[:count]
+    return padded, padded[:, :, top:top + height, left:left + width]
+
+
+def chunk_columns(x, start, stop, geo, work):
+    """cols[c, i, j, n, *grid] = x_pad[n, c, h*sh + i*dh, w*sw + j*dw] for n in start..stop, in the thread's
+    column buffer: (C, kh, kw, count, *grid).
+
+    x_pad is x zero-padded in a reused buffer whose border stays zero (one in-cache copy per chunk).
+    Without padding the windows read x itself, except for wide columns, whose runs need ``slack``
+    elements after the last image.
+    """
+    count = stop - start
+
+    def make():
+        cols = work.get("cols", (geo.in_channels,) + geo.kernel + (count,) + geo.grid)
+        if not geo.has_padding and not geo.wide:
+            return None, None, cols
+        padded, interior = _padded_views(geo, count, work)
+        return interior, _window_view(padded, geo), cols
+
+    interior, window, cols = work.views(("columns", count), make)
+    if interior is None:
+        window = _window_view(x[start:stop], geo)
+    else:
+        assign(interior, x[start:stop])
+    assign(cols, window)
+    return cols
 
 
 def _window_view(x_pad, geo, writeable=False):
@@ -168,12 +197,6 @@ def _window_view(x_pad, geo, writeable=False):
         shape = (channels, kh, kw, batch) + geo.grid
         strides = (c_stride, h_stride * dh, w_stride * dw, n_stride, h_stride * sh, w_stride * sw)
     return xp.lib.stride_tricks.as_strided(x_pad, shape=shape, strides=strides, writeable=writeable)
-
-
-def im2col(x_pad, geo, out):
-    """cols[c, i, j, n, h, w] = x_pad[n, c, h*sh + i*dh, w*sw + j*dw], copied once into ``out``."""
-    assign(out, _window_view(x_pad, geo))
-    return out
 
 
 def col2im_add(cols, x_pad, geo):
