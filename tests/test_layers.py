@@ -504,3 +504,18 @@ def test_pad_errors():
         F.pad(x, (1, 1), mode="mirror")
     np.testing.assert_array_equal(F.pad(x, (5, 4, 0, 6), mode="replicate").data,
                                   TF.pad(torch.tensor(x.data), (5, 4, 0, 6), mode="replicate").numpy())
+
+
+@pytest.mark.parametrize("size", [1000, 1 << 17])
+@pytest.mark.parametrize("name", ["relu", "relu6"])
+def test_relu_small_and_large_inputs_match_torch_with_nan_and_inf(name, size):
+    """Large inputs clamp through clip(x, 0, inf) rather than maximum(x, 0): the same values either way."""
+    values = np.random.default_rng(0).standard_normal(size).astype(np.float32) * 10
+    values[:4] = [np.nan, np.inf, -np.inf, -0.0]
+    x = cnnkit.tensor(values.copy(), requires_grad=True)
+    tx = torch.tensor(values.copy(), requires_grad=True)
+    out, tout = getattr(F, name)(x), getattr(TF, name)(tx)
+    np.testing.assert_array_equal(out.data, tout.detach().numpy())
+    out.backward(np.ones(size, np.float32))
+    tout.backward(torch.ones(size))
+    np.testing.assert_array_equal(x.grad[4:], tx.grad.numpy()[4:])

@@ -59,8 +59,9 @@ def _scratch(work, shape, dtype):
 
 def _plane(vector, length, dtype):
     """(C, L) copy of a per-channel vector: contiguous operands run about twice as fast as a broadcast column."""
-    xp = get_array_module()
-    return xp.ascontiguousarray(xp.broadcast_to(vector.astype(dtype, copy=False)[:, None], (len(vector), length)))
+    plane = get_array_module().empty((len(vector), length), dtype)
+    plane[...] = vector[:, None]  # (broadcast_to + ascontiguousarray cost 12 us more per plane in Python)
+    return plane
 
 
 def _row_sums(block, ones):
