@@ -216,3 +216,48 @@ def test_matmul_shape_error_names_both_shapes(a_shape, b_shape):
     a, b = cnnkit.tensor(np.ones(a_shape)), cnnkit.tensor(np.ones(b_shape))
     with pytest.raises(ValueError, match=r"matmul: shapes .* do not line up"):
         a @ b
+
+
+def test_leaf_grads_never_alias_each_other_or_the_upstream():
+    """Add passes one array to both inputs, and the upstream is the caller's: each leaf's .grad must be its own."""
+    a = cnnkit.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    b = cnnkit.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    upstream = np.full((2, 3), 2.0, np.float32)
+    (a + b).backward(upstream)
+    assert a.grad is not b.grad and a.grad is not upstream and b.grad is not upstream
+    a.grad[...] = 0
+    upstream[...] = 7
+    np.testing.assert_array_equal(b.grad, np.full((2, 3), 2.0))
+
+
+def test_an_unshared_leaf_grad_is_taken_without_a_copy():
+    """A gradient array that only the backward loop holds becomes .grad itself (no copy of a full-size array)."""
+    from cnnkit.autograd import Function
+
+    made = []
+
+    class Double(Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, grad):
+            made.append(grad * 2)
+            return (made[-1],)
+
+    x = cnnkit.tensor(np.ones(5, np.float32), requires_grad=True)
+    Double.apply(x).backward(np.ones(5, np.float32))
+    assert x.grad is not made[0]  # the list still holds it: shared, so copied
+    np.testing.assert_array_equal(x.grad, np.full(5, 2.0))
+
+    class Fresh(Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, grad):
+            made.append(id(result := grad * 2))
+            return (result,)
+
+    y = cnnkit.tensor(np.ones(5, np.float32), requires_grad=True)
+    Fresh.apply(y).backward(np.ones(5, np.float32))
+    assert id(y.grad) == made[-1]
+    np.testing.assert_array_equal(y.grad, np.full(5, 2.0))
