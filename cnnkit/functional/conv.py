@@ -91,11 +91,17 @@ def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None, out
             return _pointwise_chunk(x, start, stop, geo, w_mat, bias_col, out, upstream, w_shape, work), sums
         cols = chunk_columns(x, start, stop, geo, work).reshape(groups, rows, count * geo.pixels)
         if compute_output:
-            y, y_samples = work.views(("y", count), lambda: _output_views(geo, count, work))
+            # one sample on a plain grid: its (K, out_h, out_w) block already is the GEMM's output layout
+            direct = count == 1 and not geo.wide and out[start].flags.c_contiguous
+            if direct:
+                y = out[start].reshape(groups, out_channels // groups, geo.pixels)
+            else:
+                y, y_samples = work.views(("y", count), lambda: _output_views(geo, count, work))
             xp.matmul(w_mat, cols, out=y)
             if bias_col is not None:
                 y += bias_col
-            assign(out[start:stop], y_samples)
+            if not direct:
+                assign(out[start:stop], y_samples)
         if upstream is None:
             return None, sums
         grads = _grouped_columns(upstream, start, stop, geo, out_channels, work)
