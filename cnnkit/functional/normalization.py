@@ -60,7 +60,7 @@ def _scratch(work, shape, dtype):
 def _plane(vector, length, dtype):
     """(C, L) copy of a per-channel vector: contiguous operands run about twice as fast as a broadcast column."""
     plane = get_array_module().empty((len(vector), length), dtype)
-    plane[...] = vector[:, None]  # (broadcast_to + ascontiguousarray cost 12 us more per plane in Python)
+    plane[...] = vector[:, None]  # one call: broadcast_to + ascontiguousarray cost about 7 us more per plane
     return plane
 
 
