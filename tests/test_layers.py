@@ -164,8 +164,9 @@ def test_batchnorm1d_matches_torch(shape):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("relu6", [False, True])
 def test_batchnorm_in_many_chunks_on_threads_matches_torch(monkeypatch, threads, relu6):
-    """Small chunks (2 samples each, the last one shorter) shared out over threads: each thread sums its own
-    chunks, so the statistics, the gradients and the fused clamp must come out as in one pass."""
+    """Small chunks (2 samples each, the last one shorter) shared out over threads, each taking the next free
+    chunk: the chunks' sums are added up afterwards, so the statistics, the gradients and the fused clamp
+    must come out as in one pass."""
     from cnnkit import backend
     from cnnkit.functional import normalization
 

@@ -42,23 +42,19 @@ def _owned(grad):
     An array that owns its memory (no base) and has no reference but the backward loop's is unshared;
     taking it saves a full copy of every leaf gradient (8 MB for the bench's depthwise input).
     """
-    if getattr(grad, "base", 0) is None and _reference_count(grad) <= _UNSHARED_REFERENCES:
+    if getattr(grad, "base", 0) is None and sys.getrefcount(grad) <= _UNSHARED_REFERENCES:
         return grad
     return grad.copy()
 
 
-def _reference_count(array):
+def _references_in_callee(array):  # the same frame shape as _owned's sys.getrefcount(grad)
     return sys.getrefcount(array)
-
-
-def _probe(array):  # the same frame shape as _owned's call to _reference_count
-    return _reference_count(array)
 
 
 def _count_unshared():
     """References an unshared array has inside _owned: measured, since interpreters count arguments differently."""
     probe = backend.get_array_module().empty(0)  # the only reference, as backward's local ``grad``
-    return _probe(probe)
+    return _references_in_callee(probe)
 
 
 _UNSHARED_REFERENCES = _count_unshared()

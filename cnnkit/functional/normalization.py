@@ -6,6 +6,7 @@ import numbers
 from ..autograd import Function, Tensor
 from ..backend import get_array_module, parallel_for
 from .activation import as_float_tensor, clamp_into, inside_into
+from .im2col import Workspace
 
 __all__ = ["batch_norm", "batch_norm_relu", "local_response_norm"]
 
@@ -37,24 +38,16 @@ def _sample_chunks(x3):
     return [(start, min(len(x3), start + step)) for start in range(0, len(x3), step)]
 
 
-def _on_threads(run, chunks):
+def _on_threads(run, chunks, dtype):
     """[run((start, stop), work) for each chunk], each thread taking the next chunk when it is free (its passes
-    run in its own core's cache); ``work`` is the thread's dict of scratch buffers, see ``_scratch``."""
-    return parallel_for(run, chunks)
+    run in its own core's cache); ``work`` is the thread's Workspace of scratch buffers."""
+    return parallel_for(run, chunks, lambda: Workspace(dtype))
 
 
-def _sums_on_threads(run, chunks):
+def _sums_on_threads(run, chunks, dtype):
     """The chunks' partial sums added up in chunk order (the same on every run): ``run`` returns a tuple of
     per-channel sums."""
-    return [sum(column) for column in zip(*_on_threads(run, chunks))]
-
-
-def _scratch(work, shape, dtype):
-    """The thread's ``shape`` scratch array, made on its first chunk and reused for the rest."""
-    buffer = work.get("scratch")
-    if buffer is None:
-        buffer = work["scratch"] = get_array_module().empty(shape, dtype)
-    return buffer
+    return [sum(column) for column in zip(*_on_threads(run, chunks, dtype))]
 
 
 def _plane(vector, length, dtype):
@@ -117,7 +110,7 @@ class _BatchNorm(Function):
         xp = get_array_module()
         dtype = x.dtype
         x3 = x.reshape(x.shape[0], x.shape[1], -1)
-        channels, length = x3.shape[1:]
+        length = x3.shape[2]
         chunks = _sample_chunks(x3)
         if self.training:
             mean, var = self._batch_statistics(x3, chunks)
@@ -139,7 +132,7 @@ class _BatchNorm(Function):
             if self.relu is not None:
                 clamp_into(out3[start:stop], 0, self.relu[0], out3[start:stop])
 
-        _on_threads(normalize, chunks)
+        _on_threads(normalize, chunks, dtype)
         if self.needs_input_grad:
             self.x, self.mean, self.invstd, self.weight = x, mean, invstd, weight
             self.out = out if self.relu is not None else None
@@ -150,7 +143,7 @@ class _BatchNorm(Function):
         """Per-channel mean and biased variance (float64) of x3 (N, C, L) in one pass."""
         xp = get_array_module()
         dtype = x3.dtype
-        channels, length = x3.shape[1:]
+        length = x3.shape[2]
         # sums of x - shift with shift = the first sample's channel means: close to the batch mean, so
         # E[d^2] - E[d]^2 loses no precision (plain E[x^2] - E[x]^2 would for large means)
         shift = x3[0].mean(axis=1, dtype="float64")
@@ -159,11 +152,11 @@ class _BatchNorm(Function):
 
         def sums(chunk, work):
             start, stop = chunk
-            centered = _scratch(work, (chunks[0][1],) + x3.shape[1:], dtype)[:stop - start]
+            centered = work.get("scratch", (chunks[0][1],) + x3.shape[1:])[:stop - start]
             xp.subtract(x3[start:stop], shift_plane, out=centered)
             return _row_sums(centered, ones), _row_dots(centered, centered, ones)
 
-        total, squares = _sums_on_threads(sums, chunks)
+        total, squares = _sums_on_threads(sums, chunks, dtype)
         count = x3.shape[0] * length
         mean_shifted = total / count
         return shift + mean_shifted, xp.maximum(squares / count - mean_shifted * mean_shifted, 0)
@@ -182,7 +175,7 @@ class _BatchNorm(Function):
         x, mean, invstd = self.x, self.mean, self.invstd
         dtype = x.dtype
         x3, g3 = x.reshape(x.shape[0], x.shape[1], -1), grad.reshape(x.shape[0], x.shape[1], -1)
-        channels, length = x3.shape[1:]
+        length = x3.shape[2]
         count = x3.shape[0] * length
         chunks = _sample_chunks(x3)
         need_x, need_weight, need_bias = self.needs_input_grad
@@ -197,24 +190,26 @@ class _BatchNorm(Function):
         ones = xp.ones(length, dtype)
 
         def first_pass(chunk, work):
+            """The relu mask of the chunk (if fused), then its two per-channel sums (if needed, else None)."""
             start, stop = chunk
-            scratch = _scratch(work, chunk_shape, dtype)
+            scratch = work.get("scratch", chunk_shape)
             upstream = g3
             if self.relu is not None:
-                if "relu_mask" not in work:
-                    work["relu_mask"] = _ReluMask(self.relu[0], out3, g3, masked, scratch)
-                work["relu_mask"](start, stop)
+                relu_mask = work.views("relu_mask", lambda: _ReluMask(self.relu[0], out3, g3, masked, scratch))
+                relu_mask(start, stop)
                 upstream = masked
             if not need_sums:
-                return xp.zeros(channels), xp.zeros(channels)
+                return None
             centered = scratch[:stop - start]
             xp.subtract(x3[start:stop], mean_plane, out=centered)
             return _row_sums(upstream[start:stop], ones), _row_dots(upstream[start:stop], centered, ones)
 
         sum_grad = sum_grad_xhat = None
-        if need_sums or self.relu is not None:
-            sum_grad, sum_grad_centered = _sums_on_threads(first_pass, chunks)
+        if need_sums:
+            sum_grad, sum_grad_centered = _sums_on_threads(first_pass, chunks, dtype)
             sum_grad_xhat = sum_grad_centered * invstd
+        elif self.relu is not None:
+            _on_threads(first_pass, chunks, dtype)
         if self.relu is not None:
             g3 = masked
         if need_x:
@@ -228,7 +223,7 @@ class _BatchNorm(Function):
 
                 def second_pass(chunk, work):
                     start, stop = chunk
-                    centered = _scratch(work, chunk_shape, dtype)[:stop - start]
+                    centered = work.get("scratch", chunk_shape)[:stop - start]
                     xp.subtract(x3[start:stop], mean_plane, out=centered)
                     centered *= centered_scale
                     xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
@@ -238,7 +233,7 @@ class _BatchNorm(Function):
                 def second_pass(chunk, work):
                     start, stop = chunk
                     xp.multiply(g3[start:stop], scale_plane, out=dx3[start:stop])
-            _on_threads(second_pass, chunks)
+            _on_threads(second_pass, chunks, dtype)
         else:
             grad_x = None
         grad_weight = sum_grad_xhat.astype(dtype) if need_weight else None
