@@ -351,3 +351,36 @@ def parallel_for(fn, tasks, scratch=dict, threads=None):
 
     parallel_map(participant, range(threads))
     return results
+
+
+# ------------------------------------------------------------------------------------------------ kernel choice
+_KERNEL_MODES = ("auto", "reference")
+_kernel_choice = threading.local()
+
+
+def _check_kernel_mode(mode, where):
+    if not isinstance(mode, str) or not mode:
+        raise TypeError(f"{where}: expected 'auto', 'reference' or a kernel name, got {mode!r}")
+    return mode
+
+
+def kernel_mode() -> str:
+    """How ops pick their code: 'auto' (fastest kernel that applies), 'reference', or one kernel's name.
+
+    Set by ``use_kernels`` on this thread, else by $CNNKIT_KERNELS, else 'auto'.
+    """
+    mode = getattr(_kernel_choice, "mode", None)
+    if mode is None:
+        mode = _check_kernel_mode(os.environ.get("CNNKIT_KERNELS", "auto") or "auto", "CNNKIT_KERNELS")
+    return mode
+
+
+@contextlib.contextmanager
+def use_kernels(mode):
+    """Context: ops inside run on ``mode`` ('auto', 'reference' or one kernel's name, see cnnkit.kernels)."""
+    previous = getattr(_kernel_choice, "mode", None)
+    _kernel_choice.mode = _check_kernel_mode(mode, "use_kernels")
+    try:
+        yield
+    finally:
+        _kernel_choice.mode = previous

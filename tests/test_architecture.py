@@ -12,6 +12,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "cnnkit"
 LAYERS = [
     {"backend"},
     {"autograd"},
+    {"kernels"},  # fast paths of the functional ops, picked through cnnkit.kernels.pick
     {"functional"},
     {"nn"},
     {"models"},

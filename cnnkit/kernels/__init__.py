@@ -1,0 +1,81 @@
+"""Kernels: faster array code for the reference ops of ``cnnkit.functional``, picked per call through one seam.
+
+The reference op in ``functional`` is the textbook algorithm and always works. A kernel computes the same
+result faster for some of the op's calls: it has a ``name`` ("family.variant"), the ``op`` it serves, and
+``applies(*facts) -> bool`` saying for which calls (the facts are what the op passes, usually its geometry).
+An op asks ``pick(op, *facts)``: under ``backend.use_kernels("reference")`` (or ``CNNKIT_KERNELS=reference``)
+the answer is always None and the reference math runs; under ``"auto"``, the default, it is the first
+registered kernel that applies; under a kernel's own name, that kernel where it applies (the op tests run
+every case once per kernel this way). A GPU backend would be one more set of kernels registered here.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from .. import backend
+
+__all__ = ["Kernel", "register", "registered", "pick", "record_picks"]
+
+_registry: dict[str, list] = {}
+_recording = threading.local()
+
+
+class Kernel:
+    """A fast path of one op: subclasses set ``name`` and ``op`` and implement ``applies`` and the op's methods."""
+
+    name: str = ""
+    op: str = ""
+
+    def applies(self, *facts) -> bool:
+        """Whether this kernel computes the op for a call described by ``facts``."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<kernel {self.name} for {self.op}>"
+
+
+def register(kernel):
+    """Add a kernel (an instance, or a class that is instantiated) to its op's list; returns it (a decorator)."""
+    instance = kernel() if isinstance(kernel, type) else kernel
+    if not instance.name or not instance.op:
+        raise ValueError(f"register: kernel {instance!r} needs a name and an op")
+    if any(k.name == instance.name for ks in _registry.values() for k in ks):
+        raise ValueError(f"register: a kernel named {instance.name!r} is already registered")
+    _registry.setdefault(instance.op, []).append(instance)
+    return kernel
+
+
+def registered(op=None):
+    """The kernels registered for ``op`` in priority order (every kernel when ``op`` is None)."""
+    if op is None:
+        return [k for ks in _registry.values() for k in ks]
+    return list(_registry.get(op, ()))
+
+
+def pick(op, *facts):
+    """The kernel to run for this call of ``op``, or None for the reference path (see the module docstring)."""
+    mode = backend.kernel_mode()
+    if mode == "reference":
+        return None
+    if mode != "auto" and not any(k.name == mode for ks in _registry.values() for k in ks):
+        names = ", ".join(sorted(k.name for ks in _registry.values() for k in ks)) or "none registered"
+        raise ValueError(f"use_kernels: no kernel is named {mode!r}; use 'auto', 'reference' or one of: {names}")
+    for kernel in _registry.get(op, ()):
+        if (mode == "auto" or mode == kernel.name) and kernel.applies(*facts):
+            picks = getattr(_recording, "picks", None)
+            if picks is not None:
+                picks.append(kernel.name)
+            return kernel
+    return None
+
+
+@contextlib.contextmanager
+def record_picks():
+    """Context: yields a list that collects the names of the kernels picked on this thread inside it."""
+    previous = getattr(_recording, "picks", None)
+    _recording.picks = picks = []
+    try:
+        yield picks
+    finally:
+        _recording.picks = previous
