@@ -2,7 +2,8 @@
 
 Each ``tests/specs_*.py`` module exports ``SPECS``, a list of ``OpSpec``; ``tests/test_ops.py``
 runs every spec through ``check_against_torch`` (float32, forward and every gradient) and
-``check_gradcheck`` (float64 central differences).
+``check_gradcheck`` (float64 central differences), once on the reference path and once under each
+kernel registered for the spec's ``kernel_ops`` (``paths``); ``errors`` lists calls that must raise.
 """
 from __future__ import annotations
 
@@ -48,6 +49,18 @@ class OpSpec:
     gradcheck: bool = True
     output: Callable | None = None  # picks the differentiable output when an op returns a tuple
     context: Callable | None = None  # a context manager factory wrapped around each case (forward and backward)
+    kernel_ops: tuple = ()  # ops of cnnkit.kernels whose kernels this spec also runs under, one test each
+    kernel_cases: dict = field(default_factory=dict)  # kernel name -> cases it applies to (default: ``cases``)
+    errors: list = field(default_factory=list)  # ErrorCase: calls that must raise a clear error
+
+    def paths(self):
+        """'reference', then the name of every kernel registered for ``kernel_ops``."""
+        from cnnkit import kernels
+
+        return ["reference"] + [k.name for op in self.kernel_ops for k in kernels.registered(op)]
+
+    def cases_for(self, path):
+        return self.kernel_cases.get(path, self.cases)
 
     def our_fn(self):
         if self.ours is not None:
@@ -62,6 +75,29 @@ class OpSpec:
         import torch.nn.functional as TF
 
         return getattr(TF, self.name)
+
+
+@dataclass
+class ErrorCase:
+    """A call that must raise ``error`` with a message matching ``match`` (a regex)."""
+
+    inputs: list
+    kwargs: dict = field(default_factory=dict)
+    error: type = ValueError
+    match: str = ""
+
+    def __repr__(self):
+        shapes = [a.shape if isinstance(a, np.ndarray) else a for a in self.inputs]
+        return f"ErrorCase(shapes={shapes}, kwargs={self.kwargs}, {self.error.__name__}: {self.match!r})"
+
+
+def check_error(spec: OpSpec, case: ErrorCase):
+    """The call raises ``case.error`` (never a NumPy traceback) with a message naming what went wrong."""
+    import pytest
+
+    inputs = [cnnkit.tensor(v) if isinstance(v, np.ndarray) else v for v in case.inputs]
+    with pytest.raises(case.error, match=case.match):
+        spec.our_fn()(*inputs, **case.kwargs)
 
 
 def cnnkit_op(name):
