@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import cnnkit  # noqa: E402
 import cnnkit.functional as F  # noqa: E402
+import cnnkit.kernels.threads  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
@@ -57,7 +58,7 @@ try:  # also caps a BLAS that was already loaded by something else
     from threadpoolctl import threadpool_limits
 
     _THREADPOOL = threadpool_limits(limits=ARGS.threads)
-    cnnkit.backend.pin_blas()  # cnnkit splits its GEMMs over its own threads on a one-thread BLAS
+    cnnkit.kernels.threads.pin_blas()  # cnnkit splits its GEMMs over its own threads on a one-thread BLAS
     THREADPOOLCTL = True
 except ImportError:
     THREADPOOLCTL = False

@@ -11,8 +11,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "cnnkit"
 # Layers of the design, lowest first; a module may import only from its own layer or lower ones.
 LAYERS = [
     {"backend"},
+    {"kernels"},  # array code only: the fast paths of the functional ops, picked through cnnkit.kernels.pick
     {"autograd"},
-    {"kernels"},  # fast paths of the functional ops, picked through cnnkit.kernels.pick
     {"functional"},
     {"nn"},
     {"models"},

@@ -11,6 +11,8 @@ import pytest
 from cnnkit import backend
 from cnnkit.functional import depthwise
 from cnnkit.functional.conv import conv_geometry
+from cnnkit.kernels import copy
+from cnnkit.kernels import threads as kthreads
 
 
 def _tuned_in_fresh_process(**env):
@@ -49,33 +51,33 @@ def test_unpadded_1x1_convs_skip_im2col_whatever_their_channel_count(channels):
 
 
 def _blas_state_in_fresh_process(**env):
-    code = "import cnnkit.backend as b; print(b.BLAS_PINNED, b.blas_num_threads())"
+    code = "import cnnkit, cnnkit.kernels.threads as b; print(b.BLAS_PINNED, b.blas_num_threads())"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={**os.environ, "OPENBLAS_NUM_THREADS": "2", **env})
     return result.stdout.split()
 
 
-@pytest.mark.skipif(backend.blas_num_threads() is None, reason="NumPy's BLAS is not a bundled OpenBLAS")
+@pytest.mark.skipif(kthreads.blas_num_threads() is None, reason="NumPy's BLAS is not a bundled OpenBLAS")
 def test_blas_is_pinned_to_one_thread_unless_left_native():
     assert _blas_state_in_fresh_process() == ["True", "1"]
     assert _blas_state_in_fresh_process(CNNKIT_BLAS_THREADS="native") == ["False", "2"]
 
 
-@pytest.mark.skipif(not backend.BLAS_PINNED, reason="BLAS is not pinned in this process")
+@pytest.mark.skipif(not kthreads.BLAS_PINNED, reason="BLAS is not pinned in this process")
 def test_blas_threads_lends_threads_for_a_block_and_pins_again():
-    assert backend.blas_num_threads() == 1
-    with backend.blas_threads(2):
-        assert backend.blas_num_threads() == 2
-        with backend.blas_threads(2):  # nested (a lending op called inside another): the outer one restores
+    assert kthreads.blas_num_threads() == 1
+    with kthreads.blas_threads(2):
+        assert kthreads.blas_num_threads() == 2
+        with kthreads.blas_threads(2):  # nested (a lending op called inside another): the outer one restores
             pass
-        assert backend.blas_num_threads() == 2
-    assert backend.blas_num_threads() == 1
-    backend._blas[0](2)  # as threadpoolctl would
-    backend.pin_blas()
-    assert backend.blas_num_threads() == 1
-    with pytest.raises(RuntimeError), backend.blas_threads(2):
+        assert kthreads.blas_num_threads() == 2
+    assert kthreads.blas_num_threads() == 1
+    kthreads._blas[0](2)  # as threadpoolctl would
+    kthreads.pin_blas()
+    assert kthreads.blas_num_threads() == 1
+    with pytest.raises(RuntimeError), kthreads.blas_threads(2):
         raise RuntimeError("an op failing inside still leaves BLAS pinned")
-    assert backend.blas_num_threads() == 1
+    assert kthreads.blas_num_threads() == 1
 
 
 @pytest.mark.parametrize("a_shape, b_shape", [
@@ -88,11 +90,11 @@ def test_blas_threads_lends_threads_for_a_block_and_pins_again():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_split_matmul_equals_numpy(monkeypatch, a_shape, b_shape, dtype):
     monkeypatch.setattr(backend, "_num_threads", 2)
-    monkeypatch.setattr(backend, "BLAS_PINNED", True)
-    monkeypatch.setattr(backend, "SPLIT_MATMUL_MIN_MACS", 1000)
+    monkeypatch.setattr(kthreads, "BLAS_PINNED", True)
+    monkeypatch.setattr(kthreads, "SPLIT_MATMUL_MIN_MACS", 1000)
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(a_shape).astype(dtype), rng.standard_normal(b_shape).astype(dtype)
-    ours = backend.matmul(a, b)
+    ours = kthreads.matmul(a, b)
     assert ours.dtype == dtype and ours.shape == (a @ b).shape
     exact = a.astype(np.float64) @ b.astype(np.float64)
     tolerance = (1e-6 if dtype == np.float32 else 1e-14) * a_shape[-1]  # rounding grows with the inner length
@@ -106,7 +108,7 @@ def test_split_matmul_equals_numpy(monkeypatch, a_shape, b_shape, dtype):
 ])
 def test_dense_convs_share_chunks_out_only_when_large(monkeypatch, shape, weight, padding, expected):
     monkeypatch.setattr(backend, "_num_threads", 2)
-    monkeypatch.setattr(backend, "BLAS_PINNED", True)
+    monkeypatch.setattr(kthreads, "BLAS_PINNED", True)
     geo = conv_geometry(shape, weight, (1, 1), padding, (1, 1), 1)
     assert geo.threads == expected
     chunks = len(list(geo.chunks()))
@@ -148,7 +150,7 @@ def test_assign_equals_plain_assignment(dtype, case):
     }[case]
     expected = np.zeros_like(target)
     expected[...] = value
-    backend.assign(target, value)
+    copy.assign(target, value)
     assert np.array_equal(target, expected)
     if target.base is big:  # nothing outside the target region was written
         untouched = np.ones(big.shape, bool)
@@ -168,10 +170,10 @@ def test_parallel_map_runs_the_first_task_on_the_caller(monkeypatch):
     caller = threading.current_thread().name
 
     def task(index):
-        nested = backend.parallel_map(lambda _: threading.current_thread().name, [0, 1])
+        nested = kthreads.parallel_map(lambda _: threading.current_thread().name, [0, 1])
         return index, threading.current_thread().name, nested
 
-    results = backend.parallel_map(task, range(3))
+    results = kthreads.parallel_map(task, range(3))
     assert [index for index, _, _ in results] == [0, 1, 2]
     assert results[0][1] == caller and results[0][2] == [caller, caller]
     assert all(name.startswith("cnnkit") and nested == [name, name] for _, name, nested in results[1:])
@@ -191,7 +193,7 @@ def test_parallel_map_waits_for_every_share_when_the_caller_fails(monkeypatch):
         finished.append(index)
 
     with pytest.raises(RuntimeError, match="first share failed"):
-        backend.parallel_map(task, [0, 1])
+        kthreads.parallel_map(task, [0, 1])
     assert finished == [1]
 
 
@@ -211,7 +213,7 @@ def test_parallel_for_runs_every_task_once_with_one_scratch_per_thread(monkeypat
         work["tasks"].append(index)
         return index * index, id(work)
 
-    results = backend.parallel_for(task, range(40), scratch)
+    results = kthreads.parallel_for(task, range(40), scratch)
     assert [value for value, _ in results] == [index * index for index in range(40)]
     assert 1 <= len({owner for _, owner in results}) <= len(made) <= threads
 
@@ -226,7 +228,7 @@ def test_parallel_for_stops_and_raises_when_a_task_fails(monkeypatch):
             raise ValueError("task 3")
 
     with pytest.raises(ValueError, match="task 3"):
-        backend.parallel_for(task, range(1000))
+        kthreads.parallel_for(task, range(1000))
     assert len(ran) < 1000
 
 

@@ -11,6 +11,7 @@ import cnnkit.functional as F
 from cnnkit import backend, nn
 from cnnkit.functional import conv as conv_module
 from cnnkit.functional import im2col as im2col_module
+from cnnkit.kernels import threads as kthreads
 
 torch = pytest.importorskip("torch")
 
@@ -146,7 +147,7 @@ def test_many_chunks_with_a_partial_last_one_match_torch(monkeypatch, kwargs, ch
     """A small CHUNK_COLUMNS forces chunks of 1 or 3 samples (scratch reused, last chunk of 7 shorter); on two
     threads the chunks are shared out (BLAS pinned to one thread or not: only the speed differs)."""
     monkeypatch.setattr(backend, "_num_threads", threads)
-    monkeypatch.setattr(backend, "BLAS_PINNED", True)
+    monkeypatch.setattr(kthreads, "BLAS_PINNED", True)
     monkeypatch.setattr(im2col_module, "MIN_SPLIT_MACS", 0)  # share out even these tiny convs
     kwargs = dict(kwargs)
     rng = np.random.default_rng(0)

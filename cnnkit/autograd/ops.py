@@ -1,7 +1,8 @@
 """The primitive differentiable ops behind ``Tensor``'s arithmetic, reductions and shapes."""
 from __future__ import annotations
 
-from ..backend import get_array_module, matmul
+from ..backend import get_array_module
+from ..kernels.threads import matmul
 from .function import Function
 
 

@@ -19,10 +19,13 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function, Tensor
-from ..backend import assign, blas_threads, get_array_module, parallel_for
+from ..backend import get_array_module
+from ..kernels.copy import assign
+from ..kernels.threads import blas_threads, parallel_for
+from ..kernels.workspace import Workspace
 from . import depthwise
 from .arithmetic import check_input, pair, positive_pair, resolve_padding, window_output_size
-from .im2col import ConvGeometry, Workspace, chunk_columns, col2im_add
+from .im2col import ConvGeometry, chunk_columns, col2im_add
 
 __all__ = ["conv2d", "conv_transpose2d"]
 

@@ -8,7 +8,8 @@ multiplied with the weights in one GEMM (im2col of the sampled values).
 from __future__ import annotations
 
 from ..autograd import Function
-from ..backend import get_array_module, matmul
+from ..backend import get_array_module
+from ..kernels.threads import matmul
 from .arithmetic import conv_output_size, pair, positive_pair, resolve_padding
 
 __all__ = ["deform_conv2d"]

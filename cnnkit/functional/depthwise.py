@@ -18,7 +18,8 @@ are split over threads (the per-channel products are too small for BLAS to threa
 """
 from __future__ import annotations
 
-from ..backend import get_array_module, get_num_threads, parallel_map, split_ranges
+from ..backend import get_array_module, get_num_threads
+from ..kernels.threads import parallel_map, split_ranges
 
 __all__ = []  # internal helpers, imported by name from cnnkit.functional.conv
 

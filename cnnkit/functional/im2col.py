@@ -11,7 +11,9 @@ zeros (backward).
 """
 from __future__ import annotations
 
-from ..backend import assign, get_array_module, get_num_threads, splits_blas_work
+from ..backend import get_array_module, get_num_threads
+from ..kernels.copy import assign
+from ..kernels.threads import splits_blas_work
 
 __all__ = []  # internal helpers, imported by name from cnnkit.functional.conv
 
@@ -118,35 +120,6 @@ class ConvGeometry:
         """(start, stop) sample ranges that one GEMM handles at a time."""
         for start in range(0, self.batch, self.chunk):
             yield start, min(self.batch, start + self.chunk)
-
-
-class Workspace:
-    """Flat scratch arrays reused by every chunk (a fresh large array per chunk would page-fault each time),
-    and the views of them that a thread's chunks of one size reuse (``views``)."""
-
-    def __init__(self, dtype):
-        self.dtype, self.arrays, self.memo = dtype, {}, {}
-
-    def views(self, key, make):
-        """make() on the first call with ``key``, the same objects after: each chunk then costs only its copies
-        and products. Python time is where two threads queue for the GIL: building the views once per thread
-        instead of per chunk took the depthwise bench row from 18.2-22.0 to 13.2-18.4 ms (2 threads)."""
-        found = self.memo.get(key)
-        if found is None:
-            found = self.memo[key] = make()
-        return found
-
-    def get(self, name, shape, zero=False, slack=0):
-        """A C-contiguous ``shape`` view of scratch ``name`` (zeroed when first made with ``zero``)."""
-        xp = get_array_module()
-        size = 1
-        for s in shape:
-            size *= s
-        flat = self.arrays.get(name)
-        if flat is None or flat.size < size + slack:
-            flat = xp.zeros(size + slack, self.dtype) if zero else xp.empty(size + slack, self.dtype)
-            self.arrays[name] = flat
-        return flat[:size].reshape(shape)
 
 
 def _padded_views(geo, count, work):

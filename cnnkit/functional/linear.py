@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..autograd import Function, Tensor
-from ..backend import matmul
+from ..kernels.threads import matmul
 from .activation import as_float_tensor
 
 __all__ = ["linear"]

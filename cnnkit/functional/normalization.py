@@ -4,9 +4,10 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function, Tensor
-from ..backend import get_array_module, parallel_for
+from ..backend import get_array_module
+from ..kernels.threads import parallel_for
+from ..kernels.workspace import Workspace
 from .activation import as_float_tensor, clamp_into, inside_into
-from .im2col import Workspace
 
 __all__ = ["batch_norm", "batch_norm_relu", "local_response_norm"]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import Function
-from ..backend import assign, get_array_module
+from ..backend import get_array_module
+from ..kernels.copy import assign
 from .activation import as_float_tensor
 
 __all__ = ["pad"]

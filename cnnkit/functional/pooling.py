@@ -12,7 +12,8 @@ import numbers
 from typing import NamedTuple
 
 from ..autograd import Function, Tensor
-from ..backend import assign, get_array_module
+from ..backend import get_array_module
+from ..kernels.copy import assign
 from .arithmetic import pair, positive_pair, resolve_padding, window_output_size
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "max_unpool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"]
