@@ -112,11 +112,12 @@ async function sendPredict() {
   inFlight = true;
   pending = false;
   const started = performance.now();
+  const image = canvas.toDataURL("image/png");
   try {
     const response = await fetch("/api/predict", {
       method: "POST",
       headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({image: canvas.toDataURL("image/png")}),
+      body: JSON.stringify({image}),
     });
     const answer = await response.json();
     if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
@@ -124,6 +125,7 @@ async function sendPredict() {
       latest = answer;
       render(answer);
       setStatus(`answered in ${Math.round(performance.now() - started)} ms`);
+      if (window.onPrediction) window.onPrediction(image);   // evidence.js: the heat map of the top class
     }
   } catch (error) {
     setStatus(`prediction failed: ${error.message}`, true);
