@@ -13,11 +13,11 @@ METHOD_TITLES = {"cam": "CAM", "gradcam": "Grad-CAM", "saliency": "gradient sali
 
 
 def heatmap_rgba(heatmap, colormap=HEAT_COLORMAP, max_alpha=0.75):
-    """An (H, W, 4) uint8 picture of a map: colour from ``colormap`` on its 0..1 scale, opacity growing with the
-    value so that pixels without evidence stay see-through."""
+    """An (H, W, 4) uint8 picture of a map: colour from ``colormap`` on its 0..1 scale, opacity ``max_alpha *
+    value`` so that pixels without evidence stay see-through."""
     scaled = normalize_map(heatmap)
     rgba = colormaps[colormap](scaled)
-    rgba[..., 3] = max_alpha * np.sqrt(scaled)
+    rgba[..., 3] = max_alpha * scaled
     return np.round(rgba * 255).astype(np.uint8)
 
 
