@@ -19,7 +19,8 @@ from cnnkit.web import Predictor, create_app
 NOTES_EXAMPLE = {"width": 5, "height": 5, "depth": 3, "filters": 2, "kernel": 3, "stride": 2, "padding": 1}
 CHANGED = {"width": 7, "height": 6, "depth": 2, "filters": 3, "kernel": 3, "stride": 1, "padding": 0, "dilation": 2,
            "seed": 4}
-STRICT_MESSAGE = r"conv2d: hyper-parameters do not tile the input height: .* = \(10 - 3 \+ 0\) / 2 \+ 1 = 4\.5 is not an integer"
+STRICT_MESSAGE = (r"conv2d: hyper-parameters do not tile the input height: .* = \(10 - 3 \+ 0\) / 2 \+ 1 = 4\.5 is "
+                  r"not an integer")
 
 
 def check_against_conv2d(demo):
@@ -111,21 +112,20 @@ def test_demo_files(tmp_path):
 CLASSES = ["x", "o", "plus", "triangle", "square", "diamond"]
 
 
+MEAN, STD = [0.1222], [0.2311]
+
+
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def lenet():
     import cnnkit
 
     cnnkit.manual_seed(3)
-    model = create("lenet5", num_classes=len(CLASSES), in_channels=1, image_size=28)
-    path = tmp_path_factory.mktemp("demo") / "best.safetensors"
-    save_checkpoint(path, model, extra={"data": {"classes": CLASSES, "in_channels": 1, "image_size": 28,
-                                                 "mean": [0.1222], "std": [0.2311]}})
-    return path
+    return create("lenet5", num_classes=len(CLASSES), in_channels=1, image_size=28)
 
 
 @pytest.fixture(scope="module")
-def client(checkpoint):
-    return create_app(Predictor.from_checkpoint(checkpoint)).test_client()
+def client(lenet):
+    return create_app(Predictor(lenet, CLASSES, (28, 28), 1, MEAN, STD, name="lenet5")).test_client()
 
 
 def test_conv_page_and_its_files_are_served(client):
@@ -200,7 +200,10 @@ def test_cli_conv_demo(tmp_path, capsys):
     assert not (tmp_path / "bad.gif").exists()
 
 
-def test_cli_cam(checkpoint, tmp_path, capsys):
+def test_cli_cam(lenet, tmp_path, capsys):
+    checkpoint = tmp_path / "best.safetensors"
+    save_checkpoint(checkpoint, lenet, extra={"data": {"classes": CLASSES, "in_channels": 1, "image_size": 28,
+                                                       "mean": MEAN, "std": STD}})
     picture = tmp_path / "mark.png"
     Image.open(io.BytesIO(base64.b64decode(drawing_url().split(",", 1)[1]))).save(picture)
     for method in ("gradcam", "saliency", "occlusion"):

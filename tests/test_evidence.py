@@ -10,8 +10,8 @@ from cnnkit.autograd import Tensor, no_grad
 from cnnkit.data.shapes import Shapes
 from cnnkit.models import create
 from cnnkit.optim import Adam
-from cnnkit.viz import (class_activation_map, grad_cam, normalize_map, occlusion, plot_evidence, saliency,
-                        upsample_bilinear)
+from cnnkit.viz.evidence import class_activation_map, grad_cam, normalize_map, occlusion, saliency, upsample_bilinear
+from cnnkit.viz.evidence_plots import plot_evidence
 
 CAM_TOLERANCE = 1e-5
 
@@ -77,7 +77,7 @@ def test_grad_cam_and_saliency_match_torch(image):
     for target in (0, 3):
         # Grad-CAM at the second conv (before its relu), done with torch's autograd and interpolate.
         kept = {}
-        handle = reference[3].register_forward_hook(lambda module, inputs, output: kept.update(a=output))
+        handle = reference[3].register_forward_hook(lambda module, inputs, output, kept=kept: kept.update(a=output))
         x = torch.from_numpy(image[None]).requires_grad_(True)
         scores = reference(x)
         kept["a"].retain_grad()

@@ -125,7 +125,8 @@ async function sendPredict() {
       latest = answer;
       render(answer);
       setStatus(`answered in ${Math.round(performance.now() - started)} ms`);
-      if (window.onPrediction) window.onPrediction(image);   // evidence.js: the heat map of the top class
+      // evidence.js asks for the top class's heat map; awaited, so it shares the one-request-at-a-time rule.
+      if (window.onPrediction) await window.onPrediction(image);
     }
   } catch (error) {
     setStatus(`prediction failed: ${error.message}`, true);

@@ -1,22 +1,17 @@
-// Class evidence on the drawing page: after each prediction, ask POST /api/explain for the top class's heat map
-// (Grad-CAM, CAM, saliency or occlusion, computed by cnnkit on the server) and lay it over the drawing.
+// Class evidence on the drawing page: after each prediction app.js awaits window.onPrediction, which asks
+// POST /api/explain for the top class's heat map (Grad-CAM, CAM, saliency or occlusion, computed by cnnkit on
+// the server) and lays it over the drawing and over the picture the model saw.
 "use strict";
 (() => {
   const METHOD_NAMES = {cam: "CAM", gradcam: "Grad-CAM", saliency: "gradient saliency", occlusion: "occlusion"};
-  const select = document.getElementById("evidence-method");
-  const overlay = document.getElementById("heat-overlay");
-  const overlayInput = document.getElementById("heat-overlay-input");
-  const caption = document.getElementById("evidence-caption");
-  const drawing = document.getElementById("canvas");
-  const modelPicture = document.getElementById("model-input");
-  let busy = false;
-  let queued = null;
+  const [select, overlay, overlayInput, caption, drawing, modelPicture] = ["evidence-method", "heat-overlay",
+    "heat-overlay-input", "evidence-caption", "canvas", "model-input"].map((id) => document.getElementById(id));
   let lastImage = null;
 
-  function hide() {
+  function hide(message = "") {
     overlay.hidden = true;
     overlayInput.hidden = true;
-    caption.textContent = "";
+    caption.textContent = message;
   }
 
   function place(answer) {
@@ -24,16 +19,18 @@
     const view = answer.view;
     const sx = drawing.clientWidth / view.source_width;
     const sy = drawing.clientHeight / view.source_height;
-    overlay.src = answer.heatmap;
-    overlay.style.left = `${drawing.offsetLeft + drawing.clientLeft + view.left * sx}px`;
-    overlay.style.top = `${drawing.offsetTop + drawing.clientTop + view.top * sy}px`;
-    overlay.style.width = `${view.width * sx}px`;
-    overlay.style.height = `${view.height * sy}px`;
-    overlay.hidden = false;
-    overlayInput.src = answer.heatmap;
-    overlayInput.style.width = `${modelPicture.clientWidth}px`;
-    overlayInput.style.height = `${modelPicture.clientHeight}px`;
-    overlayInput.hidden = false;
+    Object.assign(overlay.style, {
+      left: `${drawing.offsetLeft + drawing.clientLeft + view.left * sx}px`,
+      top: `${drawing.offsetTop + drawing.clientTop + view.top * sy}px`,
+      width: `${view.width * sx}px`,
+      height: `${view.height * sy}px`,
+    });
+    Object.assign(overlayInput.style, {width: `${modelPicture.clientWidth}px`,
+                                       height: `${modelPicture.clientHeight}px`});
+    for (const image of [overlay, overlayInput]) {
+      image.src = answer.heatmap;
+      image.hidden = false;
+    }
     overlay.dataset.method = answer.method;
     overlay.dataset.label = answer.label;
     caption.textContent = `${METHOD_NAMES[answer.method] || answer.method} evidence for class ${answer.label}` +
@@ -45,11 +42,6 @@
       hide();
       return;
     }
-    if (busy) {                // one request at a time; the newest drawing follows when it returns
-      queued = image;
-      return;
-    }
-    busy = true;
     try {
       const response = await fetch("/api/explain", {
         method: "POST",
@@ -58,28 +50,20 @@
       });
       const answer = await response.json();
       if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
-      if (lastImage !== null && select.value === answer.method) place(answer);
+      // A cleared canvas or a method changed meanwhile makes this answer stale.
+      if (lastImage === image && select.value === answer.method) place(answer);
     } catch (error) {
-      hide();
-      caption.textContent = `evidence failed: ${error.message}`;
-    } finally {
-      busy = false;
-      if (queued !== null) {
-        const next = queued;
-        queued = null;
-        request(next);
-      }
+      hide(`evidence failed: ${error.message}`);
     }
   }
 
   window.onPrediction = (image) => {
     lastImage = image;
-    request(image);
+    return request(image);
   };
   select.addEventListener("change", () => request(lastImage));
   document.getElementById("clear").addEventListener("click", () => {
     lastImage = null;
-    queued = null;
     hide();
   });
 
@@ -92,5 +76,5 @@
       select.appendChild(option);
     }
     if (methods.includes("gradcam")) select.value = "gradcam";
-  }).catch(() => { caption.textContent = "evidence methods unavailable"; });
+  }).catch(() => hide("evidence methods unavailable"));
 })();
