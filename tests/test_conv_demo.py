@@ -221,3 +221,19 @@ def test_cli_cam(lenet, tmp_path, capsys):
                                                                                   "gradcam only"]):
         assert main(["viz", "cam", str(checkpoint), str(picture), *options, "--out", str(tmp_path / "x.png")]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_explain_is_unaffected_by_predictions_running_beside_it(lenet):
+    from concurrent.futures import ThreadPoolExecutor
+
+    predictor = Predictor(lenet, CLASSES, (28, 28), 1, MEAN, STD, name="lenet5")
+    image = base64.b64decode(drawing_url().split(",", 1)[1])
+    expected = {method: predictor.explain(image, method)["heatmap"] for method in ("gradcam", "saliency")}
+    jobs = [("predict", None), ("gradcam", "gradcam"), ("saliency", "saliency")] * 8
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda job: (job[1], predictor.predict(image) if job[1] is None
+                                             else predictor.explain(image, job[1])), jobs))
+    for method, answer in answers:
+        if method is not None:
+            assert answer["heatmap"] == expected[method]
+    assert all(param.grad is None for param in lenet.parameters())

@@ -7,6 +7,7 @@ or (1, C, H, W) batch as in :func:`cnnkit.viz.features.as_batch`) and returns an
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -128,9 +129,11 @@ def grad_cam(model, image, layer=None, target=None):
     layer = last_conv_layer(model) if layer is None else layer
     module = find_layer(model, layer, "grad_cam")
     seen = []
+    caller = threading.get_ident()
 
     def keep(_, inputs, output):
-        if isinstance(output, Tensor) and output.ndim == 4:
+        # Another thread may run the same model meanwhile (the web server); only this call's pass counts.
+        if isinstance(output, Tensor) and output.ndim == 4 and threading.get_ident() == caller:
             output.retain_grad()
             seen.append((output, output.data.copy()))  # a copy: a later in-place op may overwrite the data
 
@@ -169,12 +172,15 @@ def saliency(model, image, target=None):
 
 
 def _record_calls(model):
-    """Forward hooks on every module that record ``(name, module, inputs, output)`` in call order."""
+    """Forward hooks on every module that record ``(name, module, inputs, output)`` in call order, for the
+    calling thread's forward passes only."""
     calls = []
     handles = []
+    caller = threading.get_ident()
     for name, module in model.named_modules():
         def record(module, inputs, output, name=name):
-            calls.append((name, module, inputs, output))
+            if threading.get_ident() == caller:
+                calls.append((name, module, inputs, output))
         handles.append(module.register_forward_hook(record))
     return calls, handles
 
