@@ -184,3 +184,19 @@ def test_plot_evidence_writes_a_figure(trained_lenet, tmp_path):
     for method in ("gradcam", "saliency", "occlusion"):
         path = plot_evidence(model, images[0], tmp_path / f"{method}.png", method, class_names=list("abcdef"))
         assert path.endswith(f"{method}.png") and (tmp_path / f"{method}.png").stat().st_size > 1000
+
+
+def every_map(model, image):
+    return {"cam": class_activation_map(model, image), "gradcam": grad_cam(model, image, "3"),
+            "saliency": saliency(model, image), "occlusion": occlusion(model, image)}
+
+
+def test_float64_models_give_the_same_maps(image):
+    cnnkit.manual_seed(7)
+    model = gap_net()
+    single = every_map(model, image)
+    double = every_map(model.double(), image)
+    for name, evidence in double.items():
+        assert evidence.heatmap.dtype == np.float64 and evidence.target == single[name].target
+        np.testing.assert_allclose(evidence.heatmap, single[name].heatmap, rtol=1e-4,
+                                   atol=1e-5 * np.abs(single[name].heatmap).max())
