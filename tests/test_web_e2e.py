@@ -33,7 +33,7 @@ from selenium.webdriver.common.actions import interaction  # noqa: E402
 from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402
 from selenium.webdriver.common.actions.pointer_input import PointerInput  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from cnnkit.io import save_checkpoint  # noqa: E402
 from cnnkit.models import create  # noqa: E402
@@ -178,3 +178,87 @@ def _draw_predict_and_hover(server, browser, tmp_path):
     ActionChains(browser).move_to_element(browser.find_element(By.TAG_NAME, "h1")).perform()
     wait.until(lambda d: not box.is_displayed())
     return screenshot, seconds
+
+
+def _highlighted(browser, selector):
+    return sorted(browser.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map((c) => [Number(c.dataset.row), "
+        "Number(c.dataset.col)]);", selector))
+
+
+def test_conv_demo_steps_and_highlights_the_window_of_each_output(server, browser, tmp_path, capsys):
+    from cnnkit.viz import conv_demo
+
+    wait = WebDriverWait(browser, 30)
+    browser.get(server.url + "conv")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#o-1 td")) == 9)
+    browser.find_element(By.ID, "play").click()  # pause the animation; step by hand from here
+    demo = conv_demo()
+    shown = [[[float(cell.text) for cell in row.find_elements(By.TAG_NAME, "td")]
+              for row in browser.find_elements(By.CSS_SELECTOR, f"#o-{k} tr")] for k in range(2)]
+    assert shown == demo["output"]
+    start = int(browser.execute_script("return Number(document.body.dataset.step)"))
+    for count in range(len(demo["steps"]) + 1):  # once round, and back to the first output
+        browser.find_element(By.ID, "next").click()
+        step = demo["steps"][(start + count + 1) % len(demo["steps"])]
+        data = browser.execute_script("return {...document.body.dataset}")
+        assert (int(data["k"]), int(data["row"]), int(data["col"])) == (step["k"], step["row"], step["col"])
+        window = sorted([step["row"] * 2 + i, step["col"] * 2 + j] for i in range(3) for j in range(3))
+        for d in range(3):  # the window: rows/cols 2*row .. 2*row + 2 of the padded 7x7 input, in every slice
+            assert _highlighted(browser, f"#x-{d} td.hl") == window
+        assert _highlighted(browser, f"#o-{step['k']} td.hl") == [[step["row"], step["col"]]]
+        assert len(browser.find_elements(By.CSS_SELECTOR, "td.hl")) == 3 * 9 + 1
+        assert browser.find_element(By.ID, f"filter-{step['k']}").get_attribute("class") == "column filter active"
+        last_line = browser.find_element(By.ID, "step-detail").text.splitlines()[-1]
+        assert last_line.endswith(f"o[{step['row']}, {step['col']}, {step['k']}] = {step['value']:g}")
+    screenshot = tmp_path / "conv-demo.png"
+    browser.save_screenshot(str(screenshot))
+
+    # A control changes the output size and values: W = 7 gives (7 - 3 + 2) / 2 + 1 = 4 columns.
+    width = browser.find_element(By.CSS_SELECTOR, 'input[name="width"]')
+    width.clear()
+    width.send_keys("7")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#o-0 tr:first-child td")) == 4)
+    shown = [[float(cell.text) for cell in row.find_elements(By.TAG_NAME, "td")]
+             for row in browser.find_elements(By.CSS_SELECTOR, "#o-0 tr")]
+    assert shown == conv_demo(width=7)["output"][0]
+    assert "(7 - 3 + 2*1) / 2 + 1 = 4" in browser.find_element(By.ID, "formula").text
+
+    # W = H = 10, P = 0 do not tile: the page shows cnnkit's strict-mode message instead of numbers.
+    for name, value in (("height", "10"), ("padding", "0"), ("width", "10")):
+        field = browser.find_element(By.CSS_SELECTOR, f'input[name="{name}"]')
+        field.clear()
+        field.send_keys(value)
+    error = browser.find_element(By.ID, "conv-error")
+    wait.until(lambda d: error.is_displayed())
+    assert "= 4.5 is not an integer" in error.text and error.text.startswith("conv2d: ")
+    assert "(10 - 3 + 2*0) / 2 + 1 = 4.5" in browser.find_element(By.ID, "formula").text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#volumes td")
+    with capsys.disabled():
+        print(f"\ne2e: conv demo stepped through {len(demo['steps']) + 1} outputs; screenshot {screenshot}")
+
+
+def test_the_heat_map_of_the_top_class_follows_the_prediction(server, browser, tmp_path, capsys):
+    wait = WebDriverWait(browser, 30)
+    browser.get(server.url)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#evidence-method option")) == 4)
+    assert browser.find_element(By.ID, "evidence-method").get_attribute("value") == "gradcam"
+    canvas = browser.find_element(By.ID, "canvas")
+    stroke = ActionChains(browser, duration=20).move_to_element_with_offset(canvas, -70, -70).click_and_hold()
+    for step in range(1, 8):
+        stroke.move_to_element_with_offset(canvas, -70 + 20 * step, -70 + 20 * step)
+    stroke.release().perform()
+    overlay = browser.find_element(By.ID, "heat-overlay")
+    wait.until(lambda d: overlay.is_displayed() and d.execute_script(
+        "return !inFlight && !pending && timer === null && latest !== null"))
+    wait.until(lambda d: overlay.get_attribute("data-label") == d.execute_script("return latest.top5[0].label"))
+    assert overlay.get_attribute("data-method") == "gradcam"
+    assert "Grad-CAM evidence for class" in browser.find_element(By.ID, "evidence-caption").text
+    screenshot = tmp_path / "evidence.png"
+    browser.save_screenshot(str(screenshot))
+    Select(browser.find_element(By.ID, "evidence-method")).select_by_value("saliency")
+    wait.until(lambda d: overlay.get_attribute("data-method") == "saliency")
+    Select(browser.find_element(By.ID, "evidence-method")).select_by_value("off")
+    wait.until(lambda d: not overlay.is_displayed())
+    with capsys.disabled():
+        print(f"\ne2e: heat map shown over the drawing; screenshot {screenshot}")

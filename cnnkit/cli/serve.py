@@ -19,7 +19,8 @@ examples:
   cnnkit serve runs/latest --port 8080
   cnnkit serve runs/lenet5-mnist-20250101-120000/best.safetensors --host 0.0.0.0
       listen on every interface (anyone on the network can reach it)
-Then open the printed URL, draw, and hover the feature maps.
+Then open the printed URL, draw, and hover the feature maps; choose an evidence method (Grad-CAM, CAM,
+saliency, occlusion) to see where the top class's evidence lies. /conv steps through a convolution.
 """
 
 
@@ -95,6 +96,7 @@ def run_command(args):
         return 2
     print(f"serving {predictor.name} from {path} with {server.kind} "
           f"({len(predictor.class_names)} classes: {', '.join(predictor.class_names)})")
+    print(f"convolution demo: {server.url}conv")
     print(f"open {server.url}   (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()

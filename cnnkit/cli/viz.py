@@ -1,4 +1,5 @@
-"""``cnnkit viz``: draw filters, feature maps, training curves, receptive fields and im2col to image files."""
+"""``cnnkit viz``: draw filters, feature maps, training curves, receptive fields, im2col, the convolution demo
+and class evidence (CAM, Grad-CAM, saliency, occlusion) to image files."""
 from __future__ import annotations
 
 import argparse
@@ -18,13 +19,19 @@ examples:
   cnnkit viz rf lenet5 --layer features.3 --unit 4,4
                                                  a unit's receptive field (model name or checkpoint)
   cnnkit viz im2col --size 4 --kernel 3          how a convolution becomes one matrix product
-The format follows --out's extension: .png, .svg or .pdf.
+  cnnkit viz conv-demo --out demo.gif            the notes' convolution demo, one frame per output number
+                                                 (.gif, .png frames demo_000.png ... or a standalone .html)
+  cnnkit viz cam runs/latest mark.png --method gradcam
+                                                 where the evidence for the top class lies (cam, gradcam,
+                                                 saliency, occlusion)
+The format follows --out's extension: .png, .svg or .pdf (conv-demo: .gif, .png or .html).
 """
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
-        "viz", help="draw filters, feature maps, curves, receptive fields or im2col to an image file",
+        "viz", help="draw filters, feature maps, curves, receptive fields, im2col, the conv demo or class "
+                    "evidence to an image file",
         description="Draw a picture of what a network computes and print the file's path.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
@@ -62,8 +69,28 @@ def add_parser(subparsers):
     im2col.add_argument("--stride", type=int, default=1, help="stride (default 1)")
     im2col.add_argument("--padding", type=int, default=0, help="zero padding on every side (default 0)")
 
-    for sub in (filters, features, curves, field, im2col):
+    demo = kinds.add_parser("conv-demo", help="the step-by-step convolution demo as a GIF, PNG frames or HTML")
+    for name, symbol, default in (("width", "W", 5), ("height", "H", 5), ("depth", "D", 3), ("filters", "K", 2),
+                                  ("kernel", "F", 3), ("stride", "S", 2), ("padding", "P", 1),
+                                  ("dilation", "dilation", 1), ("seed", "seed", 0)):
+        demo.add_argument(f"--{name}", type=int, default=default, help=f"{symbol} (default {default})")
+
+    cam = kinds.add_parser("cam", help="a heat map of where the evidence for a class lies in an image")
+    cam.add_argument("checkpoint", help="a .safetensors checkpoint, a run directory or runs/latest")
+    cam.add_argument("image", help="an image file (PNG, JPEG, ...)")
+    cam.add_argument("--method", choices=("cam", "gradcam", "saliency", "occlusion"), default="gradcam",
+                     help="CAM (global-average-pooling networks), Grad-CAM (default), gradient saliency or "
+                          "occlusion sensitivity")
+    cam.add_argument("--layer", help="Grad-CAM's layer, a named_modules() name (default: the last conv layer)")
+    cam.add_argument("--target", type=int, help="class index to explain (default: the top class)")
+    cam.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                     help="invert brightness: auto inverts pictures with a light background (default)")
+    cam.add_argument("--fit", choices=("stretch", "center"), default="stretch",
+                     help="resize the whole picture (stretch, default) or centre its ink as MNIST does")
+
+    for sub in (filters, features, curves, field, im2col, cam):
         sub.add_argument("--out", help="output file; .png, .svg or .pdf (default <kind>.png)")
+    demo.add_argument("--out", help="output file; .gif, .png (one file per frame) or .html (default conv-demo.gif)")
     parser.set_defaults(func=run_command)
     return parser
 
@@ -130,8 +157,35 @@ def _features(args, out):
     return plot_feature_maps(model, prepared.array, out, max_maps=args.max_maps)
 
 
+def _cam(args, out):
+    from ..viz import prepare_image
+    from ..viz.evidence_plots import plot_evidence
+
+    model, description = _load(args.checkpoint)
+    channels, size = _input_spec(model, description)
+    invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
+    mean, std = description.get("mean"), description.get("std")
+    prepared = prepare_image(args.image, size, channels, invert=invert, fit=args.fit, mean=mean, std=std)
+    if args.layer and args.method != "gradcam":
+        raise ValueError(f"--layer applies to --method gradcam only, not {args.method}")
+    options = {}
+    if args.method == "occlusion":  # patches are filled with the normalised value of a black pixel
+        options["fill"] = -float((mean or [0.0])[0]) / float((std or [1.0])[0])
+    return plot_evidence(model, prepared.array, out, args.method, args.target, args.layer,
+                         class_names=description.get("classes"), pixels=prepared.pixels, **options)
+
+
+def _conv_demo(args, out):
+    from ..viz.conv_demo_files import write_conv_demo
+
+    files = write_conv_demo(out, width=args.width, height=args.height, depth=args.depth, filters=args.filters,
+                            kernel=args.kernel, stride=args.stride, padding=args.padding, dilation=args.dilation,
+                            seed=args.seed)
+    return files[0] if len(files) == 1 else f"{files[0]} ... {files[-1]} ({len(files)} frames)"
+
+
 def run_command(args):
-    out = args.out or f"{args.kind}.png"
+    out = args.out or (f"{args.kind}.gif" if args.kind == "conv-demo" else f"{args.kind}.png")
     try:
         from ..viz import ImageInputError, plot_curves, plot_filters, plot_im2col
     except ImportError as error:
@@ -147,6 +201,10 @@ def run_command(args):
             path = plot_curves(args.run, out)
         elif args.kind == "rf":
             path = _rf(args, out)
+        elif args.kind == "cam":
+            path = _cam(args, out)
+        elif args.kind == "conv-demo":
+            path = _conv_demo(args, out)
         else:
             path = plot_im2col(out, (args.channels, args.size, args.size), args.kernel, args.stride, args.padding)
     except (ValueError, FileNotFoundError, CheckpointError, ImageInputError) as error:

@@ -1,4 +1,5 @@
-"""The Flask application: the static page and the JSON API (``GET /api/model``, ``POST /api/predict``).
+"""The Flask application: the static page and the JSON API (``GET /api/model``, ``POST /api/predict``; the
+convolution demo and ``POST /api/explain`` are in :mod:`cnnkit.web.demo_routes`).
 
 ``POST /api/predict`` takes ``{"image": "data:image/png;base64,..."}`` (any image type Pillow reads, or the
 bare base64) and answers ``{"top5": [...], "layers": [...], "input": {...}}`` (see ``Predictor.predict``).
@@ -18,6 +19,7 @@ from flask import Flask, abort, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from ..viz import ImageInputError
+from .demo_routes import register_demo_routes
 
 MAX_BODY_BYTES = 1024 * 1024
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -61,6 +63,19 @@ def decode_image_field(payload):
     return data
 
 
+def read_image_request():
+    """``(JSON object, picture bytes)`` of a request body ``{"image": ...}``: 413 past ``MAX_BODY_BYTES``,
+    BadRequestError when it is not such a JSON object."""
+    body = request.get_data(cache=False)  # raises 413 when the Content-Length is past MAX_CONTENT_LENGTH
+    if len(body) > MAX_BODY_BYTES:
+        abort(413)
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadRequestError(f"the body is not valid JSON ({error})") from None
+    return payload, decode_image_field(payload)
+
+
 def create_app(predictor):
     """A Flask app serving ``predictor`` (a :class:`cnnkit.web.Predictor`) and the drawing page."""
     app = Flask("cnnkit.web", static_folder=STATIC_DIR, static_url_path="/static")
@@ -85,19 +100,14 @@ def create_app(predictor):
 
     @app.post("/api/predict")
     def predict():
-        body = request.get_data(cache=False)  # raises 413 when the Content-Length is past MAX_CONTENT_LENGTH
-        if len(body) > MAX_BODY_BYTES:
-            abort(413)
         try:
-            try:
-                payload = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise BadRequestError(f"the body is not valid JSON ({error})") from None
-            image = decode_image_field(payload)
+            _, image = read_image_request()
             answer = predictor.predict(image)
         except (BadRequestError, ImageInputError) as error:
             return _error(400, str(error))
         return jsonify(answer)
+
+    register_demo_routes(app, predictor, read_image_request)
 
     @app.errorhandler(HTTPException)
     def http_error(error):

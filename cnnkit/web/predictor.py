@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 
 import numpy as np
 from PIL import Image
@@ -16,6 +17,8 @@ from ..analysis import summary
 from ..autograd import Tensor
 from ..io import load_model, read_metadata
 from ..viz import LayerTap, geometry_from_records, layer_geometry, prepare_image
+from ..viz.evidence import class_activation_map, explain, last_conv_layer
+from ..viz.evidence_plots import heatmap_rgba
 
 MAX_MAPS_PER_LAYER = 64
 
@@ -61,6 +64,9 @@ class Predictor:
         if len(names) != num_classes:
             names = [str(index) for index in range(num_classes)]
         self.class_names = names
+        self.explain_methods = self._explain_methods()
+        # Explanations switch the parameters' requires_grad off and on, so two must not overlap.
+        self._explain_lock = threading.Lock()
         self.description = self._describe()  # computed once; requests only read it
 
     @classmethod
@@ -105,6 +111,36 @@ class Predictor:
                       "view": prepared.view, "size": list(self.input_size)},
         }
 
+    def _explain_methods(self):
+        """The class-evidence methods this model supports: CAM only for global-average-pooling networks."""
+        methods = ["gradcam", "saliency", "occlusion"]
+        try:
+            class_activation_map(self.model, np.zeros((1, self.channels, *self.input_size), dtype=self.dtype))
+            methods.insert(0, "cam")
+        except ValueError:
+            pass
+        return methods
+
+    def _occlusion_fill(self):
+        """The normalised value of a background (black) pixel, which occlusion patches are filled with."""
+        mean = 0.0 if self.mean is None else float(np.ravel(self.mean)[0])
+        std = 1.0 if self.std is None else float(np.ravel(self.std)[0])
+        return -mean / std
+
+    def explain(self, image, method="gradcam"):
+        """The top class's heat map for a picture; the JSON-ready answer of ``POST /api/explain``."""
+        if method not in self.explain_methods:
+            raise ValueError(f"method {method!r} is not available for {self.name}; choose one of "
+                             f"{', '.join(self.explain_methods)}")
+        prepared = self.prepare(image)
+        options = {"fill": self._occlusion_fill()} if method == "occlusion" else {}
+        with self._explain_lock:
+            evidence = explain(self.model, prepared.array[None].astype(self.dtype), method, **options)
+        return {"method": evidence.method, "layer": evidence.layer, "target": evidence.target,
+                "label": self.class_names[evidence.target], "score": evidence.score,
+                "heatmap": png_data_url(heatmap_rgba(evidence.heatmap)), "view": prepared.view,
+                "size": list(self.input_size)}
+
     def _describe(self):
         """The model's summary for ``GET /api/model``: name, classes, input, layers with shapes and fields."""
         report = summary(self.model, (self.channels, *self.input_size)).to_dict()
@@ -117,4 +153,5 @@ class Predictor:
             "summary": report,
             "feature_layers": [{"name": name, "type": geometry.type, "shape": list(geometry.output_shape),
                                 "rf": geometry.to_dict()} for name, geometry in self.geometry.items()],
+            "explain": {"methods": self.explain_methods, "layer": last_conv_layer(self.model)},
         }

@@ -112,11 +112,12 @@ async function sendPredict() {
   inFlight = true;
   pending = false;
   const started = performance.now();
+  const image = canvas.toDataURL("image/png");
   try {
     const response = await fetch("/api/predict", {
       method: "POST",
       headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({image: canvas.toDataURL("image/png")}),
+      body: JSON.stringify({image}),
     });
     const answer = await response.json();
     if (!response.ok) throw new Error(answer.error || `HTTP ${response.status}`);
@@ -124,6 +125,8 @@ async function sendPredict() {
       latest = answer;
       render(answer);
       setStatus(`answered in ${Math.round(performance.now() - started)} ms`);
+      // evidence.js asks for the top class's heat map; awaited, so it shares the one-request-at-a-time rule.
+      if (window.onPrediction) await window.onPrediction(image);
     }
   } catch (error) {
     setStatus(`prediction failed: ${error.message}`, true);
