@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 _state = threading.local()
 
@@ -14,6 +15,17 @@ def is_grad_enabled() -> bool:
 def set_grad_enabled(mode: bool) -> None:
     """Turn graph recording on or off for this thread."""
     _state.enabled = bool(mode)
+
+
+@contextmanager
+def tracing(tracer):
+    """Inside, every ``Function.apply`` on this thread calls ``tracer(fn, inputs)`` after its forward (ONNX export)."""
+    previous = getattr(_state, "tracer", None)
+    _state.tracer = tracer
+    try:
+        yield
+    finally:
+        _state.tracer = previous
 
 
 class _GradMode:
@@ -85,6 +97,9 @@ class Function:
         if record:
             fn.needs_input_grad = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
         out = fn.forward(*arrays)
+        tracer = getattr(_state, "tracer", None)
+        if tracer is not None:
+            tracer(fn, inputs)
         if not record:
             return Tensor._wrap(out)
         fn.inputs = tuple(t if isinstance(t, Tensor) else None for t in inputs)

@@ -552,3 +552,6 @@ def if_op(node, condition):
     branch = "then_branch" if bool(const(condition).reshape(-1)[0]) else "else_branch"
     outputs = node.run(node.attrs[branch])
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+SUPPORTED_OPS = frozenset(OPS)  # the operators ``load`` runs; the node-test suite and the README list these
