@@ -154,23 +154,28 @@ def outcome(test, runner):
     return None
 
 
-def in_scope(tests, supported):
-    """``(tests whose single node's op_type is in supported, Counter of the other single-node op types)``."""
+def in_scope(tests, supported, runnable):
+    """``(chosen, skipped)``: the single-node tests of ``supported`` operators whose inputs and outputs are
+    tensors of NumPy types cnnkit runs, and a Counter of the reasons the other single-node tests were left out.
+    """
     chosen, skipped = [], collections.Counter()
     for test in tests:
         if test.op_type is None:
             continue
-        if test.op_type in supported:
-            chosen.append(test)
+        if test.op_type not in supported:
+            skipped[f"operator {test.op_type}"] += 1
+        elif any(dtype is None or not runnable(dtype) for dtype in test.element_types()):
+            skipped["element type (float8, bfloat16, 4-bit, string, sequence, optional)"] += 1
         else:
-            skipped[test.op_type] += 1
+            chosen.append(test)
     return chosen, skipped
 
 
 def main():
     from cnnkit.onnx import SUPPORTED_OPS
+    from cnnkit.onnx.ops import runnable
 
-    tests, skipped = in_scope(collect(generate(DEFAULT_CACHE)), SUPPORTED_OPS)
+    tests, skipped = in_scope(collect(generate(DEFAULT_CACHE)), SUPPORTED_OPS, runnable)
     counts = {}
     for label, runner in (("cnnkit", run_cnnkit), ("onnxruntime", run_onnxruntime)):
         failures = {test.name: outcome(test, runner) for test in tests}
@@ -179,8 +184,9 @@ def main():
         for name, reason in failures.items():
             print(f"{label} FAIL {name}: {reason}")
     print(f"in scope: {len(tests)} tests of {len({t.op_type for t in tests})} operators; passed: cnnkit "
-          f"{counts['cnnkit']}, onnxruntime {counts['onnxruntime']}; skipped: {sum(skipped.values())} tests of "
-          f"{len(skipped)} unsupported operators")
+          f"{counts['cnnkit']}, onnxruntime {counts['onnxruntime']}; left out: {sum(skipped.values())} tests")
+    for reason, count in sorted(skipped.items()):
+        print(f"  left out {count:3d}: {reason}")
 
 
 if __name__ == "__main__":
