@@ -1,7 +1,8 @@
 """One ONNX conversion per recorded op: ``convert(builder, fn, input_names, input_tensors, output) -> name``.
 
-Ops are keyed by their Function class (imported from its module, so a renamed class is a one-line change); their hyper-parameters are read from the attributes
-the op stored when it ran (geometry, axes, shapes), so the graph is exactly what cnnkit computed.
+Ops are keyed by their Function class (imported from its module, so a rename is a one-line change);
+their hyper-parameters are read from the attributes the op stored when it ran (geometry, axes, shapes),
+so the graph is exactly what cnnkit computed.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import numpy as np
 from ..autograd import ops as A
 from ..autograd.tensor import _Cast
 from ..functional import activation as act
+from ..functional import deform, padding, pooling
 from ..functional import normalization as norm
-from ..functional import padding, pooling
 from ..functional.conv import Conv2dFunction, ConvTranspose2dFunction
 from ..functional.linear import _Linear
 from ..functional.pooling import _averaging_matrix
@@ -88,6 +89,20 @@ def _batch_norm(g, fn, names, tensors, out):
         return g.node("Relu", [normalized])
     x = tensors[0]
     return g.node("Clip", [normalized, _scalar(g, 0, x, "min"), _scalar(g, max_value, x, "max")])
+
+
+@converts(deform._DeformConv2d)
+def _deform_conv(g, fn, names, tensors, out):
+    if g.opset < 19:
+        raise OnnxError(f"export: deform_conv2d becomes ONNX DeformConv, which needs opset 19 or later; "
+                        f"export with opset=19 (asked for {g.opset})")
+    x, offset, weight, bias, mask = names
+    inputs = [x, weight, offset, bias, mask]
+    while not inputs[-1]:  # absent optional inputs at the end are left out, in the middle named ""
+        inputs.pop()
+    return g.node("DeformConv", inputs, kernel_shape=[int(k) for k in tensors[2].shape[2:]],
+                  strides=list(fn.stride), pads=_onnx_pads(fn.pads), dilations=list(fn.dilation),
+                  group=int(fn.groups), offset_group=int(fn.offset_groups))
 
 
 @converts(norm._LocalResponseNorm)
@@ -213,6 +228,8 @@ def _silu(g, fn, names, tensors, out):
 
 @converts(act._Gelu)
 def _gelu(g, fn, names, tensors, out):
+    if g.opset >= 20:  # Gelu became an ONNX operator in opset 20; before, it is written out as its formula
+        return g.node("Gelu", names, approximate=str(fn.approximate))
     x = tensors[0]
     if fn.approximate == "tanh":  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
         cube = g.node("Mul", [g.node("Mul", [names[0], names[0]]), names[0]])

@@ -11,8 +11,8 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..backend import get_rng
 from ..autograd import Tensor, cat, where
+from ..backend import get_rng
 from .errors import OnnxError
 
 OPS = {}
