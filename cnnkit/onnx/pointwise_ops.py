@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from ..autograd import where
+from ..autograd import stack
 from .ops import _auto_pads, _require_2d, _spatial, _tensor, const, is_tensor, op
 
 SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875  # the ONNX defaults
@@ -67,12 +67,15 @@ def _folded(pair):
     return run
 
 
-def _extreme(numpy_function):
-    """Elementwise max (min) of two values; between tensors the gradient goes to the chosen one."""
+def _extreme(numpy_function, reduction):
+    """Elementwise max (min) of two values; tensors are stacked and reduced, so the choice stays data-dependent
+    when the graph is exported again (and the gradient goes to the chosen value)."""
     def pair(a, b):
         if not is_tensor(a, b):
             return numpy_function(const(a), const(b))
-        return where(numpy_function(const(a), const(b)) == const(a), a, b)
+        shape = np.broadcast_shapes(tuple(a.shape), tuple(b.shape))
+        a, b = (_tensor(v) if tuple(v.shape) == shape else _tensor(v).expand(*shape) for v in (a, b))
+        return getattr(stack([a, b]), reduction)(0)
     return pair
 
 
@@ -83,8 +86,8 @@ def _mean(node, *values):
 
 op("Sum")(_folded(lambda a, b: a + b))
 op("Mean")(_mean)
-op("Max")(_folded(_extreme(np.maximum)))
-op("Min")(_folded(_extreme(np.minimum)))
+op("Max")(_folded(_extreme(np.maximum, "amax")))
+op("Min")(_folded(_extreme(np.minimum, "amin")))
 
 
 # ----------------------------------------------------------------------------------------- deformable conv
