@@ -170,3 +170,48 @@ def test_integer_inputs_keep_their_type_through_div_and_clip(tmp_path):
     got = cnnkit_onnx.load(tmp_path / "int.onnx")(a, b, low, high)
     assert got.dtype == np.int8
     np.testing.assert_array_equal(got, [3, -3, 20, -2])  # truncation toward zero, then clipped
+
+
+SINGLE_NODES = [  # cases the official node tests do not cover, each checked against onnx's reference evaluator
+    ("GlobalLpPool", {"p": 3}, [(2, 3, 5, 4)]),
+    ("GlobalLpPool", {}, [(1, 2, 3, 3)]),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 2, 2, 1], "storage_order": 1},
+     [(2, 3, 7, 6)]),
+    ("MaxPool", {"kernel_shape": [3, 3], "pads": [2, 0, 2, 2], "storage_order": 0}, [(1, 2, 5, 6)]),
+    ("AveragePool", {"kernel_shape": [3, 2], "strides": [2, 1], "dilations": [2, 3], "pads": [1, 1, 2, 0],
+                     "count_include_pad": 1}, [(2, 2, 9, 8)]),
+    ("AveragePool", {"kernel_shape": [3, 3], "pads": [2, 1, 2, 2], "count_include_pad": 0, "strides": [2, 2]},
+     [(1, 2, 6, 7)]),
+    ("LpPool", {"kernel_shape": [2, 2], "dilations": [2, 1], "pads": [1, 0, 1, 1], "p": 3}, [(1, 2, 6, 5)]),
+    ("ConvTranspose", {"strides": [3, 2], "auto_pad": "SAME_LOWER"}, [(1, 2, 3, 4), (2, 3, 3, 3), (3,)]),
+    ("ConvTranspose", {"strides": [2, 2], "output_shape": [8, 7]}, [(1, 2, 3, 3), (2, 1, 3, 2)]),
+]
+
+
+@pytest.mark.parametrize("op_type,attributes,shapes", SINGLE_NODES)
+def test_single_node_matches_the_onnx_reference(op_type, attributes, shapes, tmp_path):
+    """The reference where it has the op: onnxruntime refuses pads as wide as the kernel and larger output_shapes."""
+    from onnx.reference import ReferenceEvaluator
+
+    names = [f"in{i}" for i in range(len(shapes))]
+    outputs = ["y", "indices"] if op_type == "MaxPool" else ["y"]
+    node = helper.make_node(op_type, names, outputs, **attributes)
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in zip(names, shapes)]
+    declared = [helper.make_tensor_value_info(name, element, ["n", "c", "h", "w"])
+                for name, element in zip(outputs, (TensorProto.FLOAT, TensorProto.INT64))]
+    graph = helper.make_graph([node], "g", inputs, declared)
+    path = tmp_path / "node.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), str(path))
+    values = [_rand(*shape, seed=i) for i, shape in enumerate(shapes)]
+    feeds = dict(zip(names, values))
+    # GlobalLpPool has no reference implementation, and the reference's MaxPool gives [2, 0, 2, 2] pads a 5x8
+    # output from 5x6 where the spec's [x1_begin, x2_begin, x1_end, x2_end] order gives 7x6; onnxruntime runs both
+    expected = (_session_outputs(path, feeds) if op_type in ("GlobalLpPool", "MaxPool")
+                else ReferenceEvaluator(str(path)).run(None, feeds))
+    with cnnkit.no_grad():
+        got = cnnkit_onnx.load(path)(*values)
+    got = got if isinstance(got, tuple) else (got,)
+    for want, have in zip(expected, got):
+        have = np.asarray(have.numpy() if isinstance(have, cnnkit.Tensor) else have)
+        assert have.shape == want.shape and have.dtype == want.dtype
+        np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-6)
