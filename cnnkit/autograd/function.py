@@ -4,7 +4,15 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 
-_state = threading.local()
+
+class _ThreadState(threading.local):
+    """Per-thread switches; class defaults make a lookup on a fresh thread cheap (no AttributeError)."""
+
+    enabled = True
+    tracer = None  # set by ``tracing``: called with (fn, inputs) after each op's forward
+
+
+_state = _ThreadState()
 
 
 def is_grad_enabled() -> bool:
@@ -20,7 +28,7 @@ def set_grad_enabled(mode: bool) -> None:
 @contextmanager
 def tracing(tracer):
     """Inside, every ``Function.apply`` on this thread calls ``tracer(fn, inputs)`` after its forward (ONNX export)."""
-    previous = getattr(_state, "tracer", None)
+    previous = _state.tracer
     _state.tracer = tracer
     try:
         yield
@@ -97,7 +105,7 @@ class Function:
         if record:
             fn.needs_input_grad = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
         out = fn.forward(*arrays)
-        tracer = getattr(_state, "tracer", None)
+        tracer = _state.tracer
         if tracer is not None:
             tracer(fn, inputs)
         if not record:

@@ -153,8 +153,11 @@ class OnnxModule(Module):
         for name, value, dtype in zip(self.input_names, inputs, self.input_dtypes):
             if not isinstance(value, Tensor):  # arrays take the graph's declared type (float64 -> float32 ...)
                 value = np.asarray(value, dtype=dtype)
-                # integer and boolean inputs carry no gradient: they run as constants, in their own type
-                value = Tensor(value) if value.dtype.kind == "f" else value
+            # integer and boolean inputs carry no gradient: they run as constants, in their own type
+            if value.dtype.kind != "f":
+                value = value.data if isinstance(value, Tensor) else value
+            elif not isinstance(value, Tensor):
+                value = Tensor(value)
             env[name] = value
         outputs = self._run(self.graph, env)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
