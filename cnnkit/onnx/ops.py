@@ -268,28 +268,23 @@ def _integer_divide(a, b):
     return (quotient + floored_negative).astype(np.result_type(a, b))
 
 
-def _pow(a, b):
+def _pow(node, a, b):
     """ONNX Pow: the result has the base's type, whatever the exponent's."""
-    if not is_tensor(a, b):
-        return np.power(const(a), const(b)).astype(const(a).dtype)
-    if isinstance(a, Tensor) and not isinstance(b, Tensor):
+    if not isinstance(a, Tensor):
+        base = const(a)
+        if base.dtype.kind != "f" or not is_tensor(b):  # integer bases are constants: NumPy in their own type
+            return np.power(base, const(b)).astype(base.dtype)
+        return Tensor(base) ** b.to(base.dtype)
+    if not isinstance(b, Tensor):
         b = const(b)
         return a ** float(b) if b.size == 1 else a ** b.astype(a.dtype)
-    if not isinstance(a, Tensor):
-        return _pow(a, const(b)) if const(a).dtype.kind != "f" else _tensor(a) ** b
-    if b.dtype != a.dtype:
-        b = b.to(a.dtype)
-    return a ** b
-
-
-def _pow_op(node, a, b):
-    return _pow(a, b)
+    return a ** b.to(a.dtype)
 
 
 OPS.update({
     "Add": _arithmetic(lambda a, b: a + b), "Sub": _arithmetic(lambda a, b: a - b),
     "Mul": _arithmetic(lambda a, b: a * b), "Div": _arithmetic(lambda a, b: a / b, _integer_divide),
-    "Pow": _pow_op, "MatMul": _arithmetic(lambda a, b: a @ b),
+    "Pow": _pow, "MatMul": _arithmetic(lambda a, b: a @ b),
 })
 
 
@@ -304,9 +299,6 @@ OPS.update({
     "Log": _unary("log", np.log), "Abs": _unary("abs", np.abs),
     "Reciprocal": lambda node, x: 1.0 / x,
 })
-
-
-_EMPTY_START = {"amax": 0, "amin": 1}  # which end of the type's range an empty max (min) starts from
 
 
 def _empty_extreme(x, axes, keepdims, method):
@@ -330,7 +322,7 @@ def _reduce(tensor_method, numpy_function):
                 return x
             axes = list(range(x.ndim))
         axes = tuple(a % x.ndim for a in axes)
-        if tensor_method in _EMPTY_START and any(x.shape[a] == 0 for a in axes):
+        if tensor_method in ("amax", "amin") and any(x.shape[a] == 0 for a in axes):
             return _empty_extreme(const(x), axes, keepdims, tensor_method)
         if is_tensor(x):
             return getattr(x, tensor_method)(axes, keepdim=keepdims)
@@ -554,7 +546,6 @@ def if_op(node, condition):
     branch = "then_branch" if bool(const(condition).reshape(-1)[0]) else "else_branch"
     outputs = node.run(node.attrs[branch])
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
-
 
 
 from . import pointwise_ops, pool_ops  # noqa: E402,F401  (they add their operators to OPS)
