@@ -2,8 +2,17 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
-_state = threading.local()
+
+class _ThreadState(threading.local):
+    """Per-thread switches; class defaults make a lookup on a fresh thread cheap (no AttributeError)."""
+
+    enabled = True
+    tracer = None  # set by ``tracing``: called with (fn, inputs) after each op's forward
+
+
+_state = _ThreadState()
 
 
 def is_grad_enabled() -> bool:
@@ -14,6 +23,17 @@ def is_grad_enabled() -> bool:
 def set_grad_enabled(mode: bool) -> None:
     """Turn graph recording on or off for this thread."""
     _state.enabled = bool(mode)
+
+
+@contextmanager
+def tracing(tracer):
+    """Inside, every ``Function.apply`` on this thread calls ``tracer(fn, inputs)`` after its forward (ONNX export)."""
+    previous = _state.tracer
+    _state.tracer = tracer
+    try:
+        yield
+    finally:
+        _state.tracer = previous
 
 
 class _GradMode:
@@ -85,6 +105,9 @@ class Function:
         if record:
             fn.needs_input_grad = tuple(isinstance(t, Tensor) and t.requires_grad for t in inputs)
         out = fn.forward(*arrays)
+        tracer = _state.tracer
+        if tracer is not None:
+            tracer(fn, inputs)
         if not record:
             return Tensor._wrap(out)
         fn.inputs = tuple(t if isinstance(t, Tensor) else None for t in inputs)

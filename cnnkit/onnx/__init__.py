@@ -2,5 +2,6 @@
 from .errors import OnnxError
 from .export import build_graph, export
 from .load import OnnxModule, load
+from .ops import SUPPORTED_OPS
 
-__all__ = ["export", "build_graph", "load", "OnnxModule", "OnnxError"]
+__all__ = ["export", "build_graph", "load", "OnnxModule", "OnnxError", "SUPPORTED_OPS"]

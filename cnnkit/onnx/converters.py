@@ -1,7 +1,8 @@
 """One ONNX conversion per recorded op: ``convert(builder, fn, input_names, input_tensors, output) -> name``.
 
-Ops are keyed by their Function class name; their hyper-parameters are read from the attributes
-the op stored when it ran (geometry, axes, shapes), so the graph is exactly what cnnkit computed.
+Ops are keyed by their Function class (imported from its module, so a rename is a one-line change);
+their hyper-parameters are read from the attributes the op stored when it ran (geometry, axes, shapes),
+so the graph is exactly what cnnkit computed.
 """
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ import math
 
 import numpy as np
 
+from ..autograd import ops as A
+from ..autograd.tensor import _Cast
+from ..functional import activation as act
+from ..functional import deform, padding, pooling
+from ..functional import normalization as norm
+from ..functional.conv import Conv2dFunction, ConvTranspose2dFunction
+from ..functional.linear import _Linear
 from ..functional.pooling import _averaging_matrix
+from ..functional.shuffle import _ChannelShuffle
 from .errors import OnnxError
 
 CONVERTERS = {}
@@ -33,7 +42,7 @@ def _out_shape(out):
 
 
 # ----------------------------------------------------------------------------------------- convolution
-@converts("Conv2dFunction")
+@converts(Conv2dFunction)
 def _conv(g, fn, names, tensors, out):
     geo = fn.geo
     inputs = names if names[2] else names[:2]
@@ -41,7 +50,7 @@ def _conv(g, fn, names, tensors, out):
                   pads=_onnx_pads(geo.pads), dilations=list(geo.dilation), group=int(geo.groups))
 
 
-@converts("ConvTranspose2dFunction")
+@converts(ConvTranspose2dFunction)
 def _conv_transpose(g, fn, names, tensors, out):
     geo = fn.geo  # the geometry of the conv whose input gradient this is: its input is our output
     inputs = names if names[2] else names[:2]
@@ -53,7 +62,7 @@ def _conv_transpose(g, fn, names, tensors, out):
                   output_padding=[int(p) for p in output_padding])
 
 
-@converts("_Linear")
+@converts(_Linear)
 def _linear(g, fn, names, tensors, out):
     if tensors[0].ndim == 2:
         return g.node("Gemm", names if names[2] else names[:2], transB=1)
@@ -61,7 +70,7 @@ def _linear(g, fn, names, tensors, out):
     return g.node("Add", [product, names[2]]) if names[2] else product
 
 
-@converts("_BatchNorm")
+@converts(norm._BatchNorm)
 def _batch_norm(g, fn, names, tensors, out):
     channels = tensors[0].shape[1]
     dtype = tensors[0].dtype
@@ -82,7 +91,21 @@ def _batch_norm(g, fn, names, tensors, out):
     return g.node("Clip", [normalized, _scalar(g, 0, x, "min"), _scalar(g, max_value, x, "max")])
 
 
-@converts("_LocalResponseNorm")
+@converts(deform._DeformConv2d)
+def _deform_conv(g, fn, names, tensors, out):
+    if g.opset < 19:
+        raise OnnxError(f"export: deform_conv2d becomes ONNX DeformConv, which needs opset 19 or later; "
+                        f"export with opset=19 (asked for {g.opset})")
+    x, offset, weight, bias, mask = names
+    inputs = [x, weight, offset, bias, mask]
+    while not inputs[-1]:  # absent optional inputs at the end are left out, in the middle named ""
+        inputs.pop()
+    return g.node("DeformConv", inputs, kernel_shape=[int(k) for k in tensors[2].shape[2:]],
+                  strides=list(fn.stride), pads=_onnx_pads(fn.pads), dilations=list(fn.dilation),
+                  group=int(fn.groups), offset_group=int(fn.offset_groups))
+
+
+@converts(norm._LocalResponseNorm)
 def _lrn(g, fn, names, tensors, out):
     return g.node("LRN", names, size=int(fn.size), alpha=float(fn.alpha), beta=float(fn.beta), bias=float(fn.k))
 
@@ -102,7 +125,7 @@ def _has_overhang(win):
     return any(win.needed[a] > win.in_size[a] + sum(win.pads[a]) for a in range(2))
 
 
-@converts("_MaxPool2d")
+@converts(pooling._MaxPool2d)
 def _max_pool(g, fn, names, tensors, out):
     if fn.return_indices:
         raise OnnxError("export: max_pool2d(return_indices=True) has no ONNX export here; export the model "
@@ -112,7 +135,7 @@ def _max_pool(g, fn, names, tensors, out):
                   pads=_pool_pads(win, True), dilations=list(win.dilation))
 
 
-@converts("_AvgPool2d")
+@converts(pooling._AvgPool2d)
 def _avg_pool(g, fn, names, tensors, out):
     win = fn.win
     if fn.divisor_override is not None:
@@ -123,7 +146,7 @@ def _avg_pool(g, fn, names, tensors, out):
                   count_include_pad=int(bool(fn.count_include_pad)))
 
 
-@converts("_LpPool2d")
+@converts(pooling._LpPool2d)
 def _lp_pool(g, fn, names, tensors, out):
     win = fn.win
     if fn.norm_type != int(fn.norm_type):
@@ -132,7 +155,7 @@ def _lp_pool(g, fn, names, tensors, out):
                   pads=_onnx_pads(win.pads), p=int(fn.norm_type))
 
 
-@converts("_AdaptiveAvgPool2d")
+@converts(pooling._AdaptiveAvgPool2d)
 def _adaptive_avg_pool(g, fn, names, tensors, out):
     height, width = tensors[0].shape[2:]
     out_h, out_w = fn.out_size
@@ -148,7 +171,7 @@ def _adaptive_avg_pool(g, fn, names, tensors, out):
     return g.node("MatMul", [rows, g.node("MatMul", [names[0], cols])])
 
 
-@converts("_AdaptiveMaxPool2d")
+@converts(pooling._AdaptiveMaxPool2d)
 def _adaptive_max_pool(g, fn, names, tensors, out):
     if tuple(fn.out_size) == (1, 1):
         return g.node("GlobalMaxPool", names)
@@ -162,11 +185,11 @@ def _simple(op_type, **attributes):
 
 
 CONVERTERS.update({
-    "_Relu": _simple("Relu"), "_Sigmoid": _simple("Sigmoid"), "_Tanh": _simple("Tanh"),
-    "_Hardswish": _simple("HardSwish"), "_Hardsigmoid": _simple("HardSigmoid", alpha=1 / 6, beta=0.5),
-    "Exp": _simple("Exp"), "Log": _simple("Log"), "Sqrt": _simple("Sqrt"), "Abs": _simple("Abs"),
-    "Neg": _simple("Neg"), "MatMul": _simple("MatMul"), "Add": _simple("Add"), "Sub": _simple("Sub"),
-    "Mul": _simple("Mul"), "Div": _simple("Div"), "Pow": _simple("Pow"),
+    act._Relu: _simple("Relu"), act._Sigmoid: _simple("Sigmoid"), act._Tanh: _simple("Tanh"),
+    act._Hardswish: _simple("HardSwish"), act._Hardsigmoid: _simple("HardSigmoid", alpha=1 / 6, beta=0.5),
+    A.Exp: _simple("Exp"), A.Log: _simple("Log"), A.Sqrt: _simple("Sqrt"), A.Abs: _simple("Abs"),
+    A.Neg: _simple("Neg"), A.MatMul: _simple("MatMul"), A.Add: _simple("Add"), A.Sub: _simple("Sub"),
+    A.Mul: _simple("Mul"), A.Div: _simple("Div"), A.Pow: _simple("Pow"),
 })
 
 
@@ -174,13 +197,13 @@ def _scalar(g, value, like, hint="scalar"):
     return g.constant(np.asarray(value, dtype=like.dtype), hint)
 
 
-@converts("_Relu6")
+@converts(act._Relu6)
 def _relu6(g, fn, names, tensors, out):
     x = tensors[0]
     return g.node("Clip", [names[0], _scalar(g, 0, x, "min"), _scalar(g, 6, x, "max")])
 
 
-@converts("Clamp")
+@converts(A.Clamp)
 def _clamp(g, fn, names, tensors, out):
     x = tensors[0]
     low = "" if fn.low is None else _scalar(g, fn.low, x, "min")
@@ -188,23 +211,25 @@ def _clamp(g, fn, names, tensors, out):
     return g.node("Clip", [names[0], low, high])
 
 
-@converts("_LeakyRelu")
+@converts(act._LeakyRelu)
 def _leaky_relu(g, fn, names, tensors, out):
     return g.node("LeakyRelu", names, alpha=float(fn.negative_slope))
 
 
-@converts("_Elu")
+@converts(act._Elu)
 def _elu(g, fn, names, tensors, out):
     return g.node("Elu", names, alpha=float(fn.alpha))
 
 
-@converts("_Silu")
+@converts(act._Silu)
 def _silu(g, fn, names, tensors, out):
     return g.node("Mul", [names[0], g.node("Sigmoid", names)])
 
 
-@converts("_Gelu")
+@converts(act._Gelu)
 def _gelu(g, fn, names, tensors, out):
+    if g.opset >= 20:  # Gelu became an ONNX operator in opset 20; before, it is written out as its formula
+        return g.node("Gelu", names, approximate=str(fn.approximate))
     x = tensors[0]
     if fn.approximate == "tanh":  # 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
         cube = g.node("Mul", [g.node("Mul", [names[0], names[0]]), names[0]])
@@ -216,45 +241,45 @@ def _gelu(g, fn, names, tensors, out):
     return g.node("Mul", [half, g.node("Add", [core, _scalar(g, 1, x)])])
 
 
-@converts("_Softmax", "_LogSoftmax")
+@converts(act._Softmax, act._LogSoftmax)
 def _softmax(g, fn, names, tensors, out):
-    return g.node("Softmax" if type(fn).__name__ == "_Softmax" else "LogSoftmax", names, axis=int(fn.dim))
+    return g.node("Softmax" if isinstance(fn, act._Softmax) else "LogSoftmax", names, axis=int(fn.dim))
 
 
-@converts("PowScalar")
+@converts(A.PowScalar)
 def _pow_scalar(g, fn, names, tensors, out):
     return g.node("Pow", [names[0], _scalar(g, fn.exponent, tensors[0], "exponent")])
 
 
-@converts("_Cast")
+@converts(_Cast)
 def _cast(g, fn, names, tensors, out):
     return g.node("Cast", names, to=g.helper.np_dtype_to_tensor_dtype(np.dtype(fn.dtype)))
 
 
 # ----------------------------------------------------------------------------------------- reductions
-@converts("Mean", "Sum")
+@converts(A.Mean, A.Sum)
 def _mean_sum(g, fn, names, tensors, out):
-    op_type = "ReduceMean" if type(fn).__name__ == "Mean" else "ReduceSum"
+    op_type = "ReduceMean" if isinstance(fn, A.Mean) else "ReduceSum"
     return g.reduce(op_type, names[0], fn.axes, fn.keepdims)
 
 
-@converts("Max")
+@converts(A.Max)
 def _max(g, fn, names, tensors, out):
     return g.reduce("ReduceMax" if fn.largest else "ReduceMin", names[0], fn.axes, fn.keepdims)
 
 
 # ----------------------------------------------------------------------------------------- shapes
-@converts("Reshape")
+@converts(A.Reshape)
 def _reshape(g, fn, names, tensors, out):
     return g.node("Reshape", [names[0], g.ints(g.dynamic_shape(_out_shape(out), tensors[0].shape))])
 
 
-@converts("Permute")
+@converts(A.Permute)
 def _permute(g, fn, names, tensors, out):
     return g.node("Transpose", names, perm=[int(a) for a in fn.axes])
 
 
-@converts("BroadcastTo")
+@converts(A.BroadcastTo)
 def _broadcast(g, fn, names, tensors, out):
     shape = list(fn.shape)
     if shape and tensors[0].ndim == len(shape) and shape[0] == tensors[0].shape[0] == g.batch:
@@ -262,23 +287,23 @@ def _broadcast(g, fn, names, tensors, out):
     return g.node("Expand", [names[0], g.ints(shape)])
 
 
-@converts("Concat")
+@converts(A.Concat)
 def _concat(g, fn, names, tensors, out):
     return g.node("Concat", names, axis=int(fn.axis))
 
 
-@converts("Stack")
+@converts(A.Stack)
 def _stack(g, fn, names, tensors, out):
     axes = g.ints([fn.axis], "axes")
     return g.node("Concat", [g.node("Unsqueeze", [name, axes]) for name in names], axis=int(fn.axis))
 
 
-@converts("Where")
+@converts(A.Where)
 def _where(g, fn, names, tensors, out):
     return g.node("Where", [g.constant(np.asarray(fn.condition, dtype=bool), "condition"), *names])
 
 
-@converts("_ChannelShuffle")
+@converts(_ChannelShuffle)
 def _channel_shuffle(g, fn, names, tensors, out):
     shape = tuple(tensors[0].shape)
     groups = int(fn.groups)
@@ -288,10 +313,10 @@ def _channel_shuffle(g, fn, names, tensors, out):
     return g.node("Reshape", [swapped, g.ints(g.dynamic_shape(shape, shape))])
 
 
-@converts("_ConstantPad", "_IndexPad")
+@converts(padding._ConstantPad, padding._IndexPad)
 def _pad(g, fn, names, tensors, out):
     pads = [int(p[0]) for p in fn.pads] + [int(p[1]) for p in fn.pads]
-    if type(fn).__name__ == "_ConstantPad":
+    if isinstance(fn, padding._ConstantPad):
         value = _scalar(g, fn.value, tensors[0], "pad_value")
         return g.node("Pad", [names[0], g.ints(pads, "pads"), value], mode="constant")
     mode = {"reflect": "reflect", "replicate": "edge"}.get(fn.mode)
@@ -300,7 +325,7 @@ def _pad(g, fn, names, tensors, out):
     return g.node("Pad", [names[0], g.ints(pads, "pads")], mode=mode)
 
 
-@converts("GetItem")
+@converts(A.GetItem)
 def _get_item(g, fn, names, tensors, out):
     """Basic indexing (slices, integers, None, ...) as Slice, Squeeze and Unsqueeze; 1-D int arrays as Gather."""
     index = fn.index if isinstance(fn.index, tuple) else (fn.index,)

@@ -103,11 +103,11 @@ def build_graph(model, input_size, opset=17):
 
     builder.state_array = state_array
     for fn, out in ops:
-        kind = type(fn).__name__
-        convert = CONVERTERS.get(kind)
+        convert = CONVERTERS.get(type(fn))
         if convert is None:
-            raise OnnxError(f"export: {type(model).__name__} uses the op {kind} (output shape {tuple(out.shape)}), "
-                            f"which has no ONNX conversion; supported: {', '.join(sorted(CONVERTERS))}")
+            supported = ", ".join(sorted(kind.__name__ for kind in CONVERTERS))
+            raise OnnxError(f"export: {type(model).__name__} uses the op {type(fn).__name__} (output shape "
+                            f"{tuple(out.shape)}), which has no ONNX conversion; supported: {supported}")
         raw = getattr(fn, "raw_inputs", fn.inputs)
         inputs = [name_of(t) if t is not None or value is None else builder.constant(value)
                   for t, value in zip(fn.inputs, raw)]

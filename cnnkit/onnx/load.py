@@ -14,7 +14,7 @@ import numpy as np
 from ..autograd import Tensor
 from ..nn import Module, Parameter
 from .errors import OnnxError, onnx_package
-from .ops import OPS
+from .ops import OPS, runnable
 
 STATISTICS_INPUTS = {"BatchNormalization": (3, 4)}  # inputs that are running statistics, not weights
 
@@ -117,6 +117,10 @@ class OnnxModule(Module):
         declared = [value for value in proto.graph.input if value.name in self.input_names]
         self.input_shapes = [_static_shape(value) for value in declared]
         self.input_dtypes = [_element_dtype(value) for value in declared]
+        for value, dtype in zip(declared, self.input_dtypes):
+            if dtype is not None and not runnable(dtype):
+                raise OnnxError(f"{path}: graph input {value.name!r} has element type {dtype}; cnnkit.onnx runs "
+                                "NumPy's bool, integer and float types (no float8, bfloat16, 4-bit or string values)")
 
     def _register(self, name, array, buffer):
         """Register ``array`` under the dotted ``name`` (sub-modules for the prefixes); returns its state key."""
@@ -148,7 +152,12 @@ class OnnxModule(Module):
         env.update(self.constants)
         for name, value, dtype in zip(self.input_names, inputs, self.input_dtypes):
             if not isinstance(value, Tensor):  # arrays take the graph's declared type (float64 -> float32 ...)
-                value = Tensor(np.asarray(value, dtype=dtype))
+                value = np.asarray(value, dtype=dtype)
+            # integer and boolean inputs carry no gradient: they run as constants, in their own type
+            if value.dtype.kind != "f":
+                value = value.data if isinstance(value, Tensor) else value
+            elif not isinstance(value, Tensor):
+                value = Tensor(value)
             env[name] = value
         outputs = self._run(self.graph, env)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)

@@ -12,9 +12,16 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor, cat, where
+from ..backend import get_rng
 from .errors import OnnxError
 
 OPS = {}
+
+
+def runnable(dtype):
+    """True for the types cnnkit runs: NumPy's own bool, integer and float types (no float8, bfloat16, int4 ...)."""
+    dtype = np.dtype(dtype)
+    return dtype.isbuiltin == 1 and dtype.kind in "biuf"
 
 
 def op(*names):
@@ -58,10 +65,14 @@ def _require_2d(node, x):
 
 
 # ----------------------------------------------------------------------------------------- padding helpers
+def _auto_pad_mode(node):
+    mode = node.attrs.get("auto_pad", b"NOTSET")
+    return mode.decode() if isinstance(mode, bytes) else mode
+
+
 def _auto_pads(node, in_size, kernel, stride, dilation):
     """Explicit ((begin, end), ...) per spatial axis from ``pads`` or ``auto_pad``."""
-    mode = node.attrs.get("auto_pad", b"NOTSET")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = _auto_pad_mode(node)
     rank = len(in_size)
     if mode in ("SAME_UPPER", "SAME_LOWER"):
         pads = []
@@ -103,19 +114,27 @@ def conv_transpose(node, x, weight, bias=None):
     _require_2d(node, x)
     kernel = tuple(weight.shape[2:])
     stride, dilation = _spatial(node, x, "strides", 1), _spatial(node, x, "dilations", 1)
-    extra = list(node.attrs.get("output_padding", [0, 0]))
-    if "output_shape" in node.attrs:
-        wanted = list(node.attrs["output_shape"])[-2:]
+    extra = tuple(node.attrs.get("output_padding", [0, 0]))
+    mode = _auto_pad_mode(node)
+    if "output_shape" in node.attrs or mode in ("SAME_UPPER", "SAME_LOWER"):
+        # SAME: the output is input * stride; the padding that gives the wanted size is split as for Conv
+        wanted = (list(node.attrs["output_shape"])[-2:] if "output_shape" in node.attrs
+                  else [size * s for size, s in zip(x.shape[2:], stride)])
         pads = []
-        for axis in range(2):
-            total = (stride[axis] * (x.shape[2 + axis] - 1) + extra[axis] + (kernel[axis] - 1) * dilation[axis] + 1
-                     - wanted[axis])
-            upper = node.attrs.get("auto_pad", b"") in (b"SAME_UPPER", "SAME_UPPER")
-            pads.append((total // 2, total - total // 2) if upper else (total - total // 2, total // 2))
+        for size, k, s, d, e, want in zip(x.shape[2:], kernel, stride, dilation, extra, wanted):
+            total = s * (size - 1) + e + (k - 1) * d + 1 - want
+            small, large = total // 2, total - total // 2
+            pads.append((small, large) if mode == "SAME_UPPER" else (large, small))
     else:
         pads = _auto_pads(node, x.shape[2:], kernel, stride, dilation)
-    return F.conv_transpose2d(x, _tensor(weight), _tensor(bias), stride, tuple(pads), tuple(extra),
-                              node.attrs.get("group", 1), dilation)
+    crop = tuple((max(begin, 0), max(end, 0)) for begin, end in pads)
+    grow = tuple((max(-begin, 0), max(-end, 0)) for begin, end in pads)
+    group = node.attrs.get("group", 1)
+    if not any(sum(pair) for pair in grow):
+        return F.conv_transpose2d(x, _tensor(weight), _tensor(bias), stride, crop, extra, group, dilation)
+    # A negative pad asks for more output than the kernels reach: those rows and columns hold only the bias.
+    out = _pre_pad(F.conv_transpose2d(x, _tensor(weight), None, stride, crop, extra, group, dilation), grow, 0.0)
+    return out if bias is None else out + _tensor(bias).reshape(1, -1, 1, 1)
 
 
 def _tensor(value):
@@ -124,85 +143,27 @@ def _tensor(value):
     return Tensor(np.asarray(value))
 
 
-# ----------------------------------------------------------------------------------------- pooling
-def _pool_geometry(node, x):
-    """``(x, kernel, stride, dilation, pads, restore)`` of a pooling node, as a 2-D pool.
-
-    A 3-D pool whose window spans only the first spatial axis (torch's LocalResponseNorm export pools
-    (N, 1, C, H, W) with a (size, 1, 1) window) runs as a 2-D pool over (N, 1, C, H * W).
-    """
-    kernel = tuple(node.attrs["kernel_shape"])
-    stride, dilation = _spatial(node, x, "strides", 1), _spatial(node, x, "dilations", 1)
-    pads = _auto_pads(node, x.shape[2:], kernel, stride, dilation)
-    restore = None
-    if x.ndim > 4 and all(k == s == d == 1 and p == (0, 0) for k, s, d, p in
-                          zip(kernel[1:], stride[1:], dilation[1:], pads[1:])):
-        restore = tuple(x.shape)
-        x = x.reshape(restore[0], restore[1], restore[2], -1)
-        kernel, stride, dilation, pads = (kernel[0], 1), (stride[0], 1), (dilation[0], 1), (pads[0], (0, 0))
-    _require_2d(node, x)
-    return x, kernel, stride, dilation, pads, restore
-
-
-def _restored(out, restore):
-    return out if restore is None else out.reshape(*restore[:2], out.shape[2], *restore[3:])
-
-
-@op("MaxPool")
-def max_pool(node, x):
-    if len(node.outputs) > 1 and node.outputs[1]:
-        raise OnnxError(f"{node.describe()}: the Indices output of MaxPool is not supported")
-    x, kernel, stride, dilation, pads, restore = _pool_geometry(node, x)
-    if not _fits_window(pads, kernel):  # ONNX allows any padding, cnnkit's (torch's) pools at most k // 2
-        x, pads = _pre_pad(x, pads, -math.inf), ((0, 0), (0, 0))
-    out = F.max_pool2d(x, kernel, stride, pads, dilation, ceil_mode=bool(node.attrs.get("ceil_mode", 0)))
-    return _restored(out, restore)
-
-
-@op("AveragePool")
-def average_pool(node, x):
-    x, kernel, stride, dilation, pads, restore = _pool_geometry(node, x)
-    include = bool(node.attrs.get("count_include_pad", 0))
-    if any(d != 1 for d in dilation):
-        raise OnnxError(f"{node.describe()}: AveragePool with dilations {dilation} is not supported")
-    if not _fits_window(pads, kernel):
-        if not include:
-            raise OnnxError(f"{node.describe()}: AveragePool pads {pads} exceed half the kernel {kernel} with "
-                            "count_include_pad=0; not supported")
-        x, pads = _pre_pad(x, pads, 0.0), ((0, 0), (0, 0))
-    out = F.avg_pool2d(x, kernel, stride, pads, bool(node.attrs.get("ceil_mode", 0)), include)
-    return _restored(out, restore)
-
-
-@op("LpPool")
-def lp_pool(node, x):
-    x, kernel, stride, _, pads, restore = _pool_geometry(node, x)
-    if any(begin != end for begin, end in pads) or not _fits_window(pads, kernel):
-        x, pads = _pre_pad(x, pads, 0.0), ((0, 0), (0, 0))  # zeros add nothing to sum |x|^p
-    padding = tuple(begin for begin, _ in pads)
-    out = F.lp_pool2d(x, float(node.attrs.get("p", 2)), kernel, stride, bool(node.attrs.get("ceil_mode", 0)),
-                      padding)
-    return _restored(out, restore)
-
-
-@op("GlobalAveragePool")
-def global_average_pool(node, x):
-    return x.mean(tuple(range(2, x.ndim)), keepdim=True)
-
-
-@op("GlobalMaxPool")
-def global_max_pool(node, x):
-    return x.amax(tuple(range(2, x.ndim)), keepdim=True)
-
-
 # ----------------------------------------------------------------------------------------- normalization
 @op("BatchNormalization")
 def batch_norm(node, x, scale, bias, mean, var):
+    eps = float(node.attrs.get("epsilon", 1e-5))
     if node.attrs.get("training_mode", 0) and len(node.outputs) > 1 and any(node.outputs[1:]):
-        raise OnnxError(f"{node.describe()}: BatchNormalization's running-statistics outputs are not supported")
+        return _batch_norm_training(node, x, scale, bias, mean, var, eps)
     momentum = 1.0 - float(node.attrs.get("momentum", 0.9))  # ONNX weights the old value, torch the new one
     return F.batch_norm(x, mean, var, _tensor(scale), _tensor(bias), training=node.training, momentum=momentum,
-                        eps=float(node.attrs.get("epsilon", 1e-5)))
+                        eps=eps)
+
+
+def _batch_norm_training(node, x, scale, bias, mean, var, eps):
+    """Training mode with its extra outputs: r' = momentum r + (1 - momentum) s, s the biased batch statistic."""
+    momentum = float(node.attrs.get("momentum", 0.9))
+    axes = (0, *range(2, x.ndim))
+    data = const(x)
+    batch_mean, batch_var = data.mean(axis=axes), data.var(axis=axes)
+    out = F.batch_norm(x, None, None, _tensor(scale), _tensor(bias), training=True, eps=eps)
+    running_mean = (const(mean) * momentum + batch_mean * (1 - momentum)).astype(data.dtype)
+    running_var = (const(var) * momentum + batch_var * (1 - momentum)).astype(data.dtype)
+    return out, running_mean, running_var
 
 
 @op("LRN")
@@ -214,10 +175,15 @@ def lrn(node, x):
 @op("Dropout")
 def dropout(node, x, ratio=None, training_mode=None):
     p = float(const(ratio)) if ratio is not None else float(node.attrs.get("ratio", 0.5))
-    out = F.dropout(x, p, training=node.training) if is_tensor(x) else x
-    if len(node.outputs) > 1 and node.outputs[1]:
-        return out, np.ones(tuple(x.shape), dtype=bool)
-    return out
+    # the training_mode input (opset 12) decides; without it, the module's train()/eval() does
+    training = bool(const(training_mode).reshape(-1)[0]) if training_mode is not None else node.training
+    if not training or p == 0.0:
+        keep = np.ones(tuple(x.shape), dtype=bool)
+        out = x
+    else:
+        keep = get_rng().random(tuple(x.shape)) >= p
+        out = x * (keep * (1.0 / (1.0 - p) if p < 1.0 else 0.0)).astype(x.dtype)
+    return (out, keep) if len(node.outputs) > 1 and node.outputs[1] else out
 
 
 # ----------------------------------------------------------------------------------------- activations
@@ -243,10 +209,11 @@ def hard_sigmoid(node, x):
 
 @op("Clip")
 def clip(node, x, low=None, high=None):
-    low = node.attrs.get("min") if low is None else float(const(low))
-    high = node.attrs.get("max") if high is None else float(const(high))
-    if not is_tensor(x):
-        return np.clip(x, low, high)
+    low = node.attrs.get("min") if low is None else const(low).item()
+    high = node.attrs.get("max") if high is None else const(high).item()
+    if not is_tensor(x):  # integer inputs keep their type (int8 stays int8)
+        x = const(x)
+        return x.copy() if low is None and high is None else np.clip(x, low, high).astype(x.dtype)
     if low == 0 and high is None:
         return F.relu(x)
     if low == 0 and high == 6:
@@ -295,19 +262,29 @@ def _arithmetic(function, integer_function=None):
 
 
 def _integer_divide(a, b):
-    return np.trunc(a / b).astype(np.result_type(a, b))  # ONNX integer Div truncates toward zero
+    """ONNX integer Div: truncates toward zero and keeps the integer type (NumPy's // floors)."""
+    quotient = np.floor_divide(a, b)
+    floored_negative = (np.remainder(a, b) != 0) & ((a < 0) != (b < 0))
+    return (quotient + floored_negative).astype(np.result_type(a, b))
 
 
-def _pow(a, b):
-    if isinstance(a, Tensor) and not isinstance(b, Tensor) and const(b).size == 1:
-        return a ** float(const(b))
-    return a ** b
+def _pow(node, a, b):
+    """ONNX Pow: the result has the base's type, whatever the exponent's."""
+    if not isinstance(a, Tensor):
+        base = const(a)
+        if base.dtype.kind != "f" or not is_tensor(b):  # integer bases are constants: NumPy in their own type
+            return np.power(base, const(b)).astype(base.dtype)
+        return Tensor(base) ** b.to(base.dtype)
+    if not isinstance(b, Tensor):
+        b = const(b)
+        return a ** float(b) if b.size == 1 else a ** b.astype(a.dtype)
+    return a ** b.to(a.dtype)
 
 
 OPS.update({
     "Add": _arithmetic(lambda a, b: a + b), "Sub": _arithmetic(lambda a, b: a - b),
     "Mul": _arithmetic(lambda a, b: a * b), "Div": _arithmetic(lambda a, b: a / b, _integer_divide),
-    "Pow": _arithmetic(_pow), "MatMul": _arithmetic(lambda a, b: a @ b),
+    "Pow": _pow, "MatMul": _arithmetic(lambda a, b: a @ b),
 })
 
 
@@ -324,6 +301,18 @@ OPS.update({
 })
 
 
+def _empty_extreme(x, axes, keepdims, method):
+    """Max (min) over an empty set: ONNX gives the type's lowest (highest) value, -inf (inf) for floats."""
+    if x.dtype == bool:
+        start = method == "amin"
+    elif x.dtype.kind == "f":
+        start = -np.inf if method == "amax" else np.inf
+    else:
+        start = np.iinfo(x.dtype).min if method == "amax" else np.iinfo(x.dtype).max
+    function = np.max if method == "amax" else np.min
+    return function(x, axis=axes, keepdims=keepdims, initial=start)
+
+
 def _reduce(tensor_method, numpy_function):
     def run(node, x, axes_input=None):
         axes = _axes(node, [x, axes_input])
@@ -333,6 +322,8 @@ def _reduce(tensor_method, numpy_function):
                 return x
             axes = list(range(x.ndim))
         axes = tuple(a % x.ndim for a in axes)
+        if tensor_method in ("amax", "amin") and any(x.shape[a] == 0 for a in axes):
+            return _empty_extreme(const(x), axes, keepdims, tensor_method)
         if is_tensor(x):
             return getattr(x, tensor_method)(axes, keepdim=keepdims)
         return numpy_function(x, axis=axes, keepdims=keepdims)
@@ -377,6 +368,9 @@ def _to_dtype(node):
 @op("Cast")
 def cast(node, x):
     dtype = _to_dtype(node)
+    if not runnable(dtype):
+        raise OnnxError(f"{node.describe()}: Cast to {dtype} is not supported; cnnkit runs NumPy's bool, integer "
+                        "and float types")
     if is_tensor(x):
         return x.to(dtype) if dtype.kind == "f" else const(x).astype(dtype)
     return const(x).astype(dtype)
@@ -552,3 +546,8 @@ def if_op(node, condition):
     branch = "then_branch" if bool(const(condition).reshape(-1)[0]) else "else_branch"
     outputs = node.run(node.attrs[branch])
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+from . import pointwise_ops, pool_ops  # noqa: E402,F401  (they add their operators to OPS)
+
+SUPPORTED_OPS = frozenset(OPS)  # the operators ``load`` runs: the node-test suite and the README take this set

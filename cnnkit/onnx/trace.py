@@ -1,32 +1,18 @@
 """Run a model once with recording on and list the ops it applied, inputs before outputs."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 
-from ..autograd import Function, Tensor, enable_grad
+from ..autograd import Tensor, enable_grad
+from ..autograd.function import tracing
 
 
-@contextmanager
-def _keeping_raw_inputs():
-    """While tracing, each recorded op also keeps its raw inputs (``fn.raw_inputs``).
+def _keep_raw_inputs(fn, inputs):
+    """Each recorded op keeps all its inputs (``fn.raw_inputs``); the graph keeps only its Tensor inputs.
 
-    The graph keeps only an op's Tensor inputs; the numbers and arrays in ``x + 1`` or ``2 * x`` would be lost.
+    Without them the numbers and arrays in ``x + 1`` or ``2 * x`` would be lost.
     """
-    original = Function.__dict__["apply"]
-
-    def apply(cls, *inputs, **params):
-        out = original.__func__(cls, *inputs, **params)
-        if isinstance(out, Tensor) and out._ctx is not None:
-            out._ctx.raw_inputs = inputs
-        return out
-
-    Function.apply = classmethod(apply)
-    try:
-        yield
-    finally:
-        Function.apply = original
+    fn.raw_inputs = inputs
 
 
 def trace(model, example):
@@ -35,7 +21,7 @@ def trace(model, example):
     Each op is ``(function, output_tensor)``; ``function.inputs`` holds its tensor inputs, ``raw_inputs`` all.
     """
     x = Tensor(example, requires_grad=True)  # recording starts at the input, whether or not weights are frozen
-    with enable_grad(), _keeping_raw_inputs():
+    with enable_grad(), tracing(_keep_raw_inputs):
         output = model(x)
     if not isinstance(output, Tensor):
         raise TypeError(f"export: {type(model).__name__}.forward returned a {type(output).__name__}; only models "
