@@ -144,6 +144,26 @@ def stuck():
     dist.all_reduce(np.zeros(3))
 
 
+def train_cli():
+    """``cnnkit train`` with the arguments after ``--stop-at STEP``: the last rank asks to stop after that global
+    step (counted over epochs, from 1), so a test interrupts runs at a known step."""
+    import functools
+
+    from cnnkit.cli import train as train_command
+    from cnnkit.cli.main import main
+
+    stop_at, argv = int(sys.argv[3]), sys.argv[4:]
+    steps = [0]
+
+    def stopper(trainer, epoch, step, loss):
+        steps[0] += 1
+        if steps[0] == stop_at and dist.rank() == dist.world_size() - 1:
+            trainer.request_stop()
+
+    train_command.Trainer = functools.partial(train_command.Trainer, step_callback=stopper)
+    sys.exit(main(argv))
+
+
 def hello():
     rank, size = dist.init()
     total = dist.all_reduce(np.array([rank + 1.0]))
