@@ -30,8 +30,17 @@ def _environment(**extra):
     return env
 
 
-def run_job(args, ranks=2, timeout=120, env=None, launcher=()):
-    """Run ``python tests/mpi_programs.py args`` on ``ranks`` ranks; returns (exit code, output, seconds)."""
+def _mpich_segments():
+    return set(pathlib.Path("/dev/shm").glob("mpich_shm_*")) if os.path.isdir("/dev/shm") else set()
+
+
+def run_job(args, ranks=2, timeout=120, env=None, launcher=(), aborts=False):
+    """Run ``python tests/mpi_programs.py args`` on ``ranks`` ranks; returns (exit code, output, seconds).
+
+    ``aborts``: the job is expected to end by MPI_Abort or a killed rank, after which MPICH leaves its
+    shared-memory segment behind; the ones that appeared during the job are removed.
+    """
+    before = _mpich_segments() if aborts else set()
     command = [MPIEXEC, *launcher, "-n", str(ranks), sys.executable, PROGRAMS, *args] if ranks else \
         [sys.executable, PROGRAMS, *args]
     started = time.monotonic()
@@ -43,7 +52,10 @@ def run_job(args, ranks=2, timeout=120, env=None, launcher=()):
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         pytest.fail(f"the job did not end within {timeout} s:\n{output[-3000:]}")
-    return process.returncode, output, time.monotonic() - started
+    seconds = time.monotonic() - started
+    for segment in _mpich_segments() - before if aborts else ():
+        segment.unlink(missing_ok=True)
+    return process.returncode, output, seconds
 
 
 def test_two_ranks_train_as_one_process_on_the_whole_batch():
@@ -58,20 +70,20 @@ def test_unused_parameters_no_sync_and_sampler():
 
 
 def test_an_exception_on_one_rank_ends_the_job_and_shows_it():
-    code, output, seconds = run_job(["fail"], timeout=30)
+    code, output, seconds = run_job(["fail"], timeout=30, aborts=True)
     assert code != 0
     assert "deliberate failure on rank 1" in output, output
     assert seconds <= 10, f"the job took {seconds:.1f} s to end"
 
 
 def test_a_killed_rank_ends_the_job():
-    code, output, seconds = run_job(["killed"], timeout=30)
+    code, output, seconds = run_job(["killed"], timeout=30, aborts=True)
     assert code != 0, output
     assert seconds <= 10, f"the job took {seconds:.1f} s to end"
 
 
 def test_the_watchdog_aborts_a_stuck_collective_and_names_it():
-    code, output, seconds = run_job(["stuck"], timeout=30, env=_environment(CNNKIT_COLLECTIVE_TIMEOUT="2"))
+    code, output, seconds = run_job(["stuck"], timeout=30, env=_environment(CNNKIT_COLLECTIVE_TIMEOUT="2"), aborts=True)
     assert code != 0, output
     assert "all_reduce(sum, 3 x float64)" in output and "CNNKIT_COLLECTIVE_TIMEOUT" in output, output
     assert seconds <= 10, f"the job took {seconds:.1f} s to end"
@@ -154,5 +166,5 @@ def test_sigterm_stops_every_rank_at_the_same_step_with_a_checkpoint(tmp_path):
 @needs_mnist
 def test_a_batch_size_the_ranks_do_not_divide_is_refused(tmp_path):
     code, output, _ = run_job(["train_cli", "--stop-at", "0", *TRAIN, "--batch-size", "63", "--out",
-                               str(tmp_path / "odd")], timeout=60)
+                               str(tmp_path / "odd")], timeout=60, aborts=True)
     assert code != 0 and "--batch-size 63 is the global batch" in output and "multiple of 2" in output, output
