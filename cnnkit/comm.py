@@ -11,11 +11,12 @@ import os
 import sys
 import threading
 import time
+import traceback
 
 import numpy as np
 
 __all__ = ["launched_by_mpi", "world", "rank", "world_size", "all_reduce", "broadcast", "barrier", "abort",
-           "TIMEOUT_VARIABLE"]
+           "abort_on_exception", "TIMEOUT_VARIABLE"]
 
 TIMEOUT_VARIABLE = "CNNKIT_COLLECTIVE_TIMEOUT"
 # variables a launcher sets in every process it starts: MPICH/Hydra (PMI), Open MPI, Slurm's PMI
@@ -46,6 +47,7 @@ def world():
                 raise RuntimeError("cnnkit: this process was started by an MPI launcher but mpi4py is not "
                                    "installed; pip install 'cnnkit[mpi]'") from error
             _state["comm"] = MPI.COMM_WORLD
+            abort_on_exception()
     return _state["comm"]
 
 
@@ -111,6 +113,28 @@ def abort(code=1):
     if comm is not None:
         comm.Abort(code)
     os._exit(code)
+
+
+def abort_on_exception():
+    """Make an uncaught exception print its traceback and end every rank (MPI_Abort); done when MPI starts.
+
+    Without it the other ranks would wait forever in their next collective.
+    """
+    if getattr(sys.excepthook, "cnnkit_aborts", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind, value, trace):
+        if issubclass(kind, KeyboardInterrupt) or world_size() == 1:
+            previous(kind, value, trace)
+            return
+        text = "".join(traceback.format_exception(kind, value, trace))
+        print(f"cnnkit: rank {rank()} of {world_size()} failed; ending the job\n{text}",
+              file=sys.stderr, end="", flush=True)
+        abort(1)
+
+    hook.cnnkit_aborts = True
+    sys.excepthook = hook
 
 
 # ------------------------------------------------------------------------------------------------ watchdog

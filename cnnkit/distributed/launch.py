@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
-import traceback
 
 from .. import backend, comm
 
@@ -37,37 +35,16 @@ def is_initialized():
     return _initialized["done"]
 
 
-def abort_on_exception():
-    """Make an uncaught exception on any rank print its traceback and end every rank (MPI_Abort).
-
-    Without it the other ranks would wait forever in their next collective.
-    """
-    previous = sys.excepthook
-
-    def hook(kind, value, trace):
-        if issubclass(kind, KeyboardInterrupt) or comm.world_size() == 1:
-            previous(kind, value, trace)
-            return
-        text = "".join(traceback.format_exception(kind, value, trace))
-        print(f"cnnkit: rank {comm.rank()} of {comm.world_size()} failed; ending the job\n{text}",
-              file=sys.stderr, end="", flush=True)
-        comm.abort(1)
-
-    sys.excepthook = hook
-
-
 def init(threads=None):
     """Join the job (MPI when launched by mpiexec/mpirun/srun, else a one-process world); returns (rank, size).
 
     Each process then splits its ops over ``threads`` threads: by default the machine's cores divided by
-    the processes on it, unless $OMP_NUM_THREADS or $OPENBLAS_NUM_THREADS says otherwise. Uncaught
-    exceptions end every rank (``abort_on_exception``).
+    the processes on it, unless $OMP_NUM_THREADS or $OPENBLAS_NUM_THREADS says otherwise. Under MPI an
+    uncaught exception on any rank ends every rank (``abort_on_exception``).
     """
     size = comm.world_size()  # imports mpi4py, which initializes MPI, when a launcher started us
     if not _initialized["done"]:
         _initialized["done"] = True
-        if size > 1:
-            abort_on_exception()
         if threads is None and not any(os.environ.get(name) for name in _THREAD_VARIABLES):
             threads = max(1, (os.cpu_count() or 1) // max(1, local_world_size()))
         if threads is not None:

@@ -33,6 +33,8 @@ class DistributedDataParallel(Module):
     through an output of this wrapper, gradients are summed over processes in buckets of about
     ``bucket_cap_mb`` megabytes (the same order on every rank) and divided by the world size; a parameter
     that got no gradient takes part as zeros. Inside ``no_sync()`` gradients only accumulate locally.
+    With ``broadcast_buffers`` every training forward first copies rank 0's buffers (BatchNorm's running
+    statistics) to all ranks, as PyTorch does, so that they do not drift apart.
     """
 
     def __init__(self, module, bucket_cap_mb=DEFAULT_BUCKET_CAP_MB, broadcast_buffers=True):
@@ -55,11 +57,14 @@ class DistributedDataParallel(Module):
         if self.world_size == 1:
             return
         for value in list(self.module.parameters()) + list(self.module.buffers()):
-            if not value.data.flags.c_contiguous:
-                value.data = np.ascontiguousarray(value.data)
+            if not value.data.flags.c_contiguous or not value.data.flags.writeable:
+                value.data = np.array(value.data, order="C")
             comm.broadcast(value.data, root=0)
 
     def forward(self, *args, **kwargs):
+        if self.world_size > 1 and self.broadcast_buffers and self.training:
+            for buffer in self.module.buffers():
+                comm.broadcast(buffer.data, root=0)
         output = self.module(*args, **kwargs)
         if self.world_size == 1 or not self.require_backward_grad_sync:
             return output
