@@ -73,7 +73,10 @@ class Trainer:
         self.stale_epochs = 0
         self.stopped_early = False
         self.world_size, self.is_writer = comm.world_size(), comm.rank() == 0
-        self.forward_model = DistributedDataParallel(model) if self.world_size > 1 else model
+        if isinstance(model, DistributedDataParallel):  # wrapped by the caller: checkpoints hold the inner model
+            self.model, self.forward_model = model.module, model
+        else:
+            self.forward_model = DistributedDataParallel(model) if self.world_size > 1 else model
 
     # ------------------------------------------------------------------ paths
     def _path(self, name):
