@@ -8,6 +8,8 @@ macOS): the data set is not copied or serialized, and a worker that finds its pa
 """
 from __future__ import annotations
 
+import math
+import mmap
 import multiprocessing
 import os
 import queue
@@ -70,17 +72,32 @@ def _export(value, segments):
     return ("value", value)
 
 
+def _attach(name, shape, dtype):
+    """The array in segment ``name``, which is unlinked: where segments are files (Linux's /dev/shm) the array
+    maps it without a copy and the mapping lasts as long as the array; elsewhere it is copied out."""
+    path = os.path.join("/dev/shm", name.lstrip("/"))
+    if os.path.isfile(path):
+        descriptor = os.open(path, os.O_RDWR)
+        try:
+            mapping = mmap.mmap(descriptor, os.fstat(descriptor).st_size)
+        finally:
+            os.close(descriptor)
+            os.unlink(path)
+        return np.frombuffer(mapping, dtype, math.prod(shape)).reshape(shape)
+    segment = shared_memory.SharedMemory(name=name)
+    try:
+        return np.ndarray(shape, dtype, buffer=segment.buf).copy()
+    finally:
+        segment.close()
+        segment.unlink()
+
+
 def _import(description):
-    """Rebuild a batch from ``_export``'s description, copying each segment out and unlinking it."""
+    """Rebuild a batch from ``_export``'s description; its segments are unlinked."""
     kind = description[0]
     if kind in ("tensor", "array"):
         _, name, shape, dtype = description
-        segment = shared_memory.SharedMemory(name=name)
-        try:
-            array = np.ndarray(shape, np.dtype(dtype), buffer=segment.buf).copy()
-        finally:
-            segment.close()
-            segment.unlink()
+        array = _attach(name, shape, np.dtype(dtype))
         return Tensor(array) if kind == "tensor" else array
     if kind in ("tuple", "list"):
         items = [_import(item) for item in description[1]]
