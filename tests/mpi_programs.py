@@ -168,8 +168,9 @@ def hello():
     rank, size = dist.init()
     total = dist.all_reduce(np.array([rank + 1.0]))
     assert total[0] == size * (size + 1) / 2
+    assert dist.local_world_size() == size and dist.local_rank() == rank  # one machine
     if rank == 0:
-        print(f"OK hello {size} ranks", flush=True)
+        print(f"OK hello {size} ranks, {cnnkit.backend.get_num_threads()} threads each", flush=True)
 
 
 if __name__ == "__main__":

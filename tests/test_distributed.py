@@ -92,8 +92,12 @@ def test_the_watchdog_aborts_a_stuck_collective_and_names_it():
 def test_a_hostfile_naming_localhost(tmp_path):
     hostfile = tmp_path / "hosts"
     hostfile.write_text("localhost:2\n")
-    code, output, _ = run_job(["hello"], launcher=("-f", str(hostfile)))
-    assert code == 0 and "OK hello 2 ranks" in output, output
+    environment = _environment()
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        environment.pop(name, None)
+    code, output, _ = run_job(["hello"], launcher=("-f", str(hostfile)), env=environment)
+    threads = max(1, (os.cpu_count() or 1) // 2)  # the cores shared out between the 2 local ranks
+    assert code == 0 and f"OK hello 2 ranks, {threads} threads each" in output, output
 
 
 # ------------------------------------------------------------------------------------------------ cnnkit train
