@@ -145,17 +145,24 @@ def _alive(pid):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc"), reason="needs /proc to see processes")
-def test_ctrl_c_in_the_main_process_leaves_no_worker_behind():
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_the_end_of_the_main_process_leaves_no_worker_behind(how):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) or SIGKILL of the main process alone."""
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     process = subprocess.Popen([sys.executable, "-c", CTRL_C_PROGRAM], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env, start_new_session=True)
+    pids = []
     try:
         pids = [int(pid) for pid in process.stdout.readline().split()]
         assert len(pids) == 2
         time.sleep(0.5)
-        os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
-        _, errors = process.communicate(timeout=20)
-        assert "KeyboardInterrupt" in errors
+        if how == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)
+            _, errors = process.communicate(timeout=20)
+            assert "KeyboardInterrupt" in errors
+        else:
+            process.kill()  # the workers find their parent gone and exit
+            process.communicate(timeout=20)
         deadline = time.monotonic() + 10
         while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -164,3 +171,6 @@ def test_ctrl_c_in_the_main_process_leaves_no_worker_behind():
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
+        for pid in pids:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -8,6 +8,7 @@ macOS): the data set is not copied or serialized, and a worker that finds its pa
 """
 from __future__ import annotations
 
+import collections
 import math
 import mmap
 import multiprocessing
@@ -135,12 +136,15 @@ def _worker_loop(worker_id, dataset, collate_fn, tasks, results, worker_init_fn,
     except Exception:
         results.put(("error", None, None, traceback.format_exc()))
         return
+    sent = collections.deque(maxlen=64)  # recent batches' segments: the ones not taken yet are among them
     while True:
         try:
             task = tasks.get(timeout=_POLL_SECONDS * 10)
         except queue.Empty:
-            if os.getppid() != parent:
-                return  # the main process died without stopping us
+            if os.getppid() != parent:  # the main process died without stopping us: nobody will take them
+                for description in sent:
+                    _discard(description)
+                return
             continue
         if task is None:
             return
@@ -148,7 +152,9 @@ def _worker_loop(worker_id, dataset, collate_fn, tasks, results, worker_init_fn,
         segments = []
         try:
             batch = collate_fn(load_samples(dataset, indices, seed, epoch))
-            results.put(("batch", key, _export(batch, segments), None))
+            description = _export(batch, segments)
+            sent.append(description)
+            results.put(("batch", key, description, None))
         except Exception as error:
             results.put(("error", key, getattr(error, "sample_index", None), traceback.format_exc()))
         finally:
