@@ -22,7 +22,7 @@ from ..train.trainer import StoppedCleanly
 DEFAULTS = {"model": "lenet5", "dataset": "shapes", "data_dir": None, "train_split": "train", "val_split": "test",
             "epochs": 5, "batch_size": 64, "lr": None, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0,
             "schedule": "cosine", "warmup_epochs": None, "seed": 0, "patience": None, "monitor": "val_loss",
-            "small_input": False, "image_size": None, "options": [], "sync_bn": False}
+            "small_input": False, "image_size": None, "options": [], "sync_bn": False, "workers": 0}
 # Adam-type steps are normalized by the gradient's size, so they need a far smaller rate than SGD's
 DEFAULT_LR = {"sgd": 0.05, "adam": 0.001, "adamw": 0.001, "rmsprop": 0.001}
 
@@ -102,6 +102,9 @@ def add_parser(subparsers):
                      help="continue from a checkpoint, run directory or runs/latest; settings not given "
                           "again are taken from the checkpoint")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
+    run.add_argument("--workers", type=int, metavar="K",
+                     help="load training batches in K worker processes (default 0: in the training process); "
+                          "the batches are the same for any K")
     run.add_argument("--sync-bn", action="store_true", default=None,
                      help="under mpiexec: batch norm over the global batch (SyncBatchNorm) rather than each "
                           "process's share")
@@ -130,6 +133,8 @@ def resolve_config(args, saved=None):
         config["lr"] = DEFAULT_LR[config["optimizer"]]
     if config["epochs"] < 1 or config["batch_size"] < 1:
         raise ValueError("--epochs and --batch-size must be at least 1")
+    if config["workers"] < 0:
+        raise ValueError(f"--workers must be 0 or more, got {config['workers']}")
     if config["data_dir"] is not None:
         # absolute, so 'cnnkit eval' and '--resume' find the files from any working directory
         config["data_dir"] = os.path.abspath(os.path.expanduser(config["data_dir"]))
@@ -217,9 +222,10 @@ def _loaders(config, train_set, val_set):
     the validation set (each validation sample is seen by exactly one process)."""
     batch_size, size, rank = config["batch_size"], comm.world_size(), comm.rank()
     drop_last = len(train_set) > batch_size  # no 1-image BatchNorm batches
+    workers = {"num_workers": config["workers"], "persistent_workers": config["workers"] > 0}
     if size == 1:
         train_loader = data.DataLoader(train_set, batch_size=batch_size, shuffle=True, seed=config["seed"],
-                                       drop_last=drop_last)
+                                       drop_last=drop_last, **workers)
     else:
         if batch_size % size:
             raise ValueError(f"--batch-size {batch_size} is the global batch, split over {size} processes; "
@@ -228,7 +234,7 @@ def _loaders(config, train_set, val_set):
         sampler = data.DistributedSampler(train_set, size, rank, shuffle=True, seed=config["seed"],
                                           drop_last=drop_last)
         train_loader = data.DataLoader(train_set, batch_size=batch_size // size, sampler=sampler,
-                                       seed=config["seed"], drop_last=drop_last)
+                                       seed=config["seed"], drop_last=drop_last, **workers)
     if val_set is None:
         return train_loader, None
     if size > 1:
