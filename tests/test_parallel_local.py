@@ -85,3 +85,18 @@ def test_distributed_sampler_shares_out_one_shuffled_order():
     np.testing.assert_array_equal(interleaved[:count], one.indices())
     with pytest.raises(ValueError, match="rank"):
         DistributedSampler(range(4), 2, 2)
+
+
+def test_one_process_needs_no_mpi_and_init_leaves_the_environment_alone():
+    import os
+    import subprocess
+    import sys
+
+    program = ("import os, sys, numpy as np; from cnnkit import distributed as d; before = dict(os.environ); "
+               "print(d.init(threads=1), d.all_reduce(np.ones(2)).tolist(), d.broadcast(np.ones(1)).tolist(), "
+               "d.barrier(), 'mpi4py' in sys.modules, before == dict(os.environ))")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PMI_", "OMPI_", "PMIX_"))}
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["(0,", "1)", "[1.0,", "1.0]", "[1.0]", "None", "False", "True"]
