@@ -34,6 +34,21 @@ def sample_rng(seed, epoch, index):
     return np.random.default_rng([int(seed), AUGMENT_STREAM, int(epoch), int(index)])
 
 
+class _OnFirstUse:
+    """Stands for ``sample_rng(*key)`` and makes it when a transform first draws: seeding costs more than
+    loading a small sample, and data sets without random transforms never draw."""
+
+    __slots__ = ("_key", "_generator")
+
+    def __init__(self, *key):
+        self._key, self._generator = key, None
+
+    def __getattr__(self, name):
+        if self._generator is None:
+            self._generator = sample_rng(*self._key)
+        return getattr(self._generator, name)
+
+
 class SampleError(RuntimeError):
     """A sample failed to load; the message names its index (and, from a worker, the worker's traceback)."""
 
@@ -44,7 +59,7 @@ def load_samples(dataset, indices, seed, epoch):
     for index in indices:
         index = int(index)
         try:
-            with use_data_rng(sample_rng(seed, epoch, index)):
+            with use_data_rng(_OnFirstUse(seed, epoch, index)):
                 samples.append(dataset[index])
         except Exception as error:
             if hasattr(error, "add_note"):
