@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import backend, comm
 from .. import functional as F
+from ..data import DistributedSampler
 from ..io import load_checkpoint, save_checkpoint
 from ..nn.parallel import DistributedDataParallel
 from ..optim.lr_scheduler import ReduceLROnPlateau
@@ -77,6 +78,10 @@ class Trainer:
             self.model, self.forward_model = model.module, model
         else:
             self.forward_model = DistributedDataParallel(model) if self.world_size > 1 else model
+        if self.world_size > 1 and self.is_writer and \
+                not isinstance(getattr(train_loader, "sampler", None), DistributedSampler):
+            self.log(f"note: {self.world_size} processes train, but the training loader has no DistributedSampler: "
+                     "every process then sees the same batches (DataLoader(..., sampler=DistributedSampler(data)))")
 
     # ------------------------------------------------------------------ paths
     def _path(self, name):
