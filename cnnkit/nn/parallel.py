@@ -11,8 +11,8 @@ from .module import Module
 
 __all__ = ["DistributedDataParallel"]
 
-# Buckets of 4 MB allreduced ResNet-18 CIFAR's 44.7 MB of gradients faster than one call or 25 MB buckets on
-# two processes sharing memory (bench/distributed.py measures it), as smaller messages stay in cache.
+# Buckets of a few megabytes allreduce a large model's gradients faster than one call or PyTorch's 25 MB
+# buckets between processes sharing memory, as each message stays in cache (bench/distributed.py measures it).
 DEFAULT_BUCKET_CAP_MB = 4
 
 

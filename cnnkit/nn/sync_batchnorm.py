@@ -5,7 +5,6 @@ import numpy as np
 
 from .. import comm
 from ..autograd import Function
-from ..backend import get_array_module
 from .module import Module
 from .normalization import _BatchNorm
 
@@ -35,7 +34,6 @@ class _SyncBatchNormFunction(Function):
     """
 
     def forward(self, x, weight, bias):
-        xp = get_array_module()
         x3 = _per_channel(x)
         local_count = np.array([x3.shape[0] * x3.shape[2]], dtype=np.float64)
         count, sums = _global_sums(local_count, x3.sum(axis=(0, 2), dtype=np.float64))
@@ -45,7 +43,7 @@ class _SyncBatchNormFunction(Function):
                              f"got input of shape {x.shape} on {comm.world_size()} process(es); use a larger batch")
         mean = sums / count
         centered = x3 - mean.astype(x.dtype)[None, :, None]
-        (squares,) = _global_sums(xp.einsum("ncl,ncl->c", centered, centered, dtype=np.float64))
+        (squares,) = _global_sums(np.einsum("ncl,ncl->c", centered, centered, dtype=np.float64))
         var = squares / count
         inv_std = 1.0 / np.sqrt(var + self.eps)
         xhat = centered * inv_std.astype(x.dtype)[None, :, None]
