@@ -79,7 +79,9 @@ class Function:
     Subclasses implement ``forward(*arrays) -> array`` and ``backward(grad) -> grads``
     (one per input, ``None`` where no gradient is needed; ``self.needs_input_grad`` says
     which are). Non-tensor arguments are passed to ``apply`` as keywords and become
-    attributes. Keep only what backward needs on ``self``.
+    attributes. Keep only what backward needs on ``self``. An op with an ``after_backward`` callable
+    attribute has it called once the whole ``backward`` pass has finished (DistributedDataParallel's
+    gradient averaging).
     """
 
     inputs: tuple = ()

@@ -216,6 +216,7 @@ class Tensor:
                 raise ValueError(f"backward: gradient shape {gradient.shape} does not match tensor shape {self.shape}")
         order = _topological_order(self)
         grads = {id(self): gradient}
+        finishers = []  # ops that asked to run once every gradient is in (gradient averaging over processes)
         for node in order:
             grad = grads.pop(id(node), None)
             if grad is None:
@@ -234,6 +235,8 @@ class Tensor:
                 raise RuntimeError("backward: trying to backward through the graph a second time; "
                                    "pass retain_graph=True to the first backward call")
             input_grads = fn.backward(grad)
+            if getattr(fn, "after_backward", None) is not None:
+                finishers.append(fn.after_backward)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
             for parent, parent_grad in zip(fn.inputs, input_grads):
@@ -244,6 +247,8 @@ class Tensor:
             input_grads = parent_grad = None  # the grads dict holds them now: a leaf can take its array (_owned)
             if not retain_graph:
                 node._ctx = FREED
+        for finish in finishers:
+            finish()
         return None
 
     # ------------------------------------------------------------------ arithmetic

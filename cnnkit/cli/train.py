@@ -8,18 +8,21 @@ import os
 import sys
 import time
 
-from .. import backend, data
+import numpy as np
+
+from .. import backend, comm, data, distributed, nn
 from ..io import read_metadata, resolve_checkpoint, write_latest
 from ..models import create, registry
 from ..train import LAST_CHECKPOINT, OPTIMIZERS, SCHEDULES, Trainer, make_optimizer, make_scheduler
 from ..train.pipeline import check_input_size, describe_data, image_side, normalizing_transform
+from ..train.trainer import StoppedCleanly
 
 # Defaults that train LeNet-5 on the built-in shapes set to >= 97% test accuracy in under two minutes on 2 cores,
 # and on 8,000 MNIST digits to about 99% in 10 epochs.
 DEFAULTS = {"model": "lenet5", "dataset": "shapes", "data_dir": None, "train_split": "train", "val_split": "test",
             "epochs": 5, "batch_size": 64, "lr": None, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0,
             "schedule": "cosine", "warmup_epochs": None, "seed": 0, "patience": None, "monitor": "val_loss",
-            "small_input": False, "image_size": None, "options": []}
+            "small_input": False, "image_size": None, "options": [], "sync_bn": False, "workers": 0}
 # Adam-type steps are normalized by the gradient's size, so they need a far smaller rate than SGD's
 DEFAULT_LR = {"sgd": 0.05, "adam": 0.001, "adamw": 0.001, "rmsprop": 0.001}
 
@@ -40,6 +43,10 @@ examples:
       continue an interrupted run exactly where it stopped (Ctrl-C saves the position in the epoch)
   cnnkit train --resume runs/latest --epochs 20
       train a finished run for more epochs (the learning-rate schedule is planned for 20)
+  mpiexec -n 2 cnnkit train --dataset mnist --data-dir ../shared/data/mnist --train-split 'test[:8000]' \
+               --val-split 'test[8000:]' --out runs/mnist-2
+      data-parallel on 2 processes (pip install 'cnnkit[mpi]'): --batch-size is the global batch, split
+      over the processes; --sync-bn makes batch norm use the global batch's statistics
 
 Every run writes to --out (default runs/<model>-<dataset>-<time>, with runs/latest pointing at it):
 metrics.jsonl (one JSON line per epoch), last.safetensors (every epoch) and best.safetensors
@@ -95,6 +102,12 @@ def add_parser(subparsers):
                      help="continue from a checkpoint, run directory or runs/latest; settings not given "
                           "again are taken from the checkpoint")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
+    run.add_argument("--workers", type=int, metavar="K",
+                     help="load training batches in K worker processes (default 0: in the training process); "
+                          "the batches are the same for any K")
+    run.add_argument("--sync-bn", action="store_true", default=None,
+                     help="under mpiexec: batch norm over the global batch (SyncBatchNorm) rather than each "
+                          "process's share")
     parser.set_defaults(func=run_command)
     return parser
 
@@ -120,6 +133,8 @@ def resolve_config(args, saved=None):
         config["lr"] = DEFAULT_LR[config["optimizer"]]
     if config["epochs"] < 1 or config["batch_size"] < 1:
         raise ValueError("--epochs and --batch-size must be at least 1")
+    if config["workers"] < 0:
+        raise ValueError(f"--workers must be 0 or more, got {config['workers']}")
     if config["data_dir"] is not None:
         # absolute, so 'cnnkit eval' and '--resume' find the files from any working directory
         config["data_dir"] = os.path.abspath(os.path.expanduser(config["data_dir"]))
@@ -176,20 +191,20 @@ def train(config, out=None, resume=None, progress=True, log=print, saved_epochs=
     description = describe_data(config["dataset"], config["data_dir"], train_set, image_size=config["image_size"])
     has_val = config["val_split"] not in (None, "", "none")
     val_set = _load_split(config, config["val_split"], transform) if has_val else None
-    batch_size = config["batch_size"]
-    train_loader = data.DataLoader(train_set, batch_size=batch_size, shuffle=True, seed=config["seed"],
-                                   drop_last=len(train_set) > batch_size)  # no 1-image BatchNorm batches
-    val_loader = data.DataLoader(val_set, batch_size=max(batch_size, 256), shuffle=False) if has_val else None
+    train_loader, val_loader = _loaders(config, train_set, val_set)
     model = create(config["model"], num_classes=description["num_classes"],
                    in_channels=description["in_channels"], **_model_options(config, description, log))
+    if config["sync_bn"]:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     check_input_size(model, description, config["model"])
     optimizer = make_optimizer(config["optimizer"], model.parameters(), config["lr"], config["momentum"],
                                config["weight_decay"])
     scheduler = make_scheduler(config["schedule"], optimizer, config["epochs"], config["warmup_epochs"])
     parameters = sum(param.data.size for param in model.parameters())
     val_text = f", validating on '{config['val_split']}' ({len(val_set):,} images)" if has_val else ""
+    processes = f" on {comm.world_size()} processes" if comm.world_size() > 1 else ""
     log(f"training {config['model']} ({parameters:,} parameters) on {config['dataset']} "
-        f"'{config['train_split']}' ({len(train_set):,} images){val_text}; writing {out}")
+        f"'{config['train_split']}' ({len(train_set):,} images){val_text}{processes}; writing {out}")
     replan = resume is not None and saved_epochs not in (None, config["epochs"]) and scheduler is not None
     if replan:
         log(f"note: the {config['schedule']} schedule is planned again for {config['epochs']} epochs "
@@ -202,28 +217,72 @@ def train(config, out=None, resume=None, progress=True, log=print, saved_epochs=
     return trainer
 
 
+def _loaders(config, train_set, val_set):
+    """The training and validation loaders; under mpiexec each process gets its share of every batch and of
+    the validation set (each validation sample is seen by exactly one process)."""
+    batch_size, size, rank = config["batch_size"], comm.world_size(), comm.rank()
+    drop_last = len(train_set) > batch_size  # no 1-image BatchNorm batches
+    workers = {"num_workers": config["workers"], "persistent_workers": config["workers"] > 0}
+    if size == 1:
+        train_loader = data.DataLoader(train_set, batch_size=batch_size, shuffle=True, seed=config["seed"],
+                                       drop_last=drop_last, **workers)
+    else:
+        if batch_size % size:
+            raise ValueError(f"--batch-size {batch_size} is the global batch, split over {size} processes; "
+                             f"make it a multiple of {size} (e.g. {batch_size - batch_size % size or size})")
+        # the same shuffle as one process, dealt out: the global batches match whatever the process count
+        sampler = data.DistributedSampler(train_set, size, rank, shuffle=True, seed=config["seed"],
+                                          drop_last=drop_last)
+        train_loader = data.DataLoader(train_set, batch_size=batch_size // size, sampler=sampler,
+                                       seed=config["seed"], drop_last=drop_last, **workers)
+    if val_set is None:
+        return train_loader, None
+    if size > 1:
+        val_set = data.Subset(val_set, range(rank * len(val_set) // size, (rank + 1) * len(val_set) // size))
+    return train_loader, data.DataLoader(val_set, batch_size=max(batch_size, 256), shuffle=False)
+
+
+def _shared_text(text):
+    """Rank 0's ``text`` in every process (a run directory named after the time differs between processes)."""
+    if comm.world_size() == 1:
+        return text
+    buffer = np.zeros(4096, dtype=np.uint8)
+    encoded = text.encode()[:4096]
+    buffer[:len(encoded)] = np.frombuffer(encoded, dtype=np.uint8)
+    return bytes(comm.broadcast(buffer)).rstrip(b"\0").decode()
+
+
 def run_command(args):
     out = None
+    rank, size = distributed.init() if comm.launched_by_mpi() else (0, 1)
+    log = print if rank == 0 else None
     try:
         resume = resolve_checkpoint(args.resume, prefer="last") if args.resume else None
         saved = read_metadata(resume)["extra"].get("config") if resume else None
         config = resolve_config(args, saved)
-        out = args.out or (os.path.dirname(os.path.abspath(resume)) if resume else _default_out(config))
-        if args.out is None and resume is None:
+        out = args.out or (os.path.dirname(os.path.abspath(resume)) if resume else _shared_text(_default_out(config)))
+        if args.out is None and resume is None and rank == 0:
             os.makedirs(out, exist_ok=True)
             write_latest(out)  # at the start, so a running or interrupted run is found too
-        trainer = train(config, out=out, resume=resume, progress=not args.no_progress,
-                        saved_epochs=(saved or {}).get("epochs"))
+        trainer = train(config, out=out, resume=resume, progress=not args.no_progress and rank == 0,
+                        saved_epochs=(saved or {}).get("epochs"), log=log or (lambda *a, **k: None))
     except KeyboardInterrupt as interrupt:
+        if size > 1 and not isinstance(interrupt, StoppedCleanly):
+            comm.abort(130)  # a second Ctrl-C: the other processes may be waiting in a collective
+        if rank != 0:
+            return 130
         resumable = out is not None and os.path.exists(os.path.join(out, LAST_CHECKPOINT))
         where = f" ({interrupt})" if str(interrupt) else ""
         hint = f"; continue with: cnnkit train --resume {out}" if resumable else " before a checkpoint was written"
         print(f"\ninterrupted{where}{hint}", file=sys.stderr)
         return 130
     except (ValueError, OSError, RuntimeError, FloatingPointError) as error:  # bad flags/files, no data, NaN loss
-        print(f"cnnkit train: error: {error}", file=sys.stderr)
+        print(f"cnnkit train: error{f' on rank {rank}' if size > 1 else ''}: {error}", file=sys.stderr)
+        if size > 1:
+            comm.abort(2)  # the other processes may be waiting for this one in a collective
         return 2
-    _print_summary(trainer)
+    if rank == 0:
+        _print_summary(trainer)
     return 0
 
 

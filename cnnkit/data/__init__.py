@@ -8,9 +8,10 @@ from .idx import parse_idx, read_idx
 from .loader import DataLoader, default_collate
 from .mnist import MNIST, FashionMNIST
 from .random import get_data_rng, use_data_rng
+from .sampler import DistributedSampler
 from .shapes import Shapes, generate_shapes
 
 __all__ = ["Dataset", "Subset", "TensorDataset", "ConcatDataset", "DataLoader", "default_collate", "transforms",
            "Shapes", "generate_shapes", "MNIST", "FashionMNIST", "CIFAR10", "ImageFolder", "read_idx", "parse_idx",
            "load_dataset", "dataset_info", "parse_split", "split_indices", "default_data_root", "DATASET_NAMES",
-           "get_data_rng", "use_data_rng"]
+           "get_data_rng", "use_data_rng", "DistributedSampler"]

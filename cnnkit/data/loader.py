@@ -1,9 +1,10 @@
-"""``DataLoader``: batches, seeded shuffling, a prefetch thread, and exact resume; ``default_collate``.
+"""``DataLoader``: batches, seeded shuffling, a prefetch thread or worker processes, exact resume; ``default_collate``.
 
-Randomness is a pure function of ``(seed, epoch, batch)``: the shuffle order of epoch ``e`` comes from a
-generator seeded with ``(seed, e)``, and random transforms of batch ``b`` draw from one seeded with
-``(seed, e, b)``. So ``state_dict()`` needs only ``{seed, epoch, batch}`` to resume mid-epoch exactly, and the
-prefetch thread never shares a generator with the training loop.
+Randomness is a pure function of ``(seed, epoch, sample index)``: the shuffle order of epoch ``e`` comes from a
+generator seeded with ``(seed, e)``, and random transforms of sample ``i`` draw from one seeded with
+``(seed, e, i)``. So ``state_dict()`` needs only ``{seed, epoch, batch}`` to resume mid-epoch exactly, the
+prefetch thread and worker processes never share a generator with the training loop, and a sample is
+augmented the same way whatever the batch size, the number of workers or the number of training processes.
 """
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Tensor
-from .random import use_data_rng
+from .sampler import shuffled_order
 from .transforms import to_tensor
+from .workers import WorkerPool, load_samples
 
 __all__ = ["DataLoader", "default_collate"]
 
-_ORDER_STREAM, _AUGMENT_STREAM = 0, 1
 _POLL_SECONDS = 0.05
 
 
@@ -77,11 +78,9 @@ def default_collate(batch):
                     "return arrays, numbers, tuples or dicts from the data set, or pass collate_fn")
 
 
-def _load_batch(dataset, collate_fn, indices, seed, epoch, batch):
-    """Fetch and collate one batch with its own augmentation generator (seeded by seed, epoch, batch)."""
-    rng = np.random.default_rng([seed, _AUGMENT_STREAM, epoch, batch])
-    with use_data_rng(rng):
-        return collate_fn([dataset[int(index)] for index in indices])
+def _load_batch(dataset, collate_fn, indices, seed, epoch):
+    """Fetch and collate one batch, each sample with its own augmentation generator (seed, epoch, index)."""
+    return collate_fn(load_samples(dataset, indices, seed, epoch))
 
 
 def _prefetch_worker(load, batches, out_queue, stop):
@@ -117,12 +116,25 @@ class _LoaderIterator:
         order = loader._order(epoch)
         size, dataset, collate, seed = loader.batch_size, loader.dataset, loader.collate_fn, loader.seed
 
+        def indices(batch):
+            return order[batch * size:(batch + 1) * size]
+
         def load(batch):
-            return _load_batch(dataset, collate, order[batch * size:(batch + 1) * size], seed, epoch, batch)
+            return _load_batch(dataset, collate, indices(batch), seed, epoch)
 
         self._load = load
         self._thread = None
-        if loader.prefetch > 0 and start_batch < self._total:
+        self._pool = None
+        if loader.num_workers > 0 and start_batch < self._total:
+            self._pool = loader._worker_pool()
+            loader._passes += 1
+            self._pass = loader._passes
+            ahead = min(self._total, start_batch + loader.num_workers * loader.prefetch_factor)
+            for batch in range(start_batch, ahead):
+                self._pool.submit((self._pass, batch), indices(batch), seed, epoch)
+            self._submitted = ahead
+            self._indices = indices
+        elif loader.prefetch > 0 and start_batch < self._total:
             self._queue = queue.Queue(maxsize=loader.prefetch)
             self._stop = threading.Event()
             # the thread gets only what it needs (not self), so an abandoned iterator can be collected
@@ -140,7 +152,17 @@ class _LoaderIterator:
         if self._next_batch >= self._total:
             self.close()
             raise StopIteration
-        if self._thread is None:
+        if self._pool is not None:
+            if self._submitted < self._total:
+                self._pool.submit((self._pass, self._submitted), self._indices(self._submitted), self._loader.seed,
+                                  self._epoch)
+                self._submitted += 1
+            try:
+                batch = self._pool.take((self._pass, self._next_batch))
+            except BaseException:
+                self.close()
+                raise
+        elif self._thread is None:
             batch = self._load(self._next_batch)
         else:
             kind, batch = self._queue.get()
@@ -158,7 +180,10 @@ class _LoaderIterator:
         return batch
 
     def close(self, join=True):
-        """Stop the prefetch thread (it finishes at most the batch it is loading)."""
+        """Stop the prefetch thread (it finishes at most the batch it is loading) or this pass's worker processes."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            self._loader._release_pool(pool)
         thread, self._thread = self._thread, None
         if thread is None:
             return
@@ -185,14 +210,29 @@ class DataLoader:
     when None, so ``cnnkit.manual_seed`` makes runs reproducible). Each ``iter()`` runs one epoch and advances
     ``epoch``; ``set_epoch(e)`` picks the next one. ``prefetch`` batches are loaded ahead in a background
     thread (0: load in the caller's thread); errors there are re-raised in the caller.
+
+    ``sampler`` (e.g. ``DistributedSampler``) gives the indices instead of ``shuffle``; its ``set_epoch`` is
+    called each epoch. ``num_workers > 0`` loads batches in that many worker processes (``prefetch_factor``
+    batches ahead each), with the same batches in the same order as ``num_workers=0``; ``worker_init_fn(id)``
+    runs first in each worker, and ``persistent_workers`` keeps them between epochs. A worker's exception is
+    raised in the caller with the failing sample's index.
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, collate_fn=None,
-                 prefetch=2):
+                 prefetch=2, *, sampler=None, num_workers=0, worker_init_fn=None, persistent_workers=False,
+                 prefetch_factor=2):
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(prefetch, bool) or not isinstance(prefetch, numbers.Integral) or prefetch < 0:
             raise ValueError(f"DataLoader: prefetch must be an integer >= 0 (0 disables the thread), got {prefetch!r}")
+        for name, value, least in (("num_workers", num_workers, 0), ("prefetch_factor", prefetch_factor, 1)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise ValueError(f"DataLoader: {name} must be an integer >= {least}, got {value!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler and shuffle=True exclude each other; the sampler decides the "
+                             "order (DistributedSampler(..., shuffle=True))")
+        if persistent_workers and num_workers == 0:
+            raise ValueError("DataLoader: persistent_workers=True needs num_workers > 0")
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
             raise TypeError(f"DataLoader: the dataset must define __getitem__ and __len__, "
                             f"got {type(dataset).__name__}")
@@ -202,20 +242,53 @@ class DataLoader:
         self.drop_last = bool(drop_last)
         self.collate_fn = collate_fn if collate_fn is not None else default_collate
         self.prefetch = int(prefetch)
+        self.sampler = sampler
+        self.num_workers, self.prefetch_factor = int(num_workers), int(prefetch_factor)
+        self.worker_init_fn, self.persistent_workers = worker_init_fn, bool(persistent_workers)
+        self._pool, self._passes = None, 0
         self.seed = int(backend.get_rng().integers(2 ** 63)) if seed is None else int(seed)
         self.epoch = 0
         self._start_batch = 0
         self._progress = None  # (epoch, batches handed out) of the pass in progress
 
     def __len__(self):
-        count = len(self.dataset)
+        count = len(self.sampler) if self.sampler is not None else len(self.dataset)
         return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
 
     def _order(self, epoch):
+        if self.sampler is not None:
+            if hasattr(self.sampler, "set_epoch"):
+                self.sampler.set_epoch(epoch)
+            return np.fromiter(iter(self.sampler), dtype=np.int64)
         count = len(self.dataset)
         if not self.shuffle:
             return np.arange(count)
-        return np.random.default_rng([self.seed, _ORDER_STREAM, int(epoch)]).permutation(count)
+        return shuffled_order(self.seed, epoch, count)
+
+    def _worker_pool(self):
+        if self._pool is not None and self._pool.alive():
+            return self._pool
+        self._shutdown_workers()
+        self._pool = WorkerPool(self.dataset, self.collate_fn, self.num_workers, self.worker_init_fn)
+        return self._pool
+
+    def _release_pool(self, pool):
+        if not self.persistent_workers or pool is not self._pool:
+            pool.close()
+            if pool is self._pool:
+                self._pool = None
+
+    def _shutdown_workers(self):
+        """Stop the worker processes kept between epochs (``persistent_workers``)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def __del__(self):
+        try:
+            self._shutdown_workers()
+        except Exception:  # noqa: S110 - interpreter shutdown may have torn down modules
+            pass
 
     def set_epoch(self, epoch):
         """Make the next ``iter()`` run epoch ``epoch`` from its first batch."""
@@ -249,4 +322,5 @@ class DataLoader:
 
     def __repr__(self):
         return (f"DataLoader(dataset={type(self.dataset).__name__}({len(self.dataset)}), batch_size={self.batch_size}, "
-                f"shuffle={self.shuffle}, drop_last={self.drop_last}, prefetch={self.prefetch})")
+                f"shuffle={self.shuffle}, drop_last={self.drop_last}, prefetch={self.prefetch}, "
+                f"num_workers={self.num_workers})")

@@ -1,6 +1,6 @@
-"""The generator random transforms draw from: the DataLoader's per-batch one inside a loader, else the global one.
+"""The generator random transforms draw from: the DataLoader's per-sample one inside a loader, else the global one.
 
-A DataLoader installs a generator seeded from ``(loader seed, epoch, batch)`` around each batch it loads
+A DataLoader installs a generator seeded from ``(loader seed, epoch, sample index)`` around each sample it loads
 (thread-locally, so its prefetch thread never races the model's dropout on the global generator). Outside
 a loader, transforms use ``cnnkit.backend.get_rng()``, which ``cnnkit.manual_seed`` resets.
 """

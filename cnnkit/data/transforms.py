@@ -3,7 +3,7 @@
 Layout rule: uint8 arrays are raw images, ``(H, W)`` or ``(H, W, C)``; floating arrays are ``(C, H, W)``
 (what ``ToTensor`` returns) or ``(H, W)``. Geometric transforms accept both and keep the layout and dtype.
 Random transforms draw from ``generator`` if given, else from ``cnnkit.data.get_data_rng()`` (the
-DataLoader's per-batch generator, or ``cnnkit.backend.get_rng()`` outside a loader).
+DataLoader's per-sample generator, or ``cnnkit.backend.get_rng()`` outside a loader).
 """
 from __future__ import annotations
 

@@ -12,3 +12,5 @@ from .linear import *  # noqa: F403
 from .normalization import *  # noqa: F403
 from .pooling import *  # noqa: F403
 from .blocks import *  # noqa: F403
+from .sync_batchnorm import SyncBatchNorm
+from . import parallel

@@ -9,9 +9,13 @@ import signal
 import threading
 import time
 
-from .. import backend
+import numpy as np
+
+from .. import backend, comm
 from .. import functional as F
+from ..data import DistributedSampler
 from ..io import load_checkpoint, save_checkpoint
+from ..nn.parallel import DistributedDataParallel
 from ..optim.lr_scheduler import ReduceLROnPlateau
 from .evaluate import as_input, as_labels, as_target, evaluate, loader_length, model_dtype
 from .progress import Progress
@@ -19,6 +23,10 @@ from .progress import Progress
 # monitored metric -> True when larger is better
 MONITORS = {"val_loss": False, "val_top1": True, "train_loss": False, "train_top1": True}
 METRICS_FILE, LAST_CHECKPOINT, BEST_CHECKPOINT = "metrics.jsonl", "last.safetensors", "best.safetensors"
+
+
+class StoppedCleanly(KeyboardInterrupt):
+    """Training stopped on request at a step boundary (every process at the same one), after saving."""
 
 
 class Trainer:
@@ -34,7 +42,12 @@ class Trainer:
 
     Ctrl-C (or ``request_stop()``) stops at the end of the current batch: with a loader that has
     ``state_dict`` (``cnnkit.data.DataLoader``) ``last.safetensors`` then records the position inside
-    the epoch, so resuming continues from the next batch; a second Ctrl-C stops at once.
+    the epoch, so resuming continues from the next batch; a second Ctrl-C stops at once. SIGTERM does the same.
+
+    Started as one of several MPI processes (``mpiexec``), each process trains a ``DistributedDataParallel``
+    copy on its loader's share of every batch (a ``DistributedSampler``), losses, accuracies and validation
+    results are summed over processes, a stop request on any process stops all at the same step, and only
+    rank 0 logs and writes files (then every process waits for it).
     """
 
     def __init__(self, model, optimizer, train_loader, val_loader=None, *, epochs=10, scheduler=None,
@@ -60,10 +73,22 @@ class Trainer:
         self.best_top1 = self.best_epoch = self.best_monitor = None
         self.stale_epochs = 0
         self.stopped_early = False
+        self.world_size, self.is_writer = comm.world_size(), comm.rank() == 0
+        if isinstance(model, DistributedDataParallel):  # wrapped by the caller: checkpoints hold the inner model
+            self.model, self.forward_model = model.module, model
+        else:
+            self.forward_model = DistributedDataParallel(model) if self.world_size > 1 else model
+        if self.world_size > 1 and self.is_writer and \
+                not isinstance(getattr(train_loader, "sampler", None), DistributedSampler):
+            self.log(f"note: {self.world_size} processes train, but the training loader has no DistributedSampler: "
+                     "every process then sees the same batches (DataLoader(..., sampler=DistributedSampler(data)))")
 
     # ------------------------------------------------------------------ paths
     def _path(self, name):
         return None if self.out_dir is None else os.path.join(self.out_dir, name)
+
+    def _writes(self):
+        return self.out_dir is not None and self.is_writer
 
     @property
     def last_checkpoint(self):
@@ -119,8 +144,11 @@ class Trainer:
             self.scheduler.step()
 
     def _save(self, path, epoch):
-        extra = {**self.extra, "trainer": self._trainer_state()}
-        save_checkpoint(path, self.model, self.optimizer, self.scheduler, epoch=epoch, extra=extra)
+        """Rank 0 writes the checkpoint (atomically); every process waits until it is complete."""
+        if self.is_writer:
+            extra = {**self.extra, "trainer": self._trainer_state()}
+            save_checkpoint(path, self.model, self.optimizer, self.scheduler, epoch=epoch, extra=extra)
+        comm.barrier()
 
     def _remove_unfinished_writes(self):
         """Delete the temporary files of checkpoint writes that a killed run left behind (never renamed)."""
@@ -137,6 +165,8 @@ class Trainer:
         os.replace(temp_path, path)
 
     def _append_metrics(self, record):
+        if not self.is_writer:
+            return
         with open(self._path(METRICS_FILE), "a", encoding="utf-8") as file:
             file.write(json.dumps(record) + "\n")
 
@@ -147,11 +177,13 @@ class Trainer:
 
     @contextlib.contextmanager
     def _interrupt_handler(self):
-        """Route the first Ctrl-C to ``request_stop``; the second one interrupts at once."""
-        if not self.handle_interrupt or threading.current_thread() is not threading.main_thread() \
-                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-            yield  # someone else handles SIGINT (or it is ignored): leave it alone
+        """Route the first Ctrl-C or SIGTERM to ``request_stop``; a second one interrupts at once."""
+        defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+        if not self.handle_interrupt or threading.current_thread() is not threading.main_thread():
+            yield
             return
+        # signals someone else handles (or ignores) are left alone
+        ours = [number for number, default in defaults.items() if signal.getsignal(number) is default]
 
         def on_interrupt(signum, frame):
             if self.stop_requested:
@@ -159,11 +191,13 @@ class Trainer:
             self.request_stop()
             self.log("\nstopping after this batch (press Ctrl-C again to stop at once)")
 
-        signal.signal(signal.SIGINT, on_interrupt)
+        for number in ours:
+            signal.signal(number, on_interrupt)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for number in ours:
+                signal.signal(number, defaults[number])
 
     def _stop_now(self, epoch, batch, sums):
         """Save where the epoch stopped (when the loader can resume mid-epoch), then raise KeyboardInterrupt."""
@@ -175,20 +209,21 @@ class Trainer:
                              "count": count, "seconds": seconds}
             self._save(self.last_checkpoint, epoch)
             self._partial = None
-            raise KeyboardInterrupt(f"stopped in epoch {epoch + 1} after batch {batch}; "
-                                    f"{self.last_checkpoint} continues from there")
-        raise KeyboardInterrupt(f"stopped in epoch {epoch + 1} after batch {batch}")
+            raise StoppedCleanly(f"stopped in epoch {epoch + 1} after batch {batch}; "
+                                 f"{self.last_checkpoint} continues from there")
+        raise StoppedCleanly(f"stopped in epoch {epoch + 1} after batch {batch}")
 
     # ------------------------------------------------------------------ loop
     def fit(self, resume=None):
         """Run the remaining epochs (all, or those after the ``resume`` checkpoint); return the history."""
         self.stop_requested = False
         start = self._resume(resume) if resume is not None else 0
-        if self.out_dir is not None:
+        if self._writes():
             os.makedirs(self.out_dir, exist_ok=True)
             if resume is not None:
                 self._remove_unfinished_writes()
             self._write_metrics_file()
+        comm.barrier()
         with self._interrupt_handler():
             self._fit_epochs(start)
         return self.history
@@ -210,9 +245,9 @@ class Trainer:
                 self.log(f"early stopping: {self.monitor} has not improved for {self.stale_epochs} epochs "
                          f"(best {self.best_monitor:.4f})")
                 break
-            if self.stop_requested and epoch + 1 < self.epochs:
+            if self._any_stop_requested() and epoch + 1 < self.epochs:
                 self.stop_requested = False
-                raise KeyboardInterrupt(f"stopped after epoch {epoch + 1}; {self.last_checkpoint} continues there")
+                raise StoppedCleanly(f"stopped after epoch {epoch + 1}; {self.last_checkpoint} continues there")
 
     def _run_epoch(self, epoch):
         started = time.perf_counter()
@@ -222,9 +257,7 @@ class Trainer:
         record = {"epoch": epoch + 1, "train_loss": train_loss, "train_top1": train_top1,
                   "val_loss": None, "val_top1": None, "val_top5": None, "lr": lr}
         if self.val_loader is not None:
-            result = evaluate(self.model, self.val_loader, self.num_classes, self.loss_fn, progress=self.progress,
-                              description=f"epoch {epoch + 1}/{self.epochs} val")
-            record.update(val_loss=result["loss"], val_top1=result["top1"], val_top5=result["top5"])
+            record.update(self._validate(epoch))
         if self.scheduler is not None:
             if isinstance(self.scheduler, ReduceLROnPlateau):
                 self.scheduler.step(record["val_loss"] if self.val_loader is not None else train_loss)
@@ -233,6 +266,34 @@ class Trainer:
         seconds = time.perf_counter() - started + earlier_seconds
         record.update(seconds=round(seconds, 3), images_per_second=round(images / max(seconds, 1e-9), 1))
         return record
+
+    def _validate(self, epoch):
+        """Validation loss and accuracies; with several processes each evaluates its shard and the sums are added."""
+        if self.world_size == 1:
+            result = evaluate(self.model, self.val_loader, self.num_classes, self.loss_fn, progress=self.progress,
+                              description=f"epoch {epoch + 1}/{self.epochs} val")
+            return {"val_loss": result["loss"], "val_top1": result["top1"], "val_top5": result["top5"]}
+        sums = np.zeros(4)
+        if loader_length(self.val_loader) != 0:  # a process may get no validation samples when there are few
+            result = evaluate(self.model, self.val_loader, self.num_classes, self.loss_fn, progress=self.progress,
+                              description=f"epoch {epoch + 1}/{self.epochs} val")
+            sums[:] = [result[key] * result["count"] for key in ("loss", "top1", "top5")] + [result["count"]]
+        loss_sum, top1, top5, count = comm.all_reduce(sums)
+        if count == 0:
+            raise ValueError("Trainer: the validation loader yielded no samples on any process")
+        return {"val_loss": loss_sum / count, "val_top1": top1 / count, "val_top5": top5 / count}
+
+    def _any_stop_requested(self):
+        """Whether any process was asked to stop (every process gets the same answer)."""
+        flag = np.array([1.0 if self.stop_requested else 0.0])
+        return bool(comm.all_reduce(flag, op="max")[0])
+
+    def _step_totals(self, loss_value, correct, count):
+        """(loss sum, correct, count, stop) of this step over all processes, in one collective."""
+        if self.world_size == 1:
+            return loss_value * count, correct, count, self.stop_requested
+        totals = comm.all_reduce(np.array([loss_value * count, correct, count, 1.0 if self.stop_requested else 0.0]))
+        return float(totals[0]), int(totals[1]), int(totals[2]), bool(totals[3])
 
     def _train_one_epoch(self, epoch, started):
         partial, self._partial = self._partial, None
@@ -249,26 +310,32 @@ class Trainer:
                        initial=first_step)
         try:
             for step, (images, labels) in enumerate(self.train_loader, start=first_step):
-                logits = self.model(as_input(images, dtype))
+                logits = self.forward_model(as_input(images, dtype))
                 loss = self.loss_fn(logits, as_target(labels))
                 self.optimizer.zero_grad()
                 loss.backward()
                 self.optimizer.step()
+                labels = as_labels(labels)
                 loss_value = float(loss.item())
+                batch_loss, batch_correct, batch_count, stop = self._step_totals(
+                    loss_value, int((logits.data.argmax(axis=1) == labels).sum()), len(labels))
+                if self.world_size > 1:
+                    loss_value = batch_loss / batch_count  # the mean over the global batch
                 if not math.isfinite(loss_value):
                     lr = self.optimizer.param_groups[0]["lr"]
                     raise FloatingPointError(f"the training loss became {loss_value} at epoch {epoch + 1}, step "
                                              f"{step + 1}: the learning rate {lr:g} is probably too high; "
                                              f"try {lr / 10:g}")
-                labels = as_labels(labels)
-                batch_correct = int((logits.data.argmax(axis=1) == labels).sum())
-                loss_sum += loss_value * len(labels)
+                loss_sum += batch_loss
                 correct += batch_correct
-                count += len(labels)
-                bar.update(len(labels), loss_value, batch_correct)
+                count += batch_count
+                bar.update(batch_count, loss_value, batch_correct)
                 if self.step_callback is not None:
                     self.step_callback(self, epoch, step, loss_value)
-                if self.stop_requested and step + 1 < (loader_length(self.train_loader) or math.inf):
+                # with several processes only the stop requests gathered by the step's collective count, so
+                # that all stop at the same step; alone, a request from step_callback counts at once
+                stop = stop or (self.world_size == 1 and self.stop_requested)
+                if stop and step + 1 < (loader_length(self.train_loader) or math.inf):
                     seconds = time.perf_counter() - started + (partial["seconds"] if partial else 0.0)
                     self._stop_now(epoch, step + 1, (loss_sum, correct, count, seconds))
         finally:

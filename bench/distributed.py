@@ -1,0 +1,276 @@
+"""Data-parallel training and the data pipeline: allreduce, step split, 1 -> 2 ranks, DataLoader workers, projection.
+
+    python bench/distributed.py [--repeat 5] [--quick] [--json results.json]
+
+Runs itself under ``mpiexec -n 2`` (the mpich wheel's) for the parts that need two ranks; times are the minimum
+of ``--repeat`` runs (the least noisy estimate on a shared machine). ``--quick`` skips ResNet-50.
+
+Projection beyond this machine (no overlap of communication with backward, as measured here: a non-blocking
+allreduce makes no progress while NumPy computes):
+
+    step(N) = compute + 2 (N - 1) / N * gradient bytes / link bandwidth + 2 (N - 1) * buckets * latency
+    efficiency(N) = compute / step(N)   (throughput per rank against one rank alone)
+
+``compute`` is one rank's forward + backward + SGD step measured here at 32 images per rank on one thread,
+``latency`` half of a measured 8-byte allreduce between two ranks (one ring step), ``buckets`` how many
+4 MB buckets the gradients fill. Ring allreduce sends each byte 2 (N - 1) / N times over each rank's link.
+A model "stops scaling" where its efficiency falls below 90%: beyond that a tenth or more of every added rank
+goes to waiting for the allreduce. Where compute is faster than here (more cores per rank, an accelerator),
+efficiency is compute / (compute + comm) with the same comm column.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import numpy as np  # noqa: E402
+
+import cnnkit  # noqa: E402
+from cnnkit import backend, comm, distributed, optim  # noqa: E402
+from cnnkit.models import create  # noqa: E402
+from cnnkit.nn.parallel import DEFAULT_BUCKET_CAP_MB, DistributedDataParallel  # noqa: E402
+
+ALLREDUCE_BYTES = {"ResNet-18 CIFAR gradients": 44.7e6, "LeNet-5 gradients": 0.25e6}
+BUCKETS_MB = [None, 1, 2, 4, 8, 16, 25]
+PER_RANK_BATCH = 32
+LINKS_GBPS = [10, 100]
+PROJECTED_RANKS = [8, 64]
+MODELS = {  # name: (registry name, options, input shape per image)
+    "LeNet-5": ("lenet5", {"num_classes": 10, "in_channels": 1}, (1, 28, 28)),
+    "ResNet-18 CIFAR": ("resnet18", {"num_classes": 10, "small_input": True}, (3, 32, 32)),
+    "ResNet-50 224": ("resnet50", {"num_classes": 1000}, (3, 224, 224)),
+}
+
+
+def _minimum(function, repeat, between=None):
+    times = []
+    for _ in range(repeat):
+        if between is not None:
+            between()
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def _model_and_batch(name, batch, seed=0):
+    registry_name, options, shape = MODELS[name]
+    cnnkit.manual_seed(seed)
+    model = create(registry_name, **options)
+    rng = np.random.default_rng(seed)
+    images = cnnkit.tensor(rng.standard_normal((batch,) + shape).astype(np.float32))
+    labels = cnnkit.tensor(rng.integers(0, options["num_classes"], batch))
+    return model, images, labels
+
+
+def _step_function(model, images, labels, forward=None):
+    forward = forward or model
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step():
+        loss = cnnkit.functional.cross_entropy(forward(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+# ------------------------------------------------------------------------------------------------ on 2 ranks
+def _allreduce_times(repeat):
+    rows = []
+    for label, nbytes in ALLREDUCE_BYTES.items():
+        flat = np.ones(int(nbytes) // 4, np.float32)
+        for cap in BUCKETS_MB:
+            step = flat.size if cap is None else int(cap * 1e6) // 4
+            if cap is not None and step >= flat.size and rows and rows[-1]["label"] == label:
+                continue  # one bucket holds it all: the same as one call
+
+            def reduce_all(flat=flat, step=step):
+                for start in range(0, flat.size, step):
+                    comm.all_reduce(flat[start:start + step])
+            seconds = _minimum(reduce_all, repeat, between=comm.barrier)
+            rows.append({"label": label, "bytes": flat.nbytes, "bucket_mb": cap, "ms": 1e3 * seconds,
+                         "gb_per_s": flat.nbytes / seconds / 1e9})
+    tiny = np.ones(1, np.float64)
+    latency = _minimum(lambda: comm.all_reduce(tiny), max(repeat, 50), between=comm.barrier)
+    return rows, latency
+
+
+def _step_split(name, repeat):
+    """(compute seconds, communication seconds) of one DDP step at PER_RANK_BATCH images per rank."""
+    model, images, labels = _model_and_batch(name, PER_RANK_BATCH, seed=comm.rank())
+    parallel = DistributedDataParallel(model)
+    whole = _step_function(model, images, labels, forward=parallel)
+    whole()  # warm-up
+    step_seconds = _minimum(whole, repeat, between=comm.barrier)
+    communication = _minimum(parallel._average_gradients, repeat, between=comm.barrier)
+    return step_seconds - communication, communication, step_seconds
+
+
+def run_on_ranks(args):
+    distributed.init()  # one thread per rank on 2 cores
+    repeat = args.repeat
+    allreduce, latency = _allreduce_times(repeat)
+    splits = {name: _step_split(name, repeat) for name in ("LeNet-5", "ResNet-18 CIFAR")}
+    if comm.rank() == 0:
+        print("RESULT " + json.dumps({"allreduce": allreduce, "latency_s": latency, "splits": splits,
+                                      "threads": backend.get_num_threads()}), flush=True)
+
+
+# ------------------------------------------------------------------------------------------------ one process
+def _compute_alone(name, batch, repeat, threads):
+    backend.set_num_threads(threads)
+    model, images, labels = _model_and_batch(name, batch)
+    step = _step_function(model, images, labels)
+    step()
+    return _minimum(step, repeat)
+
+
+def _jpeg_loader_rates(repeat, count=384, side=128, crop=112):
+    from PIL import Image
+
+    from cnnkit.data import DataLoader, ImageFolder, transforms
+
+    root = tempfile.mkdtemp(prefix="cnnkit-bench-jpegs-")
+    try:
+        rng = np.random.default_rng(0)
+        for index in range(count):
+            folder = os.path.join(root, f"class{index % 4}")
+            os.makedirs(folder, exist_ok=True)
+            # smooth gradients plus noise: decodes like a photograph more than pure noise does
+            base = np.linspace(0, 255, side)[None, :, None] * rng.uniform(0.3, 1.0, (1, 1, 3))
+            pixels = np.clip(base + rng.normal(0, 20, (side, side, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(os.path.join(folder, f"{index}.jpg"), quality=90)
+        augment = transforms.Compose([transforms.RandomCrop(crop), transforms.RandomHorizontalFlip(),
+                                      transforms.ToTensor()])
+        dataset = ImageFolder(root, transform=augment)
+        loaders = {workers: DataLoader(dataset, batch_size=32, shuffle=True, seed=1, num_workers=workers,
+                                       persistent_workers=workers > 0, prefetch=0) for workers in (0, 1, 2)}
+        batches = {workers: [images.data.copy() for images, _ in loader]  # warm-up (starts the workers)
+                   for workers, loader in loaders.items()}
+        best, main_cpu = dict.fromkeys(loaders, math.inf), dict.fromkeys(loaders, math.inf)
+        for _ in range(repeat):  # rounds alternate the worker counts, so a slow phase of the machine hits all
+            for workers, loader in loaders.items():
+                started, cpu_started = time.perf_counter(), time.process_time()
+                for _ in loader:
+                    pass
+                best[workers] = min(best[workers], time.perf_counter() - started)
+                main_cpu[workers] = min(main_cpu[workers], time.process_time() - cpu_started)
+        for loader in loaders.values():
+            loader._shutdown_workers()
+        rates = {workers: count / seconds for workers, seconds in best.items()}
+        main_cpu_ms = {workers: 1e3 * seconds / len(loaders[0]) for workers, seconds in main_cpu.items()}
+        identical = all(all(np.array_equal(a, b) for a, b in zip(batches[0], batches[k])) for k in (1, 2))
+        return rates, main_cpu_ms, identical
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _projection(compute, params, latency):
+    rows = []
+    for name, seconds in compute.items():
+        nbytes = 4 * params[name]
+        buckets = max(1, math.ceil(nbytes / (DEFAULT_BUCKET_CAP_MB * 1e6)))
+        for ranks in PROJECTED_RANKS:
+            for gbps in LINKS_GBPS:
+                bandwidth = gbps * 1e9 / 8
+                communication = 2 * (ranks - 1) / ranks * nbytes / bandwidth + 2 * (ranks - 1) * buckets * latency
+                rows.append({"model": name, "ranks": ranks, "gbps": gbps, "compute_ms": 1e3 * seconds,
+                             "comm_ms": 1e3 * communication, "step_ms": 1e3 * (seconds + communication),
+                             "efficiency": seconds / (seconds + communication)})
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement; the minimum is kept")
+    parser.add_argument("--quick", action="store_true", help="skip ResNet-50 224 (its step takes seconds)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--on-ranks", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.on_ranks:
+        return run_on_ranks(args)
+    mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    if mpiexec is None:
+        sys.exit("bench/distributed.py: mpiexec not found; pip install 'cnnkit[mpi]'")
+    print(f"load average before: {os.getloadavg()[0]:.2f} (other jobs on this machine disturb the times)")
+    job = subprocess.run([mpiexec, "-n", "2", sys.executable, os.path.abspath(__file__), "--on-ranks",
+                          "--repeat", str(args.repeat)], capture_output=True, text=True, timeout=1200)
+    lines = [line for line in job.stdout.splitlines() if line.startswith("RESULT ")]
+    if job.returncode != 0 or not lines:
+        sys.exit(f"the 2-rank part failed:\n{job.stdout[-2000:]}\n{job.stderr[-2000:]}")
+    ranks = json.loads(lines[-1][len("RESULT "):])
+
+    print("\nallreduce on 2 ranks (shared memory), float32, min of", args.repeat)
+    print(f"{'message':28s} {'bucket':>8s} {'ms':>8s} {'GB/s':>7s}")
+    for row in ranks["allreduce"]:
+        bucket = "one call" if row["bucket_mb"] is None else f"{row['bucket_mb']} MB"
+        print(f"{row['label']:28s} {bucket:>8s} {row['ms']:8.3f} {row['gb_per_s']:7.2f}")
+    print(f"8-byte allreduce: {1e6 * ranks['latency_s']:.1f} us")
+
+    print(f"\ntraining step on 2 ranks x {PER_RANK_BATCH} images, {ranks['threads']} thread each "
+          f"(DDP, {DEFAULT_BUCKET_CAP_MB} MB buckets)")
+    print(f"{'model':18s} {'step ms':>9s} {'compute':>9s} {'comm':>8s} {'comm %':>7s}")
+    for name, (compute, communication, step) in ranks["splits"].items():
+        print(f"{name:18s} {1e3 * step:9.1f} {1e3 * compute:9.1f} {1e3 * communication:8.2f} "
+              f"{100 * communication / step:6.2f}%")
+
+    print(f"\nscaling 1 -> 2 ranks at {PER_RANK_BATCH} images per rank: one rank on 2 threads against 2 ranks "
+          "on 1 thread each")
+    print(f"{'model':18s} {'1 rank img/s':>13s} {'2 ranks img/s':>14s} {'speed-up':>9s}")
+    for name, (_, _, step) in ranks["splits"].items():
+        alone = _compute_alone(name, PER_RANK_BATCH, args.repeat, threads=2)
+        print(f"{name:18s} {PER_RANK_BATCH / alone:13.0f} {2 * PER_RANK_BATCH / step:14.0f} "
+              f"{alone * 2 / step:8.2f}x")
+
+    rates, main_cpu_ms, identical = _jpeg_loader_rates(args.repeat)
+    print("\nDataLoader decoding JPEGs (128x128, RandomCrop 112 + flip, batch 32); main-process CPU per batch "
+          "bounds the speed-up on a quiet machine")
+    for workers, rate in rates.items():
+        print(f"num_workers={workers}: {rate:7.0f} images/s  ({rate / rates[0]:.2f}x)  main process "
+              f"{main_cpu_ms[workers]:6.2f} ms CPU per batch")
+    print(f"identical batches for num_workers 0, 1, 2: {identical}")
+
+    names = [name for name in MODELS if not (args.quick and name == "ResNet-50 224")]
+    compute, params = {}, {}
+    for name in names:
+        # ResNet-50 at 224 is timed at 4 images and scaled to the per-rank batch (compute is linear in it there)
+        batch = 4 if name == "ResNet-50 224" else PER_RANK_BATCH
+        compute[name] = _compute_alone(name, batch, 1 if batch == 4 else args.repeat, threads=1) \
+            * PER_RANK_BATCH / batch
+        params[name] = sum(p.data.size for p in _model_and_batch(name, 1)[0].parameters())
+    rows = _projection(compute, params, ranks["latency_s"] / 2)
+    print(f"\nprojection: {PER_RANK_BATCH} images per rank, one thread's compute measured here; "
+          "ring allreduce 2(N-1)/N x bytes / bandwidth + 2(N-1) x buckets x latency")
+    print(f"{'model':18s} {'MB':>7s} {'ranks':>5s} {'link':>9s} {'compute ms':>11s} {'comm ms':>9s} "
+          f"{'step ms':>9s} {'efficiency':>10s}")
+    for row in rows:
+        print(f"{row['model']:18s} {4 * params[row['model']] / 1e6:7.1f} {row['ranks']:5d} "
+              f"{row['gbps']:5d} Gb/s {row['compute_ms']:11.1f} {row['comm_ms']:9.1f} {row['step_ms']:9.1f} "
+              f"{100 * row['efficiency']:9.1f}%")
+    for name in names:
+        own = [row for row in rows if row["model"] == name]
+        failing = [row for row in own if row["efficiency"] < 0.9]
+        where = ", ".join(f"{row['ranks']} ranks on {row['gbps']} Gb/s" for row in failing)
+        lowest = min(row["efficiency"] for row in own)
+        print(f"{name}: " + (f"stops scaling (efficiency < 90%) at {where}" if failing
+                             else f"keeps scaling over every case above (lowest efficiency {100 * lowest:.1f}%)"))
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as file:
+            json.dump({"ranks": ranks, "loader_images_per_s": rates, "loader_main_cpu_ms": main_cpu_ms,
+                       "projection": rows}, file, indent=1)
+
+
+if __name__ == "__main__":
+    main()
