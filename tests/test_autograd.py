@@ -1,7 +1,6 @@
 """The autograd engine: gradients of the primitives, graph handling, no_grad, dtypes."""
 import numpy as np
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -43,7 +42,7 @@ def test_primitive_gradcheck(name):
 
 
 @pytest.mark.parametrize("name", sorted(PRIMITIVES))
-def test_primitive_matches_torch(name):
+def test_primitive_matches_torch(name, torch):
     fn, shapes = PRIMITIVES[name]
     arrays = [np.random.default_rng(i).standard_normal(s).astype(np.float32) for i, s in enumerate(shapes)]
     ours = [cnnkit.tensor(a, requires_grad=True) for a in arrays]
@@ -189,7 +188,7 @@ def test_gradcheck_catches_a_wrong_backward():
         gradcheck(lambda a: a * 2, [cnnkit.tensor([1.0], requires_grad=True)])
 
 
-def test_max_with_a_dim_returns_values_and_indices_like_torch():
+def test_max_with_a_dim_returns_values_and_indices_like_torch(torch):
     data = np.random.default_rng(3).standard_normal((4, 5)).astype(np.float32)
     ours, theirs = cnnkit.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
     for keepdim in (False, True):

@@ -7,8 +7,6 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
-import torch
-import torch.nn as tnn
 
 import cnnkit
 from cnnkit import functional as F
@@ -16,6 +14,9 @@ from cnnkit.analysis.shapes_only import shapes_only
 from cnnkit.models import _init as models_init
 from cnnkit.models import create, list_models
 from cnnkit.nn import init as nn_init
+
+torch = pytest.importorskip("torch")
+tnn = torch.nn
 
 
 def _se_resnet_extra(stage_channels):

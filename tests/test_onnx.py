@@ -7,8 +7,6 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-import torch
-import torch.nn as tnn
 from test_models import TORCHVISION_LAYOUTS, _randomise_batch_norm, _skip_init
 
 import cnnkit
@@ -18,6 +16,9 @@ from cnnkit import onnx as cnnkit_onnx
 from cnnkit.cli import main
 from cnnkit.models import create, list_models
 from cnnkit.onnx import OnnxError
+
+torch = pytest.importorskip("torch")
+tnn = torch.nn
 
 # Smallest native sizes (un-padded stems need more than 32 pixels); every other model runs at 32x32.
 SIZES = {"alexnet": 64, "nin": 72, "lenet5": 28}
