@@ -27,6 +27,13 @@ def test_output_size_matches_torch_and_flags_non_integer(size, kernel, stride, p
     assert result.unused_pixels == (exact != math.floor(exact))
 
 
+@pytest.mark.parametrize("stride", [0, -2])
+def test_output_size_rejects_a_stride_below_one(stride):
+    """A ValueError naming the argument, not a ZeroDivisionError from the formula."""
+    with pytest.raises(ValueError, match=f"output_size: stride must be .*positive.*got {stride}"):
+        analysis.output_size(10, 3, stride=stride)
+
+
 def test_textbook_non_integer_case():
     result = analysis.output_size(10, 3, 2)
     assert (result.size, result.exact, result.unused_pixels) == (4, 4.5, True)
