@@ -94,15 +94,14 @@ def _numpy_imports(path):
 @pytest.mark.parametrize("package", ["autograd", "functional", "nn"])
 def test_ops_and_layers_take_the_array_module_from_the_backend(package):
     """Only backend (and the kernels' array code) imports NumPy, so another array module can be switched in."""
-    offenders, pending = [], []
+    offenders = []
     for path in sorted((PACKAGE / package).rglob("*.py")):
         name = str(path.relative_to(PACKAGE.parent))
         lines = list(_numpy_imports(path))
-        if name in NUMPY_IMPORT_PENDING:
-            pending.append(name) if lines else offenders.append(f"{name} (no longer imports numpy: drop it from "
-                                                                 "NUMPY_IMPORT_PENDING)")
-        else:
+        if name not in NUMPY_IMPORT_PENDING:
             offenders += [f"{name}:{line}" for line in lines]
+        elif not lines:
+            offenders.append(f"{name} no longer imports numpy: drop it from NUMPY_IMPORT_PENDING")
     assert not offenders, "use backend.get_array_module(), not numpy directly: " + ", ".join(offenders)
 
 
