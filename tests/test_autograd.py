@@ -229,6 +229,15 @@ def test_leaf_grads_never_alias_each_other_or_the_upstream():
     np.testing.assert_array_equal(b.grad, np.full((2, 3), 2.0))
 
 
+def test_a_leaf_grad_is_never_a_view_and_can_be_zeroed_in_place():
+    """Sum's backward broadcasts (a read-only view) and Reshape's is a view: the leaf gets its own array."""
+    x = cnnkit.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    x.reshape(6).sum().backward()
+    assert x.grad.flags.owndata and x.grad.flags.writeable
+    x.grad[...] = 0  # what zero_grad does
+    np.testing.assert_array_equal(x.grad, np.zeros((2, 3)))
+
+
 def _doubling(fresh, made):
     """A Function y = 2x whose backward appends each gradient it returns to ``made``."""
     from cnnkit.autograd import Function
