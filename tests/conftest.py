@@ -27,3 +27,9 @@ def mnist_dir():
     if not os.path.exists(os.path.join(path, "t10k-images-idx3-ubyte.gz")):
         pytest.skip(f"real MNIST test set not found at {path} (../shared/data/mnist beside the checkout)")
     return path
+
+
+@pytest.fixture
+def torch():
+    """torch, the test oracle; a test that asks for it is skipped where torch is not installed."""
+    return pytest.importorskip("torch")

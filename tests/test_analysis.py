@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 import cnnkit
 import cnnkit.nn as nn
@@ -17,7 +16,7 @@ from cnnkit.cli.main import main
     (10, 3, 2, 0, 1), (224, 7, 2, 3, 1), (224, 3, 1, 1, 1), (32, 5, 1, 0, 1), (13, 3, 2, 1, 2), (7, 7, 1, 0, 1),
     (227, 11, 4, 0, 1), (28, 2, 2, 0, 1),
 ])
-def test_output_size_matches_torch_and_flags_non_integer(size, kernel, stride, padding, dilation):
+def test_output_size_matches_torch_and_flags_non_integer(size, kernel, stride, padding, dilation, torch):
     result = analysis.output_size(size, kernel, stride, padding, dilation)
     x = torch.zeros(1, 1, size, size)
     w = torch.zeros(1, 1, kernel, kernel)
@@ -28,6 +27,13 @@ def test_output_size_matches_torch_and_flags_non_integer(size, kernel, stride, p
     assert result.unused_pixels == (exact != math.floor(exact))
 
 
+@pytest.mark.parametrize("stride", [0, -2])
+def test_output_size_rejects_a_stride_below_one(stride):
+    """A ValueError naming the argument, not a ZeroDivisionError from the formula."""
+    with pytest.raises(ValueError, match=f"output_size: stride must be .*positive.*got {stride}"):
+        analysis.output_size(10, 3, stride=stride)
+
+
 def test_textbook_non_integer_case():
     result = analysis.output_size(10, 3, 2)
     assert (result.size, result.exact, result.unused_pixels) == (4, 4.5, True)
@@ -36,7 +42,7 @@ def test_textbook_non_integer_case():
 
 
 @pytest.mark.parametrize("size, kernel, stride, ceil_mode", [(7, 2, 2, False), (7, 2, 2, True), (8, 3, 2, True)])
-def test_pool_output_size_matches_torch(size, kernel, stride, ceil_mode):
+def test_pool_output_size_matches_torch(size, kernel, stride, ceil_mode, torch):
     expected = torch.nn.functional.max_pool2d(torch.zeros(1, 1, size, size), kernel, stride,
                                               ceil_mode=ceil_mode).shape[-1]
     assert analysis.pool_output_size(size, kernel, stride, ceil_mode=ceil_mode).size == expected

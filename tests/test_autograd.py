@@ -1,7 +1,6 @@
 """The autograd engine: gradients of the primitives, graph handling, no_grad, dtypes."""
 import numpy as np
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -43,7 +42,7 @@ def test_primitive_gradcheck(name):
 
 
 @pytest.mark.parametrize("name", sorted(PRIMITIVES))
-def test_primitive_matches_torch(name):
+def test_primitive_matches_torch(name, torch):
     fn, shapes = PRIMITIVES[name]
     arrays = [np.random.default_rng(i).standard_normal(s).astype(np.float32) for i, s in enumerate(shapes)]
     ours = [cnnkit.tensor(a, requires_grad=True) for a in arrays]
@@ -189,7 +188,7 @@ def test_gradcheck_catches_a_wrong_backward():
         gradcheck(lambda a: a * 2, [cnnkit.tensor([1.0], requires_grad=True)])
 
 
-def test_max_with_a_dim_returns_values_and_indices_like_torch():
+def test_max_with_a_dim_returns_values_and_indices_like_torch(torch):
     data = np.random.default_rng(3).standard_normal((4, 5)).astype(np.float32)
     ours, theirs = cnnkit.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
     for keepdim in (False, True):
@@ -230,13 +229,22 @@ def test_leaf_grads_never_alias_each_other_or_the_upstream():
     np.testing.assert_array_equal(b.grad, np.full((2, 3), 2.0))
 
 
-def test_an_unshared_leaf_grad_is_taken_without_a_copy():
-    """A gradient array that only the backward loop holds becomes .grad itself (no copy of a full-size array)."""
+def test_a_leaf_grad_is_never_a_view_and_can_be_zeroed_in_place():
+    """Sum's backward broadcasts (a read-only view) and Reshape's is a view: the leaf gets its own array."""
+    x = cnnkit.tensor(np.ones((2, 3), np.float32), requires_grad=True)
+    x.reshape(6).sum().backward()
+    assert x.grad.flags.owndata and x.grad.flags.writeable
+    x.grad[...] = 0  # what zero_grad does
+    np.testing.assert_array_equal(x.grad, np.zeros((2, 3)))
+
+
+def _doubling(fresh, made):
+    """A Function y = 2x whose backward appends each gradient it returns to ``made``."""
     from cnnkit.autograd import Function
 
-    made = []
-
     class Double(Function):
+        fresh_grads = fresh
+
         def forward(self, x):
             return x * 2
 
@@ -244,20 +252,59 @@ def test_an_unshared_leaf_grad_is_taken_without_a_copy():
             made.append(grad * 2)
             return (made[-1],)
 
+    return Double
+
+
+def test_a_leaf_takes_a_gradient_without_a_copy_only_when_its_function_declares_it_fresh():
+    """fresh_grads is the Function's promise that nobody else holds the arrays its backward returns."""
+    made = []
     x = cnnkit.tensor(np.ones(5, np.float32), requires_grad=True)
-    Double.apply(x).backward(np.ones(5, np.float32))
-    assert x.grad is not made[0]  # the list still holds it: shared, so copied
+    _doubling(False, made).apply(x).backward(np.ones(5, np.float32))
+    assert x.grad is not made[-1]  # undeclared: the Function may keep the array (it does here), so it is copied
+    made[-1][...] = 0
     np.testing.assert_array_equal(x.grad, np.full(5, 2.0))
 
-    class Fresh(Function):
+    y = cnnkit.tensor(np.ones(5, np.float32), requires_grad=True)
+    _doubling(True, made).apply(y).backward(np.ones(5, np.float32))
+    assert y.grad is made[-1]
+    np.testing.assert_array_equal(y.grad, np.full(5, 2.0))
+
+
+def test_gradients_summed_or_cast_by_backward_are_taken_and_others_are_copied():
+    made = []
+    double = _doubling(False, made)
+    x = cnnkit.tensor(np.ones(3, np.float32), requires_grad=True)
+    (double.apply(x) + double.apply(x)).backward(np.ones(3, np.float32))  # two paths: the loop sums them
+    assert all(x.grad is not array and not np.shares_memory(x.grad, array) for array in made)
+    np.testing.assert_array_equal(x.grad, np.full(3, 4.0))
+
+    # a float64 upstream into a float32 leaf is cast, a new array; the caller's upstream is never taken
+    upstream = np.ones(3, np.float64)
+    leaf = cnnkit.tensor(np.ones(3, np.float32), requires_grad=True)
+    leaf.backward(upstream)
+    assert leaf.grad.dtype == np.float32 and not np.shares_memory(leaf.grad, upstream)
+    same = np.ones(3, np.float32)
+    leaf.grad = None
+    leaf.backward(same)
+    assert leaf.grad is not same and not np.shares_memory(leaf.grad, same)
+
+
+def test_an_undeclared_gradient_is_copied_even_when_nobody_else_holds_it():
+    """Ownership is declared, not guessed from who else refers to the array."""
+    from cnnkit.autograd import Function
+
+    returned = []
+
+    class Triple(Function):
         def forward(self, x):
-            return x * 2
+            return x * 3
 
         def backward(self, grad):
-            made.append(id(result := grad * 2))
+            result = grad * 3
+            returned.append(id(result))  # only the id: the backward loop holds the sole reference
             return (result,)
 
-    y = cnnkit.tensor(np.ones(5, np.float32), requires_grad=True)
-    Fresh.apply(y).backward(np.ones(5, np.float32))
-    assert id(y.grad) == made[-1]
-    np.testing.assert_array_equal(y.grad, np.full(5, 2.0))
+    x = cnnkit.tensor(np.ones(4, np.float32), requires_grad=True)
+    Triple.apply(x).backward(np.ones(4, np.float32))
+    assert id(x.grad) != returned[0]
+    np.testing.assert_array_equal(x.grad, np.full(4, 3.0))

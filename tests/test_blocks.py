@@ -3,7 +3,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 import cnnkit
 from cnnkit import nn
@@ -164,7 +163,7 @@ def test_shuffle_v2_unit_split_and_shuffle_order():
         nn.ShuffleV2Unit(8, 12, stride=1)
 
 
-def _torch_shuffle_v1(unit, x, stride, groups):
+def _torch_shuffle_v1(torch, unit, x, stride, groups):
     """The v1 unit recomputed with torch.nn.functional and torch's channel shuffle, from our weights."""
     functional = torch.nn.functional
 
@@ -186,7 +185,7 @@ def _torch_shuffle_v1(unit, x, stride, groups):
 
 
 @pytest.mark.parametrize("stride", [1, 2])
-def test_shuffle_v1_unit_matches_torch(stride):
+def test_shuffle_v1_unit_matches_torch(stride, torch):
     groups = 3
     out_channels = 48 if stride == 2 else 24
     unit = nn.ShuffleV1Unit(24, out_channels, groups=groups, stride=stride).eval()
@@ -195,7 +194,7 @@ def test_shuffle_v1_unit_matches_torch(stride):
     x = np.random.default_rng(1).standard_normal((2, 24, 6, 6)).astype(np.float32)
     with cnnkit.no_grad():
         got = unit(cnnkit.tensor(x)).numpy()
-    expected = _torch_shuffle_v1(unit, torch.from_numpy(x), stride, groups).numpy()
+    expected = _torch_shuffle_v1(torch, unit, torch.from_numpy(x), stride, groups).numpy()
     assert got.shape == ((2, 48, 3, 3) if stride == 2 else (2, 24, 6, 6))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 

@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import cnnkit
@@ -544,7 +543,7 @@ def test_random_crop_and_flip():
 
 
 @pytest.mark.parametrize("size", [(5, 7), (13, 16), (8, 8)])
-def test_resize_matches_torch_bilinear(size):
+def test_resize_matches_torch_bilinear(size, torch):
     image = np.random.default_rng(2).random((2, 8, 11))
     ours = T.Resize(size)(image)
     theirs = torch.nn.functional.interpolate(torch.from_numpy(image)[None], size=size, mode="bilinear",

@@ -7,8 +7,6 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
-import torch
-import torch.nn as tnn
 
 import cnnkit
 from cnnkit import functional as F
@@ -16,6 +14,9 @@ from cnnkit.analysis.shapes_only import shapes_only
 from cnnkit.models import _init as models_init
 from cnnkit.models import create, list_models
 from cnnkit.nn import init as nn_init
+
+torch = pytest.importorskip("torch")
+tnn = torch.nn
 
 
 def _se_resnet_extra(stage_channels):
@@ -201,6 +202,39 @@ def test_unknown_options_are_rejected():
         create("resnet18", no_such_option=1)
     with pytest.raises(ValueError, match="groups"):
         create("shufflenet_v1", groups=5)
+
+
+def test_create_uses_the_models_own_defaults_unless_given():
+    lenet = create("lenet5")
+    assert sum(p.data.size for p in lenet.parameters()) == 61_706
+    assert lenet.features[0].in_channels == 1 and lenet(cnnkit.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert lenet.model_config == {"num_classes": 10, "in_channels": 1}
+    wide = create("lenet5", num_classes=6, in_channels=3)
+    assert wide.features[0].in_channels == 3 and wide.model_config == {"num_classes": 6, "in_channels": 3}
+    assert create("resnet18").model_config == {"num_classes": 1000, "in_channels": 3}
+
+
+def test_the_models_command_counts_each_model_with_its_own_defaults(capsys):
+    import json
+
+    from cnnkit.cli import main
+
+    assert main(["models", "lenet5", "--params", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["name"] == "lenet5" and row["params"] == 61_706 and row["description"].startswith("LeNet-5")
+    assert main(["models", "lenet5", "--params", "--num-classes", "6", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["params"] == 61_706 - 4 * 85  # 4 fewer outputs of 84 + 1
+
+
+def test_is_model_and_model_entrypoint_read_the_registry():
+    from cnnkit.models import is_model, lenet5, model_entrypoint
+
+    assert is_model("lenet5") and not is_model("lenet6")
+    assert model_entrypoint("lenet5") is lenet5
+    with pytest.raises(ValueError, match="unknown model 'resnet'.*resnet18"):
+        model_entrypoint("resnet")
+    with pytest.raises(ValueError, match="create: unknown model 'lenet6'"):
+        create("lenet6")
 
 
 # ---------------------------------------------------------------------- torchvision layouts in torch.nn

@@ -7,8 +7,6 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-import torch
-import torch.nn as tnn
 from test_models import TORCHVISION_LAYOUTS, _randomise_batch_norm, _skip_init
 
 import cnnkit
@@ -18,6 +16,9 @@ from cnnkit import onnx as cnnkit_onnx
 from cnnkit.cli import main
 from cnnkit.models import create, list_models
 from cnnkit.onnx import OnnxError
+
+torch = pytest.importorskip("torch")
+tnn = torch.nn
 
 # Smallest native sizes (un-padded stems need more than 32 pixels); every other model runs at 32x32.
 SIZES = {"alexnet": 64, "nin": 72, "lenet5": 28}
@@ -76,7 +77,7 @@ ZOO = list_models()
 def test_zoo_model_exports_and_matches_onnxruntime(name, tmp_path, monkeypatch):
     """10-class native variant with random weights: checker passes, onnxruntime = cnnkit at batch 1 and 3."""
     _skip_init(monkeypatch)  # weights are drawn below, directly in float32
-    model = create(name, num_classes=10).eval()
+    model = create(name, num_classes=10, in_channels=3).eval()
     _cheap_random_init(model)
     size = SIZES.get(name, 32)
     path = cnnkit_onnx.export(model, (3, size, size), tmp_path / f"{name}.onnx")
@@ -95,7 +96,7 @@ def test_zoo_model_exports_and_matches_onnxruntime(name, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", ["resnet18", "shufflenet_v2_x0_5", "googlenet", "lenet5"])
 def test_cnnkit_export_loads_back_with_the_same_keys_and_outputs(name, tmp_path):
-    model = create(name, num_classes=10).eval()
+    model = create(name, num_classes=10, in_channels=3).eval()
     _randomise_statistics(model)
     size = SIZES.get(name, 32)
     loaded = cnnkit_onnx.load(cnnkit_onnx.export(model, (3, size, size), tmp_path / "m.onnx"))
@@ -249,7 +250,7 @@ def test_torch_exported_model_fine_tunes_one_step(tmp_path):
 # ---------------------------------------------------------------------------------- damaged and unsupported files
 @pytest.fixture
 def exported(tmp_path):
-    model = create("lenet5", num_classes=4).eval()
+    model = create("lenet5", num_classes=4, in_channels=3).eval()
     return cnnkit_onnx.export(model, (3, 28, 28), tmp_path / "lenet.onnx")
 
 

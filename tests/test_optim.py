@@ -3,11 +3,12 @@ import copy
 
 import numpy as np
 import pytest
-import torch
 
 import cnnkit
 from cnnkit import optim
 from cnnkit.optim import lr_scheduler
+
+torch = pytest.importorskip("torch")
 
 SHAPES = [(3, 4), (5,)]
 

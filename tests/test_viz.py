@@ -5,7 +5,6 @@ import re
 import matplotlib
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageDraw
 
 import cnnkit
@@ -93,7 +92,7 @@ def test_unknown_extension_is_refused(lenet, tmp_path):
 
 
 # ------------------------------------------------------------------ feature maps
-def test_feature_maps_are_the_layer_outputs(lenet):
+def test_feature_maps_are_the_layer_outputs(lenet, torch):
     x = np.random.default_rng(1).random((1, 1, 28, 28)).astype(np.float32)
     layers = feature_maps(lenet, cnnkit.tensor(x))
     assert [(name, maps.shape) for name, _, maps in layers] == list(LENET_LAYERS.items())
@@ -193,7 +192,7 @@ def test_receptive_field_box_equals_gradient_support(unit, rows):
     assert field["support"] == field["box"]
 
 
-def test_receptive_field_matches_torch_gradient_support():
+def test_receptive_field_matches_torch_gradient_support(torch):
     net = _positive_linear_net()
     x = torch.rand(1, 1, 16, 16, requires_grad=True)
     ref = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 5, padding=2), torch.nn.AvgPool2d(2), torch.nn.Conv2d(2, 3, 3))
@@ -258,7 +257,7 @@ def test_receptive_field_leaves_parameter_grads_alone(lenet):
 # ------------------------------------------------------------------ im2col
 @pytest.mark.parametrize("shape, kernel, stride, padding", [((1, 4, 4), 3, 1, 0), ((2, 5, 6), 3, 2, 1),
                                                              ((3, 4, 4), 2, 1, 0)])
-def test_im2col_matrix_matches_torch_unfold(shape, kernel, stride, padding):
+def test_im2col_matrix_matches_torch_unfold(shape, kernel, stride, padding, torch):
     x = np.random.default_rng(0).standard_normal(shape)
     columns, (out_height, out_width) = im2col_matrix(x, kernel, stride, padding)
     expected = torch.nn.functional.unfold(torch.from_numpy(x)[None], kernel, padding=padding, stride=stride)[0]

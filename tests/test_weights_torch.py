@@ -2,14 +2,15 @@
 logits, cnnkit weights load into the torch layout with strict=True, and bad files fail clearly, never run code."""
 import numpy as np
 import pytest
-import safetensors.torch
-import torch
 from test_models import TORCHVISION_LAYOUTS, _randomise_batch_norm, _skip_init
 
 import cnnkit
 from cnnkit import io
 from cnnkit.io import CheckpointError
 from cnnkit.models import create
+
+torch = pytest.importorskip("torch")
+safetensors_torch = pytest.importorskip("safetensors.torch")
 
 ACCEPTANCE_MODELS = ["resnet18", "vgg11_bn", "googlenet", "densenet121", "mobilenet_v2", "shufflenet_v2_x1_0",
                      "alexnet"]
@@ -44,7 +45,7 @@ def _reversed_weights(model):
 def test_torch_weights_file_loads_into_cnnkit_and_back_strictly(name, tmp_path, monkeypatch):
     module, images = _reference(name)
     path = tmp_path / "torch.safetensors"
-    safetensors.torch.save_file(module.state_dict(), str(path))  # what a PyTorch user writes
+    safetensors_torch.save_file(module.state_dict(), str(path))  # what a PyTorch user writes
     _skip_init(monkeypatch)  # the weights come from the file
     model = create(name).eval()
     model.load_state_dict(io.load_state_dict(path), strict=True)  # torchvision keys, num_batches_tracked too
@@ -54,7 +55,7 @@ def test_torch_weights_file_loads_into_cnnkit_and_back_strictly(name, tmp_path, 
     _reversed_weights(model)
     back = tmp_path / "cnnkit.safetensors"
     io.save_weights(model, back)
-    module.load_state_dict(safetensors.torch.load_file(str(back)), strict=True)
+    module.load_state_dict(safetensors_torch.load_file(str(back)), strict=True)
     _logits_agree(module, model, images)
 
 
@@ -89,7 +90,7 @@ def test_mismatched_state_dict_lists_missing_unexpected_and_mis_shaped_keys():
 @pytest.fixture
 def torch_weights(tmp_path):
     path = tmp_path / "small.safetensors"
-    safetensors.torch.save_file(torch.nn.Conv2d(3, 8, 3).state_dict(), str(path))
+    safetensors_torch.save_file(torch.nn.Conv2d(3, 8, 3).state_dict(), str(path))
     return path
 
 

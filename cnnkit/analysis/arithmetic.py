@@ -5,6 +5,7 @@ Everything here is computed from the formulas (never looked up), so the numbers 
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field
 
 from ..functional.arithmetic import leaves_pixels_unused, pair, positive_pair, resolve_padding, window_output_size
@@ -41,6 +42,8 @@ def output_size(size, kernel, stride=1, padding=0, dilation=1, ceil_mode=False):
     """
     pads = (padding, padding) if isinstance(padding, int) else tuple(padding)
     pad_total = pads[0] + pads[1]
+    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
+        raise ValueError(f"output_size: stride must be a positive int (the window's step), got {stride!r}")
     out = window_output_size("output_size", "size", size, kernel, stride, pads, dilation, ceil_mode=ceil_mode)
     effective = dilation * (kernel - 1) + 1
     exact = (size - effective + pad_total) / stride + 1

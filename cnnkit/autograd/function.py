@@ -86,6 +86,9 @@ class Function:
 
     inputs: tuple = ()
     needs_input_grad: tuple = ()
+    # True when backward returns new arrays that it keeps no reference to and that share no memory with each
+    # other or with its upstream gradient: a leaf then takes its gradient as .grad without a copy.
+    fresh_grads: bool = False
 
     def __init__(self, **params):
         self.__dict__.update(params)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numbers
-import sys
 from collections import namedtuple
 
 from .. import backend
@@ -33,31 +32,6 @@ def _as_array(data, dtype=None):
         # Python floats become float32 (as in torch); NumPy arrays keep their dtype.
         array = array.astype(backend.get_default_dtype())
     return array
-
-
-def _owned(grad):
-    """``grad`` itself when nothing else can see it, else a copy: a leaf's .grad must not alias an array that
-    another gradient, a view or the caller's upstream holds (zero_grad writes into .grad in place).
-
-    An array that owns its memory (no base) and has no reference but the backward loop's is unshared;
-    taking it saves a full copy of every leaf gradient (8 MB for the bench's depthwise input).
-    """
-    if getattr(grad, "base", 0) is None and sys.getrefcount(grad) <= _UNSHARED_REFERENCES:
-        return grad
-    return grad.copy()
-
-
-def _references_in_callee(array):  # the same frame shape as _owned's sys.getrefcount(grad)
-    return sys.getrefcount(array)
-
-
-def _count_unshared():
-    """References an unshared array has inside _owned: measured, since interpreters count arguments differently."""
-    probe = backend.get_array_module().empty(0)  # the only reference, as backward's local ``grad``
-    return _references_in_callee(probe)
-
-
-_UNSHARED_REFERENCES = _count_unshared()
 
 
 class Tensor:
@@ -210,10 +184,14 @@ class Tensor:
                 raise RuntimeError(f"backward: grad can be implicitly created only for a single-element "
                                    f"tensor, this one has shape {self.shape}; pass gradient=")
             gradient = xp.ones(self.shape, dtype=self.dtype)
+            owned = {id(self)}
         else:
+            owned = set()  # the caller still holds its gradient
             gradient = _as_array(gradient, dtype=self.dtype)
             if gradient.shape != self.shape:
                 raise ValueError(f"backward: gradient shape {gradient.shape} does not match tensor shape {self.shape}")
+        # grads: each node's pending gradient; owned: the nodes whose pending array no one else holds (made
+        # here, summed here, or declared fresh by a backward), which a leaf takes as its .grad without a copy
         order = _topological_order(self)
         grads = {id(self): gradient}
         finishers = []  # ops that asked to run once every gradient is in (gradient averaging over processes)
@@ -223,12 +201,13 @@ class Tensor:
                 continue
             fn = node._ctx
             if fn is None or node._retains_grad:
+                ours = id(node) in owned
                 if grad.dtype != node.dtype:
-                    grad = grad.astype(node.dtype)
+                    grad, ours = grad.astype(node.dtype), True
                 if node.grad is not None:
                     node.grad = node.grad + grad
                 else:  # a retained non-leaf's grad still goes on to its backward, which may write into it
-                    node.grad = _owned(grad) if fn is None else grad.copy()
+                    node.grad = grad if ours and fn is None else grad.copy()
             if fn is None:
                 continue
             if fn is FREED:
@@ -243,8 +222,13 @@ class Tensor:
                 if parent is None or parent_grad is None or not parent.requires_grad:
                     continue
                 key = id(parent)
-                grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
-            input_grads = parent_grad = None  # the grads dict holds them now: a leaf can take its array (_owned)
+                if key in grads:
+                    grads[key] = grads[key] + parent_grad
+                    owned.add(key)
+                else:
+                    grads[key] = parent_grad
+                    if fn.fresh_grads:
+                        owned.add(key)
             if not retain_graph:
                 node._ctx = FREED
         for finish in finishers:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..models import create, list_models, registry
+from ..models import create, list_models, model_entrypoint
 
 
 def add_parser(subparsers):
@@ -13,15 +13,15 @@ def add_parser(subparsers):
                     "one-line description. --params builds each model to count its parameters (slower).")
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'resnet*' (default all)")
     parser.add_argument("--params", action="store_true", help="build each model and show its parameter count")
-    parser.add_argument("--num-classes", type=int, default=1000, help="classes used with --params (default 1000)")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="classes used with --params (default: each model's own)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
 
 def describe(name):
     """The first line of the model's entry-point docstring."""
-    entry = getattr(registry, "_MODELS", {}).get(name)
-    doc = (getattr(entry, "__doc__", None) or "").strip()
+    doc = (model_entrypoint(name).__doc__ or "").strip()
     return doc.splitlines()[0] if doc else ""
 
 

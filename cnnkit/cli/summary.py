@@ -22,7 +22,8 @@ def add_model_arguments(parser):
     parser.add_argument("model", help="model name (see 'cnnkit models')")
     parser.add_argument("--input", default="3x224x224", metavar="CxHxW",
                         help="input size without the batch, e.g. 3x224x224 or 1x28x28 (default 3x224x224)")
-    parser.add_argument("--num-classes", type=int, default=1000, help="classes of the head (default 1000)")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="classes of the head (default: the model's own)")
     parser.add_argument("--small-input", action="store_true",
                         help="build the model's small-input variant (for 28x28/32x32 images)")
     parser.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import backend, comm, data, distributed, nn
 from ..io import read_metadata, resolve_checkpoint, write_latest
-from ..models import create, registry
+from ..models import create, is_model, model_entrypoint
 from ..train import LAST_CHECKPOINT, OPTIMIZERS, SCHEDULES, Trainer, make_optimizer, make_scheduler
 from ..train.pipeline import check_input_size, describe_data, image_side, normalizing_transform
 from ..train.trainer import StoppedCleanly
@@ -143,8 +143,8 @@ def resolve_config(args, saved=None):
 
 def _model_options(config, description, log):
     options = dict(_parse_option(text) for text in config["options"])
-    entry = registry._MODELS.get(config["model"])
-    accepted = inspect.signature(entry).parameters if entry is not None else {}
+    known = is_model(config["model"])
+    accepted = inspect.signature(model_entrypoint(config["model"])).parameters if known else {}
     if "image_size" in accepted and "image_size" not in options:
         options["image_size"] = image_side(description["image_size"])  # LeNet's classifier depends on it
     if config["small_input"]:

@@ -323,6 +323,8 @@ def correlate_transpose(grad, weight, geo, bias=None):
 class Conv2dFunction(Function):
     """y = correlate(x, W) + b;  dx = correlate_transpose(dy, W);  dW = dy @ cols^T;  db = sum(dy)."""
 
+    fresh_grads = True  # every gradient backward returns is a new array it does not keep
+
     def forward(self, x, weight, bias):
         needs = self.needs_input_grad
         # Backward needs x only for dW (its columns are rebuilt there, see the module docstring) and W
@@ -352,6 +354,8 @@ class Conv2dFunction(Function):
 
 class ConvTranspose2dFunction(Function):
     """The transpose of Conv2dFunction: y = correlate_transpose(x, W) + b;  dx = correlate(dy, W)."""
+
+    fresh_grads = True  # every gradient backward returns is a new array it does not keep
 
     def forward(self, x, weight, bias):
         needs = self.needs_input_grad

@@ -1,5 +1,5 @@
 """The model zoo: every architecture of the CNN canon, registered by name (torchvision's where it has one)."""
-from .registry import create, list_models, register_model
+from .registry import create, is_model, list_models, model_entrypoint, register_model
 from .lenet import lenet5  # noqa: E402,F401
 from .simple import simple_cnn  # noqa: E402,F401
 from .alexnet import alexnet  # noqa: E402,F401
