@@ -17,6 +17,7 @@ _LAZY_SUBPACKAGES = frozenset({
     "analysis",    # shapes, parameters, MACs and receptive fields from the formulas
     "cli",         # the ``cnnkit`` command
     "data",        # data sets, transforms and the DataLoader
+    "distributed", # data-parallel training over MPI (needs the mpi extra for several processes)
     "functional",  # the ops on tensors (torch.nn.functional)
     "io",          # checkpoints, safetensors weights, the torch bridge
     "kernels",     # the fast paths beside the reference ops

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import contextlib
 
-import numpy as np
-
 from .. import comm
 from ..autograd import Function, Tensor
+from ..backend import get_array_module
 from .module import Module
 
 __all__ = ["DistributedDataParallel"]
@@ -54,11 +53,12 @@ class DistributedDataParallel(Module):
 
     def _broadcast_state(self):
         """Copy rank 0's parameters and buffers into every process (they may have been initialized differently)."""
+        xp = get_array_module()
         if self.world_size == 1:
             return
         for value in list(self.module.parameters()) + list(self.module.buffers()):
             if not value.data.flags.c_contiguous or not value.data.flags.writeable:
-                value.data = np.array(value.data, order="C")
+                value.data = xp.array(value.data, order="C")
             comm.broadcast(value.data, root=0)
 
     def forward(self, *args, **kwargs):
@@ -81,9 +81,10 @@ class DistributedDataParallel(Module):
 
     def _average_gradients(self):
         """Sum each bucket's gradients over processes and divide by the world size, in the same order everywhere."""
+        xp = get_array_module()
         for bucket in self._buckets:
             dtype = bucket[0].dtype
-            flat = np.empty(sum(param.data.size for param in bucket), dtype=dtype)
+            flat = xp.empty(sum(param.data.size for param in bucket), dtype=dtype)
             offset = 0
             for param in bucket:
                 size = param.data.size

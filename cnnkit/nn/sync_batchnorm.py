@@ -1,10 +1,9 @@
 """``SyncBatchNorm``: batch normalization whose statistics cover the batch slices of every process."""
 from __future__ import annotations
 
-import numpy as np
-
 from .. import comm
 from ..autograd import Function
+from ..backend import get_array_module
 from .module import Module
 from .normalization import _BatchNorm
 
@@ -18,10 +17,11 @@ def _per_channel(x):
 
 def _global_sums(*vectors):
     """Sum per-channel float64 vectors over all processes in one collective; returns them split again."""
-    joined = np.concatenate([np.atleast_1d(vector).astype(np.float64) for vector in vectors])
+    xp = get_array_module()
+    joined = xp.concatenate([xp.atleast_1d(vector).astype(xp.float64) for vector in vectors])
     comm.all_reduce(joined)
-    sizes = np.cumsum([np.atleast_1d(vector).size for vector in vectors])[:-1]
-    return np.split(joined, sizes)
+    sizes = xp.cumsum([xp.atleast_1d(vector).size for vector in vectors])[:-1]
+    return xp.split(joined, sizes)
 
 
 class _SyncBatchNormFunction(Function):
@@ -34,18 +34,19 @@ class _SyncBatchNormFunction(Function):
     """
 
     def forward(self, x, weight, bias):
+        xp = get_array_module()
         x3 = _per_channel(x)
-        local_count = np.array([x3.shape[0] * x3.shape[2]], dtype=np.float64)
-        count, sums = _global_sums(local_count, x3.sum(axis=(0, 2), dtype=np.float64))
+        local_count = xp.array([x3.shape[0] * x3.shape[2]], dtype=xp.float64)
+        count, sums = _global_sums(local_count, x3.sum(axis=(0, 2), dtype=xp.float64))
         count = float(count[0])
         if count < 2:
             raise ValueError(f"{self.layer}: training needs more than one value per channel over all processes, "
                              f"got input of shape {x.shape} on {comm.world_size()} process(es); use a larger batch")
         mean = sums / count
         centered = x3 - mean.astype(x.dtype)[None, :, None]
-        (squares,) = _global_sums(np.einsum("ncl,ncl->c", centered, centered, dtype=np.float64))
+        (squares,) = _global_sums(xp.einsum("ncl,ncl->c", centered, centered, dtype=xp.float64))
         var = squares / count
-        inv_std = 1.0 / np.sqrt(var + self.eps)
+        inv_std = 1.0 / xp.sqrt(var + self.eps)
         xhat = centered * inv_std.astype(x.dtype)[None, :, None]
         self.stats.update(mean=mean, var=var, count=count)  # the layer updates its running statistics
         out = xhat
@@ -57,14 +58,15 @@ class _SyncBatchNormFunction(Function):
         return out.reshape(x.shape).astype(x.dtype, copy=False)
 
     def backward(self, grad):
+        xp = get_array_module()
         g3 = _per_channel(grad)
         xhat = self.xhat
-        local_sum_dy = g3.sum(axis=(0, 2), dtype=np.float64)
-        local_sum_dy_xhat = np.einsum("ncl,ncl->c", g3, xhat, dtype=np.float64)
+        local_sum_dy = g3.sum(axis=(0, 2), dtype=xp.float64)
+        local_sum_dy_xhat = xp.einsum("ncl,ncl->c", g3, xhat, dtype=xp.float64)
         sum_dy, sum_dy_xhat = _global_sums(local_sum_dy, local_sum_dy_xhat)
         grad_x = None
         if self.needs_input_grad[0]:
-            scale = self.inv_std if self.weight is None else self.inv_std * self.weight.astype(np.float64)
+            scale = self.inv_std if self.weight is None else self.inv_std * self.weight.astype(xp.float64)
             dtype = grad.dtype
             mean_dy = (sum_dy / self.count).astype(dtype)[None, :, None]
             mean_dy_xhat = (sum_dy_xhat / self.count).astype(dtype)[None, :, None]
