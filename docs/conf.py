@@ -23,7 +23,8 @@ author = "the cnnkit authors"
 copyright = "the cnnkit authors, MIT licence"
 release = "0.1.0"
 
-extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.viewcode", "sphinx_exercise"]
+# sphinx-mathjax-offline copies MathJax into the build, so formulas render without a network (and offline here)
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.viewcode", "sphinx_exercise", "sphinx-mathjax-offline"]
 exclude_patterns = ["_build", "_support", "Thumbs.db", ".DS_Store"]
 html_theme = "furo"
 html_title = "cnnkit: the CNN canon on NumPy"

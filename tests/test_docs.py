@@ -38,7 +38,7 @@ def site(tmp_path_factory):
     out = tmp_path_factory.mktemp("docs-html")
     result = sphinx_build(DOCS, out)
     assert result.returncode == 0, f"the docs build failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
-    assert "WARNING" not in result.stderr and "ERROR" not in result.stderr, result.stderr[-6000:]
+    assert ": WARNING:" not in result.stderr and ": ERROR:" not in result.stderr, result.stderr[-6000:]
     return out
 
 
