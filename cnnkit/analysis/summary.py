@@ -338,7 +338,7 @@ def _record(model, x, containers, skip_arithmetic):
 
 def summary(model, input_size=(3, 224, 224), batch_size=1, dtype=None, containers=False, input_data=None,
             run_layers=False):
-    """Run one forward pass on a random (batch_size, *input_size) input and tabulate every layer call.
+    """Run one forward pass on a random ``(batch_size, *input_size)`` input and tabulate every layer call.
 
     Per call: output shape, params (counted at a module's first call), MACs, receptive field and jump
     (following the data flow, the largest over parallel branches), output bytes and whether the window

@@ -22,7 +22,7 @@ def _numerical_gradient(fn, inputs, index, projection, eps):
 
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=0):
-    """Check d(sum(fn(*inputs) * v))/d(input) = central difference (f(x+eps) - f(x-eps)) / 2eps.
+    """Check ``d(sum(fn(*inputs) * v))/d(input)`` = central difference ``(f(x+eps) - f(x-eps)) / 2eps``.
 
     ``inputs`` are float64 tensors; those with ``requires_grad`` are checked. A fixed random
     projection ``v`` makes every output element count. Returns True, or raises (or returns

@@ -65,7 +65,7 @@ def _state_names(model):
 
 
 def build_graph(model, input_size, opset=17):
-    """The ``onnx.ModelProto`` of ``model`` (traced in eval mode) for inputs of shape (batch, *input_size)."""
+    """The ``onnx.ModelProto`` of ``model`` (traced in eval mode) for inputs of shape ``(batch, *input_size)``."""
     onnx = onnx_package()
     input_size = tuple(int(s) for s in input_size)
     was_training = model.training
@@ -140,7 +140,7 @@ def _model_proto(onnx, builder, used, x, output, graph_name):
 
 
 def export(model, input_size, path, opset=17, metadata=None):
-    """Write ``model`` as ONNX to ``path``: input "input" of shape (batch, *input_size), output "output".
+    """Write ``model`` as ONNX to ``path``: input "input" of shape ``(batch, *input_size)``, output "output".
 
     ``metadata``: string key/values stored in the file's ``metadata_props`` (``cnnkit export`` stores the
     training data's description there, so ``cnnkit predict model.onnx`` normalizes and names classes).
