@@ -26,7 +26,7 @@ release = "0.1.0"
 # sphinx-mathjax-offline copies MathJax into the build, so formulas render without a network (and offline here)
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.viewcode", "sphinx_exercise", "sphinx-mathjax-offline"]
 exclude_patterns = ["_build", "_support", "Thumbs.db", ".DS_Store"]
-exclude_patterns.append("reference/api/kernels.md")  # the API page of cnnkit.kernels: delete once the package exists
+
 html_theme = "furo"
 html_title = "cnnkit: the CNN canon on NumPy"
 html_static_path = []
