@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from ..autograd import Tensor, no_grad
+from ..data.image_file import ImageInputError, read_image
 from ..io import load_model, read_metadata, resolve_checkpoint
 from ..onnx import load as load_onnx
 from ..train.pipeline import image_side, normalizing_transform
@@ -48,21 +49,20 @@ def load_image(path, channels, size, invert=False):
 
     ``invert``: True, False or ``"auto"`` (invert when the image's border is mostly light).
     """
+    from PIL import Image, ImageOps
+
     try:
-        from PIL import Image, ImageOps
-    except ImportError:
-        raise ImportError("reading images needs Pillow: pip install Pillow (or 'cnnkit[images]')") from None
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB")
-            if invert == "auto":
-                invert = _border_mean(np.asarray(image)) > 127
-            if invert:
-                image = ImageOps.invert(image)
-            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
-    except OSError as error:
-        raise ValueError(f"cannot read image {path}: {error}") from None
+        image = read_image(path)
+    except ImageInputError as error:
+        raise ValueError(str(error)) from None
+    with image:
+        image = ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB")
+        if invert == "auto":
+            invert = _border_mean(np.asarray(image)) > 127
+        if invert:
+            image = ImageOps.invert(image)
+        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return np.asarray(image, dtype=np.uint8)
 
 
 def _border_mean(pixels):

@@ -93,6 +93,8 @@ def create_app(predictor):
                 payload = json.loads(body)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise BadRequestError(f"the body is not valid JSON ({error})") from None
+            except RecursionError:  # deeply nested arrays or objects
+                raise BadRequestError("the body's JSON is nested too deeply; send {\"image\": \"...\"}") from None
             image = decode_image_field(payload)
             answer = predictor.predict(image)
         except (BadRequestError, ImageInputError) as error:
@@ -107,7 +109,8 @@ def create_app(predictor):
     @app.errorhandler(Exception)
     def unexpected_error(error):
         log.exception("cnnkit.web: unexpected error")
-        return _error(500, f"internal error: {type(error).__name__}: {error}")
+        # The details go to the server's log only: they may name files or objects of this machine.
+        return _error(500, "internal error; the server's log has the details")
 
     return app
 
