@@ -12,6 +12,7 @@ from ..data.image_file import ImageInputError, read_image
 from ..io import load_model, read_metadata, resolve_checkpoint
 from ..onnx import load as load_onnx
 from ..train.pipeline import image_side, normalizing_transform
+from . import numbers
 
 EXAMPLES = """\
 examples:
@@ -34,11 +35,12 @@ def add_parser(subparsers):
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a .safetensors checkpoint, a run directory, runs/latest, or a .onnx model")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    parser.add_argument("--top", type=int, default=5, help="how many classes to show per image (default 5)")
+    parser.add_argument("--top", type=numbers.positive_int, default=5,
+                        help="how many classes to show per image (default 5)")
     parser.add_argument("--invert", choices=("auto", "always", "never"), default="auto",
                         help="invert brightness first; auto (default) inverts light-background images for "
                              "models trained on dark-background data such as MNIST and shapes")
-    parser.add_argument("--image-size", type=int,
+    parser.add_argument("--image-size", type=numbers.image_side,
                         help="input side in pixels, for checkpoints that do not record it")
     parser.set_defaults(func=run_command)
     return parser

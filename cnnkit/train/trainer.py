@@ -12,6 +12,7 @@ import time
 from .. import backend
 from .. import functional as F
 from ..io import load_checkpoint, save_checkpoint
+from ..io.files import remove_stale_temp_files
 from ..optim.lr_scheduler import ReduceLROnPlateau
 from .evaluate import as_input, as_labels, as_target, evaluate, loader_length, model_dtype
 from .progress import Progress
@@ -124,9 +125,8 @@ class Trainer:
 
     def _remove_unfinished_writes(self):
         """Delete the temporary files of checkpoint writes that a killed run left behind (never renamed)."""
-        for name in os.listdir(self.out_dir):
-            if name.endswith(".tmp") and name.startswith((f".{LAST_CHECKPOINT}.", f".{BEST_CHECKPOINT}.")):
-                os.remove(os.path.join(self.out_dir, name))
+        for name in (LAST_CHECKPOINT, BEST_CHECKPOINT):
+            remove_stale_temp_files(self._path(name))
 
     def _write_metrics_file(self):
         """Rewrite metrics.jsonl from the history (after a resume it drops epochs that were redone)."""
@@ -186,8 +186,7 @@ class Trainer:
         start = self._resume(resume) if resume is not None else 0
         if self.out_dir is not None:
             os.makedirs(self.out_dir, exist_ok=True)
-            if resume is not None:
-                self._remove_unfinished_writes()
+            self._remove_unfinished_writes()  # a fresh run in the same folder cleans up after a killed one too
             self._write_metrics_file()
         with self._interrupt_handler():
             self._fit_epochs(start)
