@@ -8,6 +8,7 @@ Pillow's own global limits are left as they are: the checks here run before any 
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 
@@ -44,7 +45,9 @@ def _declared_size(data):
 
 def too_large_message(width, height, max_pixels=MAX_PIXELS):
     """The one line for a picture over the pixel limit."""
-    return f"image too large: {width} x {height} pixels, limit {max_pixels} pixels (e.g. 4096 x 4096)"
+    side = math.isqrt(max_pixels)
+    square = f" ({side} x {side})" if side * side == max_pixels else ""
+    return f"image too large: {width} x {height} pixels, limit {max_pixels} pixels{square}"
 
 
 def _read_bytes(path, max_bytes, name):
