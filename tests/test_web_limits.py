@@ -75,6 +75,8 @@ HOSTILE_IMAGES = {
     "header chunk with a bad CRC": (bad_crc_png, "not an image"),
     "truncated after the header": (lambda: small_png()[:40], "image"),
     "IDAT that is not zlib": (lambda: png_declaring(8, 8, b"not zlib at all"), "damaged"),
+    "EPS, which Pillow would pass to Ghostscript": (lambda: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n",
+                                                    "not an image"),
     "chunk length past the end": (lambda: small_png()[:33] + struct.pack(">I", 0x7FFFFFF0) + b"tEXt" + b"x" * 16,
                                   "image"),
 }
@@ -121,6 +123,9 @@ def test_hostile_images_get_one_clear_400(client, name):
 
 
 NESTED = {
+    "an integer of 5000 digits": b'{"image": 1' + b"0" * 5000 + b"}",
+    "a lone surrogate": b'{"image": "\\ud800"}',
+    "a byte-order mark": b'\xef\xbb\xbf{"image": "x"}',
     "100000 nested lists": b"[" * 100_000 + b"]" * 100_000,
     "100000 nested objects": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
     "nested image field": b'{"image": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
@@ -129,7 +134,7 @@ NESTED = {
 
 
 @pytest.mark.parametrize("name", list(NESTED))
-def test_deeply_nested_json_gets_400(client, name):
+def test_deeply_nested_or_odd_json_gets_400(client, name):
     response = client.post("/api/predict", data=NESTED[name], content_type="application/json")
     assert response.status_code == 400 and response.get_json()["status"] == 400
     assert "0x" not in response.get_json()["error"]

@@ -17,6 +17,8 @@ OBJECT_REPR = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
 MAX_PIXELS = 4096 * 4096        # width x height accepted before decoding (a 16-bit RGBA one is 128 MiB)
 MAX_BYTES = 32 * 1024 * 1024    # encoded size accepted; real photos and drawings are far smaller
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Raster formats decoded by Pillow itself; EPS and PDF-like formats would hand the bytes to Ghostscript.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "TGA", "ICO")
 
 
 class ImageInputError(ValueError):
@@ -77,13 +79,13 @@ def read_image(source, max_pixels=MAX_PIXELS, max_bytes=MAX_BYTES):
     if not data:
         raise ImageInputError(f"image is empty{where}")
     try:
-        image = image_module.open(io.BytesIO(data))
+        image = image_module.open(io.BytesIO(data), formats=FORMATS)
     except image_module.DecompressionBombError:
         size = _declared_size(data)
         message = too_large_message(*size, max_pixels) if size else f"image too large: limit {max_pixels} pixels"
         raise ImageInputError(message + where) from None
     except Exception as error:  # any failure to parse untrusted bytes is the file's fault, not ours
-        raise _failure("not an image Pillow can read", error, where) from None
+        raise _failure(f"not an image in a format read here ({', '.join(FORMATS)})", error, where) from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageInputError(too_large_message(width, height, max_pixels) + where)

@@ -91,7 +91,7 @@ def create_app(predictor):
         try:
             try:
                 payload = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            except (ValueError, UnicodeDecodeError) as error:  # ValueError: also integers too long to convert
                 raise BadRequestError(f"the body is not valid JSON ({error})") from None
             except RecursionError:  # deeply nested arrays or objects
                 raise BadRequestError("the body's JSON is nested too deeply; send {\"image\": \"...\"}") from None
