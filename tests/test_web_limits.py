@@ -231,3 +231,15 @@ def test_error_bodies_of_hostile_requests_on_a_real_server(waitress_server):
         status_line = sock.recv(64)
     assert status_line.split()[1] == b"431", status_line
     assert np.isfinite(_predict(waitress_server.port)[2])
+
+
+def test_running_out_of_memory_is_a_503_without_internals(predictor, monkeypatch):
+    client = create_app(predictor).test_client()
+
+    def exhausted(image, top=5):
+        raise MemoryError("Unable to allocate 64.0 GiB for an array with shape (1, 2, 3)")
+
+    monkeypatch.setattr(predictor, "predict", exhausted)
+    response = client.post("/api/predict", json={"image": drawing()})
+    assert response.status_code == 503 and "out of memory" in response.get_json()["error"]
+    assert "GiB" not in response.get_json()["error"]

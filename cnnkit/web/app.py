@@ -106,6 +106,11 @@ def create_app(predictor):
         messages = {413: f"the request body is larger than {MAX_BODY_BYTES} bytes; send a smaller image"}
         return _error(error.code or 500, messages.get(error.code, error.description))
 
+    @app.errorhandler(MemoryError)
+    def out_of_memory(error):
+        log.warning("cnnkit.web: out of memory while answering a request")
+        return _error(503, "the server ran out of memory for this request; try again or send a smaller image")
+
     @app.errorhandler(Exception)
     def unexpected_error(error):
         log.exception("cnnkit.web: unexpected error")
