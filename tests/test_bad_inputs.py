@@ -210,3 +210,12 @@ def test_ragged_messages_agree_with_torch_on_the_dimension():
         # torch: "expected sequence of length 2 at dim 1 (got 1)"
         expected = str(theirs.value).split("length ")[1]
         assert expected.replace("dim ", "dimension ") in str(ours.value)
+
+
+def test_scheduler_state_cannot_set_arbitrary_attributes():
+    optimizer = optim.SGD(params(), lr=0.1)
+    scheduler = optim.lr_scheduler.StepLR(optimizer, 2)
+    for key in ("optimizer", "get_lr", "T_max"):
+        with pytest.raises(ValueError, match=f"unknown keys {key}"):
+            scheduler.load_state_dict({**scheduler.state_dict(), key: 1})
+    assert scheduler.optimizer is optimizer and callable(scheduler.get_lr)

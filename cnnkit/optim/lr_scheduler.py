@@ -78,7 +78,11 @@ class LRScheduler:
                 for key, value in self.__dict__.items() if key != "optimizer"}
 
     def load_state_dict(self, state_dict):
-        """Restore attributes saved by ``state_dict()``."""
+        """Restore attributes saved by ``state_dict()``; keys this scheduler does not have are refused."""
+        unknown = sorted(map(str, set(state_dict) - set(self.state_dict())))
+        if unknown:  # a file must not set arbitrary attributes (such as the optimizer)
+            raise ValueError(f"{type(self).__name__}.load_state_dict: unknown keys {', '.join(unknown)}; "
+                             "the state was saved from another kind of scheduler")
         self.__dict__.update({key: (list(value) if isinstance(value, (list, tuple)) else value)
                               for key, value in state_dict.items()})
 
