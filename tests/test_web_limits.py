@@ -230,6 +230,11 @@ def test_error_bodies_of_hostile_requests_on_a_real_server(waitress_server):
         sock.sendall(headers)
         status_line = sock.recv(64)
     assert status_line.split()[1] == b"431", status_line
+    # a huge announced body is refused before any of it is read or spooled to disk
+    with socket.create_connection(("127.0.0.1", waitress_server.port), timeout=10) as sock:
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n{")
+        status_line = sock.recv(64)
+    assert status_line.split()[1] == b"413", status_line
     assert np.isfinite(_predict(waitress_server.port)[2])
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import threading
 
+from .app import MAX_BODY_BYTES
+
 DEFAULT_THREADS = 8
 # Connection limits, chosen so that idle or slow clients cannot lock others out. waitress reads requests in
 # one event loop and hands only complete ones to the worker threads, so an idle connection costs a socket,
@@ -12,6 +14,9 @@ CONNECTION_LIMIT = 1000        # open connections at once; past it new ones wait
 IDLE_TIMEOUT_S = 10            # a connection that sends nothing for this long is closed
 CLEANUP_INTERVAL_S = 2         # how often idle connections are looked for
 MAX_HEADER_BYTES = 64 * 1024   # request line and headers
+# Bodies up to this size reach the app, which answers 413 in JSON past MAX_BODY_BYTES; larger ones are cut off
+# by waitress itself, before it spools them to a temporary file.
+MAX_SPOOLED_BODY_BYTES = 4 * MAX_BODY_BYTES
 
 
 def _connection_limit():
@@ -46,7 +51,8 @@ class Server:
                                              connection_limit=_connection_limit(),
                                              channel_timeout=idle_timeout,
                                              cleanup_interval=min(CLEANUP_INTERVAL_S, idle_timeout),
-                                             max_request_header_size=MAX_HEADER_BYTES)
+                                             max_request_header_size=MAX_HEADER_BYTES,
+                                             max_request_body_size=MAX_SPOOLED_BODY_BYTES)
                 self.kind = "waitress"
                 self.host, self.port = self._server.effective_host, int(self._server.effective_port)
         if self.kind is None:
