@@ -69,6 +69,8 @@ def test_files_name_themselves_and_the_byte_limit_is_checked_before_reading(tmp_
         read_image(path, max_bytes=100)
     with pytest.raises(ImageInputError, match="missing.png"):
         read_image(tmp_path / "missing.png")
+    with pytest.raises(ImageInputError, match="cannot read image .*: Is a directory"):
+        read_image(tmp_path)
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_header(30000, 30000))
     with pytest.raises(ImageInputError, match=f"image too large: 30000 x 30000 .*{bomb.name}"):

@@ -55,12 +55,12 @@ def too_large_message(width, height, max_pixels=MAX_PIXELS):
 def _read_bytes(path, max_bytes, name):
     try:
         size = os.path.getsize(path)
-    except OSError as error:
+        if size > max_bytes:
+            raise ImageInputError(f"image too large: {name} is {size} bytes, limit {max_bytes} bytes")
+        with open(path, "rb") as file:
+            return file.read(max_bytes + 1)
+    except OSError as error:  # missing, a folder, no permission
         raise ImageInputError(f"cannot read image {name}: {error.strerror or error}") from None
-    if size > max_bytes:
-        raise ImageInputError(f"image too large: {name} is {size} bytes, limit {max_bytes} bytes")
-    with open(path, "rb") as file:
-        return file.read(max_bytes + 1)
 
 
 def read_image(source, max_pixels=MAX_PIXELS, max_bytes=MAX_BYTES):
