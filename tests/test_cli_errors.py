@@ -1,6 +1,7 @@
 """The command line under user mistakes: range-checked numbers, one line on stderr, a non-zero exit, no traceback."""
 import errno
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -159,3 +160,19 @@ def test_a_failed_checkpoint_write_names_the_path_and_keeps_the_old_file(code, t
     assert str(path) in str(caught.value) and os.strerror(code) in str(caught.value)
     assert caught.value.errno == code
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]
+
+
+def test_train_on_a_full_disk_names_the_file_on_stderr(tmp_path, monkeypatch, capsys):
+    from cnnkit.io import files as io_files
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(io_files.os, "fsync", full)
+    out = tmp_path / "run"
+    code = main(["train", "--epochs", "1", "--out", str(out), "--train-split", "train[:64]", "--val-split", "none",
+                 "--batch-size", "32", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert re.search(f"cannot write {re.escape(str(out))}/(best|last).safetensors: No space left on device", err)
+    assert [name for name in os.listdir(out) if name.endswith(".tmp")] == []

@@ -56,7 +56,7 @@ def write_safetensors(path, arrays, metadata):
     try:
         handle, temp_path = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX)
     except OSError as error:
-        raise _naming(error, path) from None
+        raise naming_path(error, path) from None
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(payload)
@@ -67,7 +67,7 @@ def write_safetensors(path, arrays, metadata):
         if os.path.exists(temp_path):
             os.remove(temp_path)
         if isinstance(error, OSError):
-            raise _naming(error, path) from None
+            raise naming_path(error, path) from None
         raise
     _fsync_directory(directory)
 
@@ -76,8 +76,8 @@ def _temp_prefix(path):
     return f".{os.path.basename(path)}."
 
 
-def _naming(error, path):
-    """The same OSError (a full disk, no permission) with the checkpoint's path in its message."""
+def naming_path(error, path):
+    """The same kind of OSError (a full disk, no permission) with ``path`` in its message."""
     reason = error.strerror or str(error) or type(error).__name__
     return type(error)(error.errno, f"cannot write {path}: {reason}") if error.errno else \
         OSError(f"cannot write {path}: {reason}")

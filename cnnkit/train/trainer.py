@@ -12,7 +12,7 @@ import time
 from .. import backend
 from .. import functional as F
 from ..io import load_checkpoint, save_checkpoint
-from ..io.files import remove_stale_temp_files
+from ..io.files import naming_path, remove_stale_temp_files
 from ..optim.lr_scheduler import ReduceLROnPlateau
 from .evaluate import as_input, as_labels, as_target, evaluate, loader_length, model_dtype
 from .progress import Progress
@@ -132,13 +132,20 @@ class Trainer:
         """Rewrite metrics.jsonl from the history (after a resume it drops epochs that were redone)."""
         path = self._path(METRICS_FILE)
         temp_path = path + ".tmp"
-        with open(temp_path, "w", encoding="utf-8") as file:
-            file.writelines(json.dumps(record) + "\n" for record in self.history)
-        os.replace(temp_path, path)
+        try:
+            with open(temp_path, "w", encoding="utf-8") as file:
+                file.writelines(json.dumps(record) + "\n" for record in self.history)
+            os.replace(temp_path, path)
+        except OSError as error:  # a full disk names the file, as checkpoint writes do
+            raise naming_path(error, path) from None
 
     def _append_metrics(self, record):
-        with open(self._path(METRICS_FILE), "a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
+        path = self._path(METRICS_FILE)
+        try:
+            with open(path, "a", encoding="utf-8") as file:
+                file.write(json.dumps(record) + "\n")
+        except OSError as error:
+            raise naming_path(error, path) from None
 
     # ------------------------------------------------------------------ interruption
     def request_stop(self):
