@@ -6,7 +6,7 @@ import pytest
 
 import cnnkit
 from cnnkit import nn, optim
-from cnnkit.analysis import arithmetic
+from cnnkit.analysis import arithmetic, summary
 from cnnkit.io import CheckpointError, load_checkpoint, save_checkpoint
 from cnnkit.models import create
 
@@ -112,6 +112,10 @@ def test_output_size_rejects_what_conv2d_rejects_with_the_same_words(arguments, 
     (lambda: arithmetic.compare_stacked(10, 7, 1), ValueError, "small must be at least 2"),
     (lambda: arithmetic.compare_grouped(10, 10, 3, 0), ValueError, "groups must be a positive integer"),
     (lambda: arithmetic.receptive_field([(3, 0)]), ValueError, "stride must be positive"),
+    (lambda: arithmetic.receptive_field([(3, 1, 0)], input_size=(-5, 5)), ValueError, "input_size must be positive"),
+    (lambda: summary(create("lenet5", in_channels=1), (1, -28, 28)), ValueError, "input_size entry must be positive"),
+    (lambda: summary(create("lenet5", in_channels=1), (1, 28.5, 28)), TypeError, "input_size must be a tuple"),
+    (lambda: summary(create("lenet5", in_channels=1), (1, 28, 28), 0), ValueError, "batch_size must be a positive"),
 ])
 def test_analysis_helpers_reject_impossible_layers(call, error, words):
     with pytest.raises(error, match=words):

@@ -171,6 +171,8 @@ def receptive_field(layers, input_size=None):
     """
     fields = (AxisField(), AxisField())
     size = None if input_size is None else pair(input_size, "input_size", "receptive_field")
+    if size is not None and min(size) < 1:
+        raise ValueError(f"receptive_field: input_size must be positive, got {input_size!r}")
     rows = []
     for index, layer in enumerate(layers):
         name, kernel, stride, padding, dilation = _layer_spec(layer, index)
