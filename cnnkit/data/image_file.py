@@ -97,8 +97,9 @@ def read_image(source, max_pixels=MAX_PIXELS, max_bytes=MAX_BYTES):
 
 
 def _failure(what, error, where):
-    """The error for a Pillow failure: its class and first line, without a traceback."""
+    """The error for a Pillow failure: the first line of its message, without object addresses."""
     text = OBJECT_REPR.sub("", str(error).splitlines()[0] if str(error) else "")
     if "MAX_TEXT" in text or "text chunks" in text:
         return ImageInputError(f"image too large: a text chunk{where} is over Pillow's text limit")
-    return ImageInputError(f"{what}{where} ({type(error).__name__}: {text[:160]})")
+    # Pillow's words about the bytes help the sender; its exception class is an internal detail
+    return ImageInputError(f"{what}{where} ({text[:160]})" if text else f"{what}{where}")
