@@ -93,6 +93,8 @@ OTHER_MISTAKES = [
     ("viz rf lenet5 --image {folder}/bomb.png", "image too large"),
     ("summary nope", "unknown model"),
     ("summary lenet5 --input 1x0x28", "--input"),
+    ("summary lenet5 --input 1x99999x99999", "4096 pixels a side"),
+    ("export {ckpt} {folder}/out.onnx --input 1x5000x28", "4096 pixels a side"),
     ("rf lenet5 --option image_size=abc", "option image_size"),
     ("train --option image_size=abc", "option image_size"),
     ("train --model nope", "unknown model"),

@@ -5,6 +5,7 @@ import argparse
 import math
 
 MAX_IMAGE_SIDE = 4096       # the image reader's pixel limit is 4096 x 4096
+MAX_CHANNELS = 4096
 MAX_EPOCHS = 1_000_000
 MAX_BATCH = 1_000_000
 

@@ -17,6 +17,9 @@ def parse_input_size(text):
         raise ValueError(f"--input must look like 3x224x224 (C x H x W), got {text!r}") from None
     if len(sizes) != 3 or min(sizes) <= 0:
         raise ValueError(f"--input must look like 3x224x224 (C x H x W), got {text!r}")
+    if max(sizes[1:]) > numbers.MAX_IMAGE_SIDE or sizes[0] > numbers.MAX_CHANNELS:
+        raise ValueError(f"--input {text}: at most {numbers.MAX_CHANNELS} channels and "
+                         f"{numbers.MAX_IMAGE_SIDE} pixels a side")
     return sizes
 
 

@@ -57,7 +57,7 @@ def add_parser(subparsers):
     field.add_argument("--image", help="draw over this image file (default: random pixels)")
     field.add_argument("--size", type=numbers.image_side, help="input side in pixels when no image is given "
                                                 "(default: the model's, 28 for lenet5, else 224)")
-    field.add_argument("--in-channels", type=numbers.int_range(1, 4096),
+    field.add_argument("--in-channels", type=numbers.int_range(1, numbers.MAX_CHANNELS),
                        help="input channels of a model built by name (default 3)")
 
     im2col = kinds.add_parser("im2col", help="how a convolution becomes im2col columns and one GEMM")
