@@ -117,3 +117,21 @@ def test_losses_of_an_empty_batch_match_torch(name, reduction):
     np.testing.assert_array_equal(np.asarray(loss.data), expected.detach().numpy())
     loss.sum().backward()
     assert x.grad.shape == shape
+
+
+def test_reshapes_of_an_empty_batch_follow_torch():
+    x = cnnkit.tensor(np.zeros((0, 3, 2, 2), np.float32))
+    reference = torch.zeros(0, 3, 2, 2)
+    for shape in [(0, 12), (-1, 12), (0, 3, 4), (3, 0, 4)]:
+        assert x.reshape(*shape).shape == tuple(reference.reshape(*shape).shape)
+    assert x.flatten(1).shape == tuple(reference.flatten(1).shape) == (0, 12)
+    # (0, -1) is ambiguous: both refuse it, this one saying how to fix it
+    for shape in [(0, -1), (0, -1, 2)]:
+        with pytest.raises(RuntimeError, match="ambiguous"):
+            reference.reshape(*shape)
+        with pytest.raises(ValueError, match="the -1 could be any size"):
+            x.reshape(*shape)
+    with pytest.raises(ValueError, match="is empty, so it has no maximum"):
+        x.max()
+    values, indices = x.max(1)
+    assert values.shape == tuple(reference.max(1).values.shape) == (0, 2, 2)

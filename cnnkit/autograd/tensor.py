@@ -1,6 +1,7 @@
 """``Tensor``: an array with an optional gradient and the op that produced it."""
 from __future__ import annotations
 
+import math
 import numbers
 import sys
 from collections import namedtuple
@@ -62,6 +63,22 @@ def _nested_list_error(data, error):
     if odd:
         return TypeError(f"tensor: expected numbers, got a {type(odd[0]).__name__} ({odd[0]!r:.40})")
     return ValueError(f"tensor: cannot build a tensor from this data ({error})")
+
+
+def _check_reshape(shape, from_shape):
+    """Raise torch's errors for a target shape that does not fit ``from_shape`` (instead of NumPy's)."""
+    size = math.prod(from_shape)
+    unknown = [index for index, length in enumerate(shape) if length == -1]
+    if len(unknown) > 1 or any(length < -1 for length in shape):
+        raise ValueError(f"reshape: shape {tuple(shape)} is invalid: only one dimension can be -1 and none other "
+                         "negative")
+    known = math.prod(length for length in shape if length != -1)
+    if unknown and known == 0:
+        raise ValueError(f"reshape: cannot reshape a tensor of {size} elements (shape {tuple(from_shape)}) into "
+                         f"{tuple(shape)}: the -1 could be any size; give every dimension explicitly")
+    if (unknown and size % known) or (not unknown and known != size):
+        raise ValueError(f"reshape: shape {tuple(shape)} is invalid for a tensor of {size} elements "
+                         f"(shape {tuple(from_shape)})")
 
 
 def _owned(grad):
@@ -400,6 +417,10 @@ class Tensor:
         return ops.Max.apply(self, axis=dim, keepdims=keepdim, largest=False)
 
     def _extreme(self, dim, keepdim, largest):
+        if dim is None and self.data.size == 0:
+            name = "max" if largest else "min"
+            raise ValueError(f"{name}(): the input of shape {tuple(self.shape)} is empty, so it has no {name}imum; "
+                             f"reduce along a non-empty dimension with {name}(dim=...)")
         if not isinstance(dim, numbers.Integral):
             return ops.Max.apply(self, axis=dim, keepdims=keepdim, largest=largest)
         xp = backend.get_array_module()
@@ -432,6 +453,7 @@ class Tensor:
         shape = _shape_arg(shape)
         if shape == self.shape:
             return self
+        _check_reshape(shape, self.shape)
         return ops.Reshape.apply(self, shape=shape)
 
     view = reshape
