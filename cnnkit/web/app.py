@@ -3,7 +3,9 @@
 ``POST /api/predict`` takes ``{"image": "data:image/png;base64,..."}`` (any image type Pillow reads, or the
 bare base64) and answers ``{"top5": [...], "layers": [...], "input": {...}}`` (see ``Predictor.predict``).
 Bodies over ``MAX_BODY_BYTES`` get 413; a body that is not a JSON object with a string ``image`` holding
-base64 of a picture gets 400. Every error is JSON: ``{"error": "...", "status": code}``.
+base64 of a picture gets 400, and so does a picture past the image reader's limits (a decompression bomb, a
+huge declared size or text chunk, a damaged file). Every error is JSON: ``{"error": "...", "status": code}``;
+a server-side failure says so without details (they go to the log).
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Serving the app: waitress (a production WSGI server, threaded) when installed, else Werkzeug's threaded server."""
 from __future__ import annotations
 
+import select
 import threading
 
 from .app import MAX_BODY_BYTES
@@ -33,7 +34,10 @@ def _connection_limit():
 
 
 class Server:
-    """A bound WSGI server: ``url``, ``serve_forever()``, and ``start()``/``stop()`` to run it in a thread."""
+    """A bound WSGI server: ``url``, ``serve_forever()``, and ``start()``/``stop()`` to run it in a thread.
+
+    ``idle_timeout``: seconds (an int) after which a connection that sends nothing is closed.
+    """
 
     def __init__(self, app, host="127.0.0.1", port=8000, threads=DEFAULT_THREADS, prefer_waitress=True,
                  idle_timeout=IDLE_TIMEOUT_S):
@@ -45,9 +49,9 @@ class Server:
             except ImportError:
                 create_server = None
             if create_server is not None:
-                # poll() instead of select(): select cannot watch file descriptors past 1024
+                # poll() where there is one: select() cannot watch file descriptors past 1024
                 self._server = create_server(app, host=host, port=port, threads=threads, ident="cnnkit",
-                                             asyncore_loop_timeout=0.5, asyncore_use_poll=True,
+                                             asyncore_loop_timeout=0.5, asyncore_use_poll=hasattr(select, "poll"),
                                              connection_limit=_connection_limit(),
                                              channel_timeout=idle_timeout,
                                              cleanup_interval=min(CLEANUP_INTERVAL_S, idle_timeout),
