@@ -483,7 +483,7 @@ def test_cli_models_summary_rf(capsys):
     assert main(["rf", "resnet18", "--input", "3x32x32", "--small-input"]) == 0
     assert "layer4.1.conv2" in capsys.readouterr().out
     assert main(["summary", "resnet18", "--input", "3x32"]) == 2
-    assert "--input" in capsys.readouterr().out
+    assert "--input" in capsys.readouterr().err  # errors go to stderr
 
 
 def test_cli_summary_resnet18_at_224(capsys):

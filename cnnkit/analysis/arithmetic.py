@@ -16,6 +16,28 @@ __all__ = ["OutputSize", "output_size", "pool_output_size", "FieldRow", "Recepti
            "compare_separable", "compare_grouped"]
 
 
+# ---------------------------------------------------------------------------------------------- checks
+def _checked_int(value, name, layer, minimum=1):
+    """``value`` as an int of at least ``minimum``, with the messages the conv and pooling layers give."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{layer}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        kind = "positive" if minimum == 1 else "non-negative" if minimum == 0 else f"at least {minimum}"
+        raise ValueError(f"{layer}: {name} must be {kind}, got {value!r}")
+    return int(value)
+
+
+def _checked_padding(padding, layer):
+    """Per-side padding (before, after) from an int or a pair, both non-negative."""
+    pads = (padding, padding) if isinstance(padding, numbers.Integral) and not isinstance(padding, bool) else padding
+    if not isinstance(pads, (tuple, list)) or len(pads) != 2 or any(
+            isinstance(p, bool) or not isinstance(p, numbers.Integral) for p in pads):
+        raise TypeError(f"{layer}: padding must be an int or a pair (before, after) of ints, got {padding!r}")
+    if min(pads) < 0:
+        raise ValueError(f"{layer}: padding must be non-negative, got {padding!r}")
+    return int(pads[0]), int(pads[1])
+
+
 # ---------------------------------------------------------------------------------------------- output size
 @dataclass(frozen=True)
 class OutputSize:
@@ -40,7 +62,11 @@ def output_size(size, kernel, stride=1, padding=0, dilation=1, ceil_mode=False):
     ``padding`` is per side (int) or (before, after). The result also says whether (W - F_eff + P_total)/S + 1
     is an integer; when it is not, the window never reaches the last pixels (W=10, F=3, S=2: 4.5 -> 4).
     """
-    pads = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    size = _checked_int(size, "size", "output_size", minimum=0)
+    kernel = _checked_int(kernel, "kernel", "output_size")
+    stride = _checked_int(stride, "stride", "output_size")
+    dilation = _checked_int(dilation, "dilation", "output_size")
+    pads = _checked_padding(padding, "output_size")
     pad_total = pads[0] + pads[1]
     if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
         raise ValueError(f"output_size: stride must be a positive int (the window's step), got {stride!r}")
@@ -147,6 +173,8 @@ def receptive_field(layers, input_size=None):
     """
     fields = (AxisField(), AxisField())
     size = None if input_size is None else pair(input_size, "input_size", "receptive_field")
+    if size is not None and min(size) < 1:
+        raise ValueError(f"receptive_field: input_size must be positive, got {input_size!r}")
     rows = []
     for index, layer in enumerate(layers):
         name, kernel, stride, padding, dilation = _layer_spec(layer, index)
@@ -171,6 +199,10 @@ def receptive_field(layers, input_size=None):
 def conv_params(in_channels, out_channels, kernel_size, groups=1, bias=True):
     """Parameters of a conv: C_out * (C_in/groups) * kh * kw (+ C_out biases)."""
     kh, kw = positive_pair(kernel_size, "kernel_size", "conv_params")
+    in_channels = _checked_int(in_channels, "in_channels", "conv_params")
+    out_channels = _checked_int(out_channels, "out_channels", "conv_params")
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
+        raise ValueError(f"conv_params: groups must be a positive integer, got {groups!r}")
     if in_channels % groups or out_channels % groups:
         raise ValueError(f"conv_params: in_channels={in_channels} and out_channels={out_channels} must both be "
                          f"divisible by groups={groups}")
@@ -180,6 +212,8 @@ def conv_params(in_channels, out_channels, kernel_size, groups=1, bias=True):
 def conv_macs(in_channels, out_channels, kernel_size, output_size=(1, 1), groups=1):
     """Multiply-accumulates of a conv: C_out * H_out * W_out * (C_in/groups) * kh * kw (per image, bias excluded)."""
     out_h, out_w = pair(output_size, "output_size", "conv_macs")
+    if min(out_h, out_w) < 0:
+        raise ValueError(f"conv_macs: output_size must be non-negative, got {output_size!r}")
     return conv_params(in_channels, out_channels, kernel_size, groups, bias=False) * out_h * out_w
 
 
@@ -242,6 +276,9 @@ def compare_stacked(channels, large=7, small=3, bias=False, spatial=(1, 1)):
 
     Weights: C^2 * k^2 vs n * C^2 * s^2 (C=10: 7x7 gives 4,900, three 3x3 give 2,700).
     """
+    channels = _checked_int(channels, "channels", "compare_stacked")
+    small = _checked_int(small, "small", "compare_stacked", minimum=2)
+    large = _checked_int(large, "large", "compare_stacked", minimum=small)
     if (large - 1) % (small - 1):
         raise ValueError(f"compare_stacked: (large - 1) = {large - 1} must be a multiple of (small - 1) = {small - 1} "
                          "for the stack to reach the same receptive field")

@@ -7,6 +7,7 @@ graph to the nearest known tensors and the largest field over the branches is ta
 """
 from __future__ import annotations
 
+import numbers
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -336,6 +337,20 @@ def _record(model, x, containers, skip_arithmetic):
     return recorder
 
 
+def _checked_sizes(input_size, batch_size):
+    """``input_size`` as a tuple of positive ints (and a positive ``batch_size``), else a clear error."""
+    sizes = (input_size,) if isinstance(input_size, numbers.Integral) else input_size
+    if not isinstance(sizes, (tuple, list)) or not sizes or not all(
+            isinstance(size, numbers.Integral) and not isinstance(size, bool) for size in sizes):
+        raise TypeError(f"summary: input_size must be a tuple of ints without the batch, such as (3, 224, 224), "
+                        f"got {input_size!r}")
+    if min(sizes) < 1:
+        raise ValueError(f"summary: every input_size entry must be positive, got {tuple(sizes)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"summary: batch_size must be a positive int, got {batch_size!r}")
+    return tuple(int(size) for size in sizes)
+
+
 def summary(model, input_size=(3, 224, 224), batch_size=1, dtype=None, containers=False, input_data=None,
             run_layers=False):
     """Run one forward pass on a random ``(batch_size, *input_size)`` input and tabulate every layer call.
@@ -352,6 +367,7 @@ def summary(model, input_size=(3, 224, 224), batch_size=1, dtype=None, container
         first = next(iter(model.parameters()), None)
         dtype = first.dtype if first is not None else get_default_dtype()
     if input_data is None:
+        input_size = _checked_sizes(input_size, batch_size)
         values = np.random.default_rng(0).standard_normal((batch_size, *input_size)).astype(dtype)
     else:
         values = input_data.data if isinstance(input_data, Tensor) else np.asarray(input_data)

@@ -1,6 +1,7 @@
 """``Tensor``: an array with an optional gradient and the op that produced it."""
 from __future__ import annotations
 
+import math
 import numbers
 from collections import namedtuple
 
@@ -24,14 +25,59 @@ def _as_array(data, dtype=None):
     xp = backend.get_array_module()
     if isinstance(data, Tensor):
         data = data.data
-    if dtype is not None:
-        return xp.asarray(data, dtype=dtype)
     is_array = isinstance(data, xp.ndarray) or hasattr(data, "__array_interface__")
-    array = xp.asarray(data)
+    try:
+        array = xp.asarray(data, dtype=dtype)
+    except (ValueError, TypeError) as error:
+        if isinstance(data, (list, tuple)):
+            raise _nested_list_error(data, error) from None
+        raise
+    if dtype is not None:
+        return array
+    if not is_array and isinstance(data, (list, tuple)) and array.dtype.kind not in "biufc":
+        raise _nested_list_error(data, None)
     if not is_array and array.dtype.kind == "f":
         # Python floats become float32 (as in torch); NumPy arrays keep their dtype.
         array = array.astype(backend.get_default_dtype())
     return array
+
+
+def _nested_list_error(data, error):
+    """The error for nested lists that are not a box of numbers, naming the ragged dimension as torch does."""
+    level = [data]
+    for dim in range(64):
+        sequences = [item for item in level if isinstance(item, (list, tuple))]
+        if not sequences:
+            break
+        if len(sequences) != len(level):
+            return ValueError(f"tensor: ragged nested list: dimension {dim} mixes sequences and scalars; every "
+                              "entry at one depth must be a list of the same length")
+        lengths = {len(item) for item in sequences}
+        if len(lengths) > 1:
+            first, other = len(sequences[0]), next(len(item) for item in sequences if len(item) != len(sequences[0]))
+            return ValueError(f"tensor: ragged nested list: expected a sequence of length {first} at dimension "
+                              f"{dim} (got {other}); every list at one depth must have the same length")
+        level = [item for sequence in sequences for item in sequence]
+    odd = [item for item in level if not isinstance(item, (int, float, complex, bool)) and not hasattr(item, "dtype")]
+    if odd:
+        return TypeError(f"tensor: expected numbers, got a {type(odd[0]).__name__} ({odd[0]!r:.40})")
+    return ValueError(f"tensor: cannot build a tensor from this data ({error})")
+
+
+def _check_reshape(shape, from_shape):
+    """Raise torch's errors for a target shape that does not fit ``from_shape`` (instead of NumPy's)."""
+    size = math.prod(from_shape)
+    unknown = [index for index, length in enumerate(shape) if length == -1]
+    if len(unknown) > 1 or any(length < -1 for length in shape):
+        raise ValueError(f"reshape: shape {tuple(shape)} is invalid: only one dimension can be -1 and none other "
+                         "negative")
+    known = math.prod(length for length in shape if length != -1)
+    if unknown and known == 0:
+        raise ValueError(f"reshape: cannot reshape a tensor of {size} elements (shape {tuple(from_shape)}) into "
+                         f"{tuple(shape)}: the -1 could be any size; give every dimension explicitly")
+    if (unknown and size % known) or (not unknown and known != size):
+        raise ValueError(f"reshape: shape {tuple(shape)} is invalid for a tensor of {size} elements "
+                         f"(shape {tuple(from_shape)})")
 
 
 class Tensor:
@@ -360,6 +406,10 @@ class Tensor:
         return ops.Max.apply(self, axis=dim, keepdims=keepdim, largest=False)
 
     def _extreme(self, dim, keepdim, largest):
+        if dim is None and self.data.size == 0:
+            name = "max" if largest else "min"
+            raise ValueError(f"{name}(): the input of shape {tuple(self.shape)} is empty, so it has no {name}imum; "
+                             f"reduce along a non-empty dimension with {name}(dim=...)")
         if not isinstance(dim, numbers.Integral):
             return ops.Max.apply(self, axis=dim, keepdims=keepdim, largest=largest)
         xp = backend.get_array_module()
@@ -392,6 +442,7 @@ class Tensor:
         shape = _shape_arg(shape)
         if shape == self.shape:
             return self
+        _check_reshape(shape, self.shape)
         return ops.Reshape.apply(self, shape=shape)
 
     view = reshape

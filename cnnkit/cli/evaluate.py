@@ -8,6 +8,7 @@ from .. import data
 from ..io import load_model, read_metadata, resolve_checkpoint
 from ..train import evaluate, format_confusion_matrix
 from ..train.pipeline import describe_data, normalizing_transform
+from . import numbers
 
 MAX_TABLE_CLASSES = 20
 
@@ -32,7 +33,8 @@ def add_parser(subparsers):
     parser.add_argument("--data-dir", help="where the data set's files are")
     parser.add_argument("--split", help="split to evaluate, e.g. test or 'test[8000:]' "
                                         "(default: the training run's validation split)")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    parser.add_argument("--batch-size", type=numbers.batch_size, default=256,
+                        help="images per forward pass (default 256)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_command)
     return parser

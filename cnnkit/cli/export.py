@@ -7,6 +7,7 @@ import sys
 
 from ..io import resolve_checkpoint
 from ..onnx import export
+from . import numbers
 from .predict import load_checkpoint_model
 from .summary import parse_input_size
 
@@ -29,7 +30,7 @@ def add_parser(subparsers):
     parser.add_argument("output", help="the .onnx file to write")
     parser.add_argument("--input", metavar="CxHxW",
                         help="input size without the batch (default: the size the checkpoint was trained on)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
+    parser.add_argument("--opset", type=numbers.int_range(7, 25), default=17, help="ONNX opset version (default 17)")
     parser.set_defaults(func=run_command)
     return parser
 

@@ -29,7 +29,22 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, MemoryError) as error:
+        # a user's mistake that a command did not catch itself: one line on stderr, never a traceback
+        print(f"cnnkit {args.command}: error: {describe_error(error)}", file=sys.stderr)
+        return 2
+
+
+def describe_error(error):
+    """One line for an error; a MemoryError (often without a message) says what ran out."""
+    if isinstance(error, MemoryError):
+        return f"out of memory{f' ({error})' if str(error) else ''}; use smaller inputs or a smaller batch"
+    return str(error) or type(error).__name__
 
 
 if __name__ == "__main__":

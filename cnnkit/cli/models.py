@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from ..models import create, list_models, model_entrypoint
+from . import numbers
 
 
 def add_parser(subparsers):
@@ -13,7 +14,7 @@ def add_parser(subparsers):
                     "one-line description. --params builds each model to count its parameters (slower).")
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'resnet*' (default all)")
     parser.add_argument("--params", action="store_true", help="build each model and show its parameter count")
-    parser.add_argument("--num-classes", type=int, default=None,
+    parser.add_argument("--num-classes", type=numbers.positive_int, default=None,
                         help="classes used with --params (default: each model's own)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)

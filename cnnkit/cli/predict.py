@@ -8,9 +8,11 @@ import sys
 import numpy as np
 
 from ..autograd import Tensor, no_grad
+from ..data.image_file import ImageInputError, read_image
 from ..io import load_model, read_metadata, resolve_checkpoint
 from ..onnx import load as load_onnx
 from ..train.pipeline import image_side, normalizing_transform
+from . import numbers
 
 EXAMPLES = """\
 examples:
@@ -33,11 +35,12 @@ def add_parser(subparsers):
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a .safetensors checkpoint, a run directory, runs/latest, or a .onnx model")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    parser.add_argument("--top", type=int, default=5, help="how many classes to show per image (default 5)")
+    parser.add_argument("--top", type=numbers.positive_int, default=5,
+                        help="how many classes to show per image (default 5)")
     parser.add_argument("--invert", choices=("auto", "always", "never"), default="auto",
                         help="invert brightness first; auto (default) inverts light-background images for "
                              "models trained on dark-background data such as MNIST and shapes")
-    parser.add_argument("--image-size", type=int,
+    parser.add_argument("--image-size", type=numbers.image_side,
                         help="input side in pixels, for checkpoints that do not record it")
     parser.set_defaults(func=run_command)
     return parser
@@ -48,21 +51,20 @@ def load_image(path, channels, size, invert=False):
 
     ``invert``: True, False or ``"auto"`` (invert when the image's border is mostly light).
     """
+    from PIL import Image, ImageOps
+
     try:
-        from PIL import Image, ImageOps
-    except ImportError:
-        raise ImportError("reading images needs Pillow: pip install Pillow (or 'cnnkit[images]')") from None
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB")
-            if invert == "auto":
-                invert = _border_mean(np.asarray(image)) > 127
-            if invert:
-                image = ImageOps.invert(image)
-            image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
-    except OSError as error:
-        raise ValueError(f"cannot read image {path}: {error}") from None
+        image = read_image(path)
+    except ImageInputError as error:
+        raise ValueError(str(error)) from None
+    with image:
+        image = ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB")
+        if invert == "auto":
+            invert = _border_mean(np.asarray(image)) > 127
+        if invert:
+            image = ImageOps.invert(image)
+        image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        return np.asarray(image, dtype=np.uint8)
 
 
 def _border_mean(pixels):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from ..analysis import summary
 from .summary import add_model_arguments, build_model, parse_input_size
@@ -48,7 +49,7 @@ def run(args):
     try:
         result = summary(build_model(args), parse_input_size(args.input))
     except (ValueError, TypeError) as error:
-        print(f"cnnkit rf: {error}")
+        print(f"cnnkit rf: error: {error}", file=sys.stderr)
         return 2
     if args.json:
         keys = ("name", "type", "output_shape", "rf_h", "rf_w", "jump_h", "jump_w", "rf_global", "unused_pixels")

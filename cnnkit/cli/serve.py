@@ -6,6 +6,7 @@ import os
 import sys
 
 from ..io import CheckpointError, resolve_checkpoint, write_latest
+from . import numbers
 
 # cnnkit.web (Flask, Pillow, matplotlib) and the trainer are imported when the command runs, so 'cnnkit'
 # works without the extras.
@@ -36,12 +37,14 @@ def add_parser(subparsers):
                         help="a .safetensors checkpoint, a run directory or runs/latest (default runs/latest; "
                              "when it does not exist LeNet-5 is trained on the built-in shapes data first)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    parser.add_argument("--threads", type=int, default=8, help="requests served at once (default 8)")
+    parser.add_argument("--port", type=numbers.int_range(0, 65535), default=8000,
+                        help="port (default 8000; 0 picks a free one)")
+    parser.add_argument("--threads", type=numbers.int_range(1, 256), default=8,
+                        help="requests served at once (default 8)")
     parser.add_argument("--fit", choices=("center", "stretch"), default="center",
                         help="centre and scale the drawing's ink like MNIST digits (default) or resize the "
                              "whole canvas")
-    parser.add_argument("--train-epochs", type=int, default=QUICK_TRAIN_EPOCHS,
+    parser.add_argument("--train-epochs", type=numbers.epochs, default=QUICK_TRAIN_EPOCHS,
                         help=f"epochs of the quick training run when there is no checkpoint "
                              f"(default {QUICK_TRAIN_EPOCHS})")
     parser.set_defaults(func=run_command)

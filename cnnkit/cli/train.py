@@ -16,6 +16,7 @@ from ..models import create, is_model, model_entrypoint
 from ..train import LAST_CHECKPOINT, OPTIMIZERS, SCHEDULES, Trainer, make_optimizer, make_scheduler
 from ..train.pipeline import check_input_size, describe_data, image_side, normalizing_transform
 from ..train.trainer import StoppedCleanly
+from . import numbers
 
 # Defaults that train LeNet-5 on the built-in shapes set to >= 97% test accuracy in under two minutes on 2 cores,
 # and on 8,000 MNIST digits to about 99% in 10 epochs.
@@ -72,7 +73,7 @@ def add_parser(subparsers):
     model.add_argument("--data-dir", help="where the data set's files are (mnist, fashion-mnist, cifar10, folder); "
                                           "missing MNIST/CIFAR files are downloaded there when online "
                                           "(default ~/.cache/cnnkit/data/<dataset>)")
-    model.add_argument("--image-size", type=int, metavar="PIXELS",
+    model.add_argument("--image-size", type=numbers.image_side, metavar="PIXELS",
                        help="resize and centre-crop images to PIXELS x PIXELS (default: the data set's size; "
                             "for folders, the first image's)")
     model.add_argument("--train-split", help="training split, with TFDS slices: 'train', 'train[:90%%]', "
@@ -80,22 +81,25 @@ def add_parser(subparsers):
     model.add_argument("--val-split", help="validation split evaluated after each epoch, e.g. 'test', "
                                            "'test[8000:]' or 'none' (default test)")
     optimization = parser.add_argument_group("optimization")
-    optimization.add_argument("--epochs", type=int, help="number of passes over the training split (default 5)")
-    optimization.add_argument("--batch-size", type=int, help="images per optimizer step (default 64)")
-    optimization.add_argument("--lr", type=float,
+    optimization.add_argument("--epochs", type=numbers.epochs,
+                              help="number of passes over the training split (default 5)")
+    optimization.add_argument("--batch-size", type=numbers.batch_size, help="images per optimizer step (default 64)")
+    optimization.add_argument("--lr", type=numbers.float_range(0, low_open=True),
                               help="initial learning rate (default 0.05 for sgd, 0.001 for adam, adamw, rmsprop)")
     optimization.add_argument("--optimizer", choices=OPTIMIZERS, help="default sgd (with momentum)")
-    optimization.add_argument("--momentum", type=float, help="momentum of sgd/rmsprop (default 0.9)")
-    optimization.add_argument("--weight-decay", type=float, help="L2 penalty (default 0)")
+    optimization.add_argument("--momentum", type=numbers.float_range(0, 1, high_open=True),
+                              help="momentum of sgd/rmsprop (default 0.9)")
+    optimization.add_argument("--weight-decay", type=numbers.float_range(0), help="L2 penalty (default 0)")
     optimization.add_argument("--schedule", choices=SCHEDULES,
                               help="learning-rate schedule over the epochs (default cosine)")
-    optimization.add_argument("--warmup-epochs", type=int, help="warm-up length for warmup-cosine")
-    optimization.add_argument("--patience", type=int,
+    optimization.add_argument("--warmup-epochs", type=numbers.non_negative_int, help="warm-up length for warmup-cosine")
+    optimization.add_argument("--patience", type=numbers.positive_int,
                               help="stop early after this many epochs without improvement of --monitor "
                                    "(default: never)")
     optimization.add_argument("--monitor", choices=("val_loss", "val_top1"),
                               help="what --patience watches (default val_loss)")
-    optimization.add_argument("--seed", type=int, help="random seed of initialization and shuffling (default 0)")
+    optimization.add_argument("--seed", type=numbers.int_range(0, 2**32 - 1),
+                              help="random seed of initialization and shuffling (default 0)")
     run = parser.add_argument_group("run")
     run.add_argument("--out", help="run directory (default runs/<model>-<dataset>-<time>)")
     run.add_argument("--resume", metavar="CHECKPOINT",
@@ -276,7 +280,7 @@ def run_command(args):
         hint = f"; continue with: cnnkit train --resume {out}" if resumable else " before a checkpoint was written"
         print(f"\ninterrupted{where}{hint}", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError, FloatingPointError) as error:  # bad flags/files, no data, NaN loss
+    except (ValueError, TypeError, OSError, RuntimeError, FloatingPointError) as error:  # bad flags/files/options, NaN
         print(f"cnnkit train: error{f' on rank {rank}' if size > 1 else ''}: {error}", file=sys.stderr)
         if size > 1:
             comm.abort(2)  # the other processes may be waiting for this one in a collective

@@ -8,6 +8,7 @@ import sys
 
 from ..io import CheckpointError, load_model, read_metadata, resolve_checkpoint
 from ..models import create, list_models
+from . import numbers
 
 # cnnkit.viz (matplotlib, Pillow) is imported when the command runs, so 'cnnkit' works without the extras.
 
@@ -38,12 +39,14 @@ def add_parser(subparsers):
 
     filters = kinds.add_parser("filters", help="the first conv layer's filters as an image grid")
     filters.add_argument("checkpoint", help="a .safetensors checkpoint, a run directory or runs/latest")
-    filters.add_argument("--max-filters", type=int, default=64, help="draw at most this many filters (default 64)")
+    filters.add_argument("--max-filters", type=numbers.positive_int, default=64,
+                         help="draw at most this many filters (default 64)")
 
     features = kinds.add_parser("features", help="every conv and pool layer's feature maps for one image")
     features.add_argument("checkpoint", help="a .safetensors checkpoint, a run directory or runs/latest")
     features.add_argument("image", help="an image file (PNG, JPEG, ...)")
-    features.add_argument("--max-maps", type=int, default=32, help="channels drawn per layer (default 32)")
+    features.add_argument("--max-maps", type=numbers.positive_int, default=32,
+                          help="channels drawn per layer (default 32)")
     features.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                           help="invert brightness: auto inverts pictures with a light background (default)")
     features.add_argument("--fit", choices=("stretch", "center"), default="stretch",
@@ -56,18 +59,21 @@ def add_parser(subparsers):
     field.add_argument("model", help="a model name (see 'cnnkit models') or a checkpoint / run directory")
     field.add_argument("--layer", help="a conv or pool layer's dotted name (default: the last one)")
     field.add_argument("--unit", help="ROW,COL of the unit in the layer's output (default: the centre)")
-    field.add_argument("--channel", type=int, help="output channel (default: the most active at the unit)")
+    field.add_argument("--channel", type=numbers.non_negative_int,
+                       help="output channel (default: the most active at the unit)")
     field.add_argument("--image", help="draw over this image file (default: random pixels)")
-    field.add_argument("--size", type=int, help="input side in pixels when no image is given "
+    field.add_argument("--size", type=numbers.image_side, help="input side in pixels when no image is given "
                                                 "(default: the model's, 28 for lenet5, else 224)")
-    field.add_argument("--in-channels", type=int, help="input channels of a model built by name (default 3)")
+    field.add_argument("--in-channels", type=numbers.int_range(1, numbers.MAX_CHANNELS),
+                       help="input channels of a model built by name (default 3)")
 
     im2col = kinds.add_parser("im2col", help="how a convolution becomes im2col columns and one GEMM")
-    im2col.add_argument("--channels", type=int, default=1, help="input channels (default 1)")
-    im2col.add_argument("--size", type=int, default=4, help="input side (default 4)")
-    im2col.add_argument("--kernel", type=int, default=3, help="kernel side (default 3)")
-    im2col.add_argument("--stride", type=int, default=1, help="stride (default 1)")
-    im2col.add_argument("--padding", type=int, default=0, help="zero padding on every side (default 0)")
+    im2col.add_argument("--channels", type=numbers.int_range(1, 16), default=1, help="input channels (default 1)")
+    im2col.add_argument("--size", type=numbers.int_range(1, 64), default=4, help="input side (default 4)")
+    im2col.add_argument("--kernel", type=numbers.positive_int, default=3, help="kernel side (default 3)")
+    im2col.add_argument("--stride", type=numbers.positive_int, default=1, help="stride (default 1)")
+    im2col.add_argument("--padding", type=numbers.non_negative_int, default=0,
+                        help="zero padding on every side (default 0)")
 
     demo = kinds.add_parser("conv-demo", help="the step-by-step convolution demo as a GIF, PNG frames or HTML")
     for name, symbol, default in (("width", "W", 5), ("height", "H", 5), ("depth", "D", 3), ("filters", "K", 2),

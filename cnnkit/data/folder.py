@@ -6,17 +6,10 @@ import os
 import numpy as np
 
 from .dataset import Dataset
+from .image_file import ImageInputError, read_image
 
 IMG_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
-
-
-def _open_image():
-    try:
-        from PIL import Image
-    except ImportError:
-        raise ImportError("ImageFolder needs Pillow: pip install Pillow (or cnnkit[images])") from None
-    return Image
 
 
 def find_classes(root):
@@ -47,9 +40,8 @@ class ImageFolder(Dataset):
         self.num_classes = len(self.classes)
         self.samples = self._scan()
         self.targets = np.asarray([target for _, target in self.samples], dtype=np.int64)
-        image_module = _open_image()
-        with image_module.open(self.samples[0][0]) as first:
-            first_mode, (width, height) = first.mode, first.size
+        first = self._read(self.samples[0][0])
+        first_mode, (width, height) = first.mode, first.size
         self.mode = mode or ("L" if first_mode in _GRAY_MODES else "RGB")
         self.in_channels = 1 if self.mode == "L" else 3
         self.image_size = height if height == width else (height, width)
@@ -73,12 +65,14 @@ class ImageFolder(Dataset):
 
     def load_image(self, path):
         """Read one image as a uint8 array in this folder's mode."""
-        image_module = _open_image()
+        return np.asarray(self._read(path).convert(self.mode), dtype=np.uint8).copy()
+
+    @staticmethod
+    def _read(path):
         try:
-            with image_module.open(path) as image:
-                return np.asarray(image.convert(self.mode), dtype=np.uint8).copy()
-        except OSError as error:
-            raise OSError(f"ImageFolder: cannot read {path} as an image: {error}") from None
+            return read_image(path)
+        except ImageInputError as error:
+            raise ImageInputError(f"ImageFolder: {error}") from None
 
     def __len__(self):
         return len(self.samples)

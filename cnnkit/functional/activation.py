@@ -263,10 +263,15 @@ def _softmax_dim(name, x, dim, stacklevel):
     return dim % rank
 
 
+def _row_max(x, dim):
+    """max along ``dim`` (kept); 0 for an empty input, where NumPy has no max of an empty axis and none is needed."""
+    return x.max(axis=dim, keepdims=True) if x.size else x.dtype.type(0)
+
+
 class _Softmax(Function):
     def forward(self, x):
         xp = get_array_module()
-        exps = xp.exp(x - x.max(axis=self.dim, keepdims=True))
+        exps = xp.exp(x - _row_max(x, self.dim))
         self.out = exps / exps.sum(axis=self.dim, keepdims=True)
         return self.out
 
@@ -279,7 +284,10 @@ class _Softmax(Function):
 class _LogSoftmax(Function):
     def forward(self, x):
         xp = get_array_module()
-        shifted = x - x.max(axis=self.dim, keepdims=True)
+        shifted = x - _row_max(x, self.dim)
+        if not x.size:  # the log of an empty axis' zero sum would warn about a value no element uses
+            self.out = shifted
+            return shifted
         self.out = shifted - xp.log(xp.exp(shifted).sum(axis=self.dim, keepdims=True))
         return self.out
 

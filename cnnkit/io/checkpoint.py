@@ -162,11 +162,21 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, strict=Tru
     arrays, metadata = read_file(path)
     if model is None:
         model = _build_model(path, metadata, arrays)
-    _load_model_state(path, model, metadata, arrays, strict)
-    if optimizer is not None:
-        _load_owner_state(path, "optimizer", optimizer, metadata, arrays)
-    if scheduler is not None:
-        _load_owner_state(path, "scheduler", scheduler, metadata, arrays)
+    # All or nothing: what was loaded before a later part fails is put back as it was.
+    model_before = {key: value.data for key, value in model.state_dict(keep_vars=True).items()}
+    optimizer_before = optimizer.state_dict() if optimizer is not None else None
+    try:
+        _load_model_state(path, model, metadata, arrays, strict)
+        if optimizer is not None:
+            _load_owner_state(path, "optimizer", optimizer, metadata, arrays)
+        if scheduler is not None:
+            _load_owner_state(path, "scheduler", scheduler, metadata, arrays)
+    except CheckpointError:
+        for key, value in model.state_dict(keep_vars=True).items():
+            value.data = model_before[key]
+        if optimizer is not None:
+            optimizer.load_state_dict(optimizer_before)
+        raise
     return {
         "model": model,
         "epoch": _json_field(path, metadata, "epoch"),

@@ -8,6 +8,7 @@ import tempfile
 import numpy as np
 
 CHECKSUM_KEY = "cnnkit.sha256"
+TEMP_SUFFIX = ".tmp"
 
 
 class CheckpointError(ValueError):
@@ -51,18 +52,58 @@ def write_safetensors(path, arrays, metadata):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, temp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    remove_stale_temp_files(path)
+    try:
+        handle, temp_path = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX)
+    except OSError as error:
+        raise naming_path(error, path) from None
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(payload)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp_path, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temp_path):
             os.remove(temp_path)
+        if isinstance(error, OSError):
+            raise naming_path(error, path) from None
         raise
     _fsync_directory(directory)
+
+
+def _temp_prefix(path):
+    return f".{os.path.basename(path)}."
+
+
+def naming_path(error, path):
+    """The same kind of OSError (a full disk, no permission) with ``path`` in its message."""
+    reason = error.strerror or str(error) or type(error).__name__
+    return type(error)(error.errno, f"cannot write {path}: {reason}") if error.errno else \
+        OSError(f"cannot write {path}: {reason}")
+
+
+def remove_stale_temp_files(path):
+    """Delete the temporary files a killed write of ``path`` left beside it; returns how many were removed.
+
+    Writes to one path are never concurrent (one training run owns its directory), so any such file is
+    left over from a process that died between creating it and renaming it.
+    """
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    prefix = _temp_prefix(path)
+    removed = 0
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    for name in names:
+        if name.startswith(prefix) and name.endswith(TEMP_SUFFIX):
+            try:
+                os.remove(os.path.join(directory, name))
+                removed += 1
+            except OSError:
+                pass  # gone already, or not ours to delete: the write goes on either way
+    return removed
 
 
 def _fsync_directory(directory):

@@ -225,29 +225,31 @@ class Module:
         """
         xp = backend.get_array_module()
         own = self.state_dict(keep_vars=True)
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(f"{type(self).__name__}.load_state_dict: expected a mapping of names to arrays "
+                            f"(such as model.state_dict()), got {type(state_dict).__name__}")
         missing = [key for key in own if key not in state_dict]
         unexpected = [key for key in state_dict if key not in own]
-        mis_shaped, arrays = [], {}
+        # Every entry is converted and checked before the first one is copied: a failure leaves the model as it was.
+        problems, arrays = [], {}
         for key, target in own.items():
             if key not in state_dict:
                 continue
-            value = _to_array(state_dict[key], xp)
-            if tuple(value.shape) != tuple(target.shape):
-                mis_shaped.append(f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(target.shape)}")
-                continue
-            arrays[key] = value
-        if mis_shaped or (strict and (missing or unexpected)):
-            lines = [f"Error(s) in loading state_dict for {type(self).__name__}:"]
+            try:
+                arrays[key] = _converted(state_dict[key], target, xp)
+            except (TypeError, ValueError) as error:
+                problems.append(f"{key}: {error}")
+        if problems or (strict and (missing or unexpected)):
+            lines = [f"Error(s) in loading state_dict for {type(self).__name__} (the model was left unchanged):"]
             if missing and strict:
                 lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")
             if unexpected and strict:
-                lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
-            if mis_shaped:
-                lines.append(f"  mis-shaped keys ({len(mis_shaped)}): " + "; ".join(mis_shaped))
+                lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(map(str, unexpected))}")
+            if problems:
+                lines.append(f"  mis-shaped or unusable keys ({len(problems)}): " + "; ".join(problems))
             raise ValueError("\n".join(lines))
         for key, value in arrays.items():
-            target = own[key]
-            target.data = xp.array(value, dtype=target.dtype, copy=True)
+            own[key].data = value
         return missing, unexpected
 
     # ------------------------------------------------------------------ printing
@@ -276,3 +278,23 @@ def _to_array(value, xp):
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor, without importing torch
         return value.detach().cpu().numpy()
     return xp.asarray(value)
+
+
+def _converted(value, target, xp):
+    """``value`` as a fresh array of ``target``'s shape and dtype, or a ValueError/TypeError saying why not."""
+    try:
+        array = _to_array(value, xp)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"cannot be read as an array ({type(value).__name__}: {error})") from None
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"has dtype {array.dtype}; expected numbers (a float or integer array)")
+    if tuple(array.shape) != tuple(target.shape):
+        raise ValueError(f"checkpoint {tuple(array.shape)} vs model {tuple(target.shape)}")
+    with xp.errstate(over="ignore", invalid="ignore"):
+        converted = xp.array(array, dtype=target.dtype, copy=True)
+    if array.dtype.kind == "f" and converted.dtype.kind in "iu" and not xp.isfinite(array).all():
+        raise ValueError(f"holds NaN or infinity, which {target.dtype} cannot store")
+    if array.dtype.kind == "f" and converted.dtype.kind == "f" and xp.isfinite(array).all() \
+            and not xp.isfinite(converted).all():
+        raise ValueError(f"holds values too large for {target.dtype}")
+    return converted

@@ -17,6 +17,9 @@ from .errors import OnnxError, onnx_package
 from .ops import OPS, runnable
 
 STATISTICS_INPUTS = {"BatchNormalization": (3, 4)}  # inputs that are running statistics, not weights
+# The most elements one tensor may have (4 GiB of float32): a model asking for more is refused by name instead
+# of exhausting the machine's memory.
+MAX_ELEMENTS = 2 ** 30
 
 
 class Node:
@@ -116,6 +119,8 @@ class OnnxModule(Module):
         self.metadata = {prop.key: prop.value for prop in proto.metadata_props}
         declared = [value for value in proto.graph.input if value.name in self.input_names]
         self.input_shapes = [_static_shape(value) for value in declared]
+        for value, shape in zip(declared, self.input_shapes):
+            _check_size(f"{path}: graph input {value.name!r} declares shape {shape}", shape)
         self.input_dtypes = [_element_dtype(value) for value in declared]
         for value, dtype in zip(declared, self.input_dtypes):
             if dtype is not None and not runnable(dtype):
@@ -172,12 +177,16 @@ class OnnxModule(Module):
             node.training, node.run = self.training, lambda sub: self._run(sub, ChainMap(dict(sub.initializers),
                                                                                              env))
             try:
+                _check_size(f"{self.path}: {node.describe()} asks for an output of shape",
+                            _requested_shape(node.op_type, args))
                 result = OPS[node.op_type](node, *args)
             except OnnxError:
                 raise
+            except MemoryError:
+                raise OnnxError(f"{self.path}: {node.describe()} ran out of memory on inputs of shape "
+                                f"{_shapes(args)}; the model needs smaller inputs or more memory") from None
             except (ValueError, TypeError, IndexError, KeyError) as error:
-                shapes = ", ".join(str(tuple(a.shape)) if a is not None else "-" for a in args)
-                raise OnnxError(f"{self.path}: {node.describe()} failed on inputs of shape {shapes}: "
+                raise OnnxError(f"{self.path}: {node.describe()} failed on inputs of shape {_shapes(args)}: "
                                 f"{error}") from None
             results = result if isinstance(result, tuple) else (result,)
             for name, value in zip(node.outputs, results):
@@ -187,6 +196,46 @@ class OnnxModule(Module):
 
     def extra_repr(self):
         return f"{self.path!r}, opset={self.opset}, nodes={len(self.graph.nodes)}"
+
+
+def _shapes(args):
+    return ", ".join(str(tuple(a.shape)) if a is not None else "-" for a in args)
+
+
+def _values(array):
+    return [int(v) for v in np.asarray(getattr(array, "data", array)).reshape(-1)]
+
+
+def _requested_shape(op_type, args):
+    """The output shape of an op whose size comes from its input values (not only shapes), else None."""
+    try:
+        if op_type == "ConstantOfShape":
+            return tuple(_values(args[0]))
+        if op_type == "Expand":
+            return np.broadcast_shapes(tuple(args[0].shape), tuple(_values(args[1])))
+        if op_type == "Range":
+            start, limit, delta = (float(np.asarray(getattr(a, "data", a)).reshape(-1)[0]) for a in args[:3])
+            return (max(0, int(np.ceil((limit - start) / delta))),) if delta else None
+        if op_type == "Pad" and len(args) > 1 and args[1] is not None:
+            pads, shape = _values(args[1]), tuple(args[0].shape)
+            if len(pads) == 2 * len(shape):
+                return tuple(size + pads[i] + pads[i + len(shape)] for i, size in enumerate(shape))
+    except (ValueError, TypeError, IndexError, OverflowError):
+        return None  # malformed: the op itself gives the precise error
+    return None
+
+
+def _check_size(what, shape):
+    """Raise OnnxError when a shape (None for unknown dimensions) holds more than MAX_ELEMENTS elements."""
+    if shape is None:
+        return
+    known = [int(size) for size in shape if size is not None]
+    if any(size < 0 for size in known):
+        raise OnnxError(f"{what} {tuple(shape)}, with a negative size")
+    elements = int(np.prod(known, dtype=object)) if known else 1
+    if elements > MAX_ELEMENTS:
+        raise OnnxError(f"{what} {tuple(shape)}: {elements:,} elements, more than the {MAX_ELEMENTS:,} "
+                        "cnnkit.onnx allows for one tensor; the file asks for an absurd allocation")
 
 
 def load(path):

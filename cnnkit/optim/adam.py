@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from ..backend import get_array_module
+from .checks import check_hyperparameters
 from .optimizer import Optimizer
 
 
@@ -25,18 +26,10 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
                  maximize=False, decoupled_weight_decay=False):
-        name = type(self).__name__
-        if not 0.0 <= lr:
-            raise ValueError(f"{name}: invalid learning rate {lr}; it must be >= 0")
-        if not 0.0 <= eps:
-            raise ValueError(f"{name}: invalid epsilon {eps}; it must be >= 0")
-        for index, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"{name}: invalid beta parameter at index {index}: {beta}; it must be in [0, 1)")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"{name}: invalid weight_decay {weight_decay}; it must be >= 0")
-        defaults = dict(lr=lr, betas=tuple(float(beta) for beta in betas), eps=eps, weight_decay=weight_decay,
-                        amsgrad=amsgrad, maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+                        decoupled_weight_decay=decoupled_weight_decay)
+        check_hyperparameters(type(self).__name__, defaults)
+        defaults["betas"] = tuple(float(beta) for beta in betas)
         super().__init__(params, defaults)
 
     def _init_state(self, param, amsgrad):

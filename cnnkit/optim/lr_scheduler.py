@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 
+from .checks import check_count, check_number
 from .optimizer import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "LambdaLR",
@@ -77,7 +78,11 @@ class LRScheduler:
                 for key, value in self.__dict__.items() if key != "optimizer"}
 
     def load_state_dict(self, state_dict):
-        """Restore attributes saved by ``state_dict()``."""
+        """Restore attributes saved by ``state_dict()``; keys this scheduler does not have are refused."""
+        unknown = sorted(map(str, set(state_dict) - set(self.state_dict())))
+        if unknown:  # a file must not set arbitrary attributes (such as the optimizer)
+            raise ValueError(f"{type(self).__name__}.load_state_dict: unknown keys {', '.join(unknown)}; "
+                             "the state was saved from another kind of scheduler")
         self.__dict__.update({key: (list(value) if isinstance(value, (list, tuple)) else value)
                               for key, value in state_dict.items()})
 
@@ -91,9 +96,8 @@ class StepLR(LRScheduler):
     """Multiply the rate by ``gamma`` every ``step_size`` epochs: ``lr = base_lr * gamma**(epoch // step_size)``."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        if int(step_size) < 1:
-            raise ValueError(f"StepLR: step_size must be a positive integer, got {step_size}")
-        self.step_size = int(step_size)
+        self.step_size = check_count("StepLR", "step_size", step_size, 1)
+        check_number("StepLR", "gamma", gamma)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -111,7 +115,8 @@ class MultiStepLR(LRScheduler):
 
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
         # a sorted list with repeats (a repeated milestone decays twice), kept as a list so it saves as JSON
-        self.milestones = sorted(int(milestone) for milestone in milestones)
+        self.milestones = sorted(check_count("MultiStepLR", "each milestone", milestone) for milestone in milestones)
+        check_number("MultiStepLR", "gamma", gamma)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -129,6 +134,7 @@ class ExponentialLR(LRScheduler):
     """Multiply the rate by ``gamma`` every epoch: ``lr = base_lr * gamma**epoch``."""
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
+        check_number("ExponentialLR", "gamma", gamma)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -145,9 +151,8 @@ class CosineAnnealingLR(LRScheduler):
     """Cosine decay: ``lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2``."""
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        if int(T_max) < 1:
-            raise ValueError(f"CosineAnnealingLR: T_max must be a positive integer, got {T_max}")
-        self.T_max = int(T_max)
+        self.T_max = check_count("CosineAnnealingLR", "T_max", T_max, 1)
+        check_number("CosineAnnealingLR", "eta_min", eta_min)
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
 
@@ -173,6 +178,9 @@ class LinearLR(LRScheduler):
     """Linear warm-up: the factor goes from ``start_factor`` to ``end_factor`` over ``total_iters`` steps."""
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
+        check_number("LinearLR", "start_factor", start_factor)
+        check_number("LinearLR", "end_factor", end_factor)
+        check_count("LinearLR", "total_iters", total_iters, 1)
         if start_factor > 1.0 or start_factor <= 0:
             raise ValueError(f"LinearLR: start_factor must be in (0, 1], got {start_factor}")
         if end_factor > 1.0 or end_factor < 0:
@@ -286,8 +294,13 @@ class ReduceLROnPlateau(LRScheduler):
 
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
                  cooldown=0, min_lr=0, eps=1e-8):
-        if factor >= 1.0:
-            raise ValueError(f"ReduceLROnPlateau: factor must be < 1.0, got {factor}")
+        check_number("ReduceLROnPlateau", "factor", factor, 0.0, 1.0)
+        check_count("ReduceLROnPlateau", "patience", patience)
+        check_count("ReduceLROnPlateau", "cooldown", cooldown)
+        check_number("ReduceLROnPlateau", "threshold", threshold)
+        check_number("ReduceLROnPlateau", "eps", eps)
+        for value in (min_lr if isinstance(min_lr, (list, tuple)) else [min_lr]):
+            check_number("ReduceLROnPlateau", "min_lr", value)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"ReduceLROnPlateau: {type(optimizer).__name__} is not an Optimizer")
         if mode not in ("min", "max"):

@@ -5,6 +5,7 @@ import copy
 
 from ..autograd import Tensor
 from ..backend import get_array_module
+from .checks import check_hyperparameters
 
 
 class _RequiredParameter:
@@ -82,6 +83,7 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}: parameter group didn't specify a value of "
                                  f"required optimization parameter {name}")
             group.setdefault(name, default)
+        check_hyperparameters(type(self).__name__, group)
         seen = {id(param) for existing in self.param_groups for param in existing["params"]}
         if any(id(param) in seen for param in params):
             raise ValueError(f"{type(self).__name__}: some parameters appear in more than one parameter group")

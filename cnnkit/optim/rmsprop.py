@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from .adam import lerp_
+from .checks import check_hyperparameters
 from .optimizer import Optimizer
 
 
@@ -11,12 +12,9 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, *,
                  maximize=False):
-        for name, value in (("learning rate", lr), ("epsilon", eps), ("momentum", momentum),
-                            ("weight_decay", weight_decay), ("alpha", alpha)):
-            if not 0.0 <= value:
-                raise ValueError(f"RMSprop: invalid {name} {value}; it must be >= 0")
         defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
                         weight_decay=weight_decay, maximize=maximize)
+        check_hyperparameters("RMSprop", defaults)
         super().__init__(params, defaults)
 
     def step(self, closure=None):

@@ -1,6 +1,7 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay (torch's update rule)."""
 from __future__ import annotations
 
+from .checks import check_hyperparameters
 from .optimizer import Optimizer
 
 
@@ -8,16 +9,11 @@ class SGD(Optimizer):
     """SGD: ``g = grad + wd*p``; ``b = m*b + (1-dampening)*g`` (``b = g`` at first); ``p -= lr*(g + m*b | b)``."""
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False):
-        if lr < 0.0:
-            raise ValueError(f"SGD: invalid learning rate {lr}; it must be >= 0")
-        if momentum < 0.0:
-            raise ValueError(f"SGD: invalid momentum {momentum}; it must be >= 0")
-        if weight_decay < 0.0:
-            raise ValueError(f"SGD: invalid weight_decay {weight_decay}; it must be >= 0")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: Nesterov momentum requires a momentum > 0 and zero dampening")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize)
+        check_hyperparameters("SGD", defaults)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: Nesterov momentum requires a momentum > 0 and zero dampening")
         super().__init__(params, defaults)
 
     def step(self, closure=None):

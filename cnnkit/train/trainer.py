@@ -15,6 +15,7 @@ from .. import backend, comm
 from .. import functional as F
 from ..data import DistributedSampler
 from ..io import load_checkpoint, save_checkpoint
+from ..io.files import naming_path, remove_stale_temp_files
 from ..nn.parallel import DistributedDataParallel
 from ..optim.lr_scheduler import ReduceLROnPlateau
 from .evaluate import as_input, as_labels, as_target, evaluate, loader_length, model_dtype
@@ -152,23 +153,29 @@ class Trainer:
 
     def _remove_unfinished_writes(self):
         """Delete the temporary files of checkpoint writes that a killed run left behind (never renamed)."""
-        for name in os.listdir(self.out_dir):
-            if name.endswith(".tmp") and name.startswith((f".{LAST_CHECKPOINT}.", f".{BEST_CHECKPOINT}.")):
-                os.remove(os.path.join(self.out_dir, name))
+        for name in (LAST_CHECKPOINT, BEST_CHECKPOINT):
+            remove_stale_temp_files(self._path(name))
 
     def _write_metrics_file(self):
         """Rewrite metrics.jsonl from the history (after a resume it drops epochs that were redone)."""
         path = self._path(METRICS_FILE)
         temp_path = path + ".tmp"
-        with open(temp_path, "w", encoding="utf-8") as file:
-            file.writelines(json.dumps(record) + "\n" for record in self.history)
-        os.replace(temp_path, path)
+        try:
+            with open(temp_path, "w", encoding="utf-8") as file:
+                file.writelines(json.dumps(record) + "\n" for record in self.history)
+            os.replace(temp_path, path)
+        except OSError as error:  # a full disk names the file, as checkpoint writes do
+            raise naming_path(error, path) from None
 
     def _append_metrics(self, record):
         if not self.is_writer:
             return
-        with open(self._path(METRICS_FILE), "a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
+        path = self._path(METRICS_FILE)
+        try:
+            with open(path, "a", encoding="utf-8") as file:
+                file.write(json.dumps(record) + "\n")
+        except OSError as error:
+            raise naming_path(error, path) from None
 
     # ------------------------------------------------------------------ interruption
     def request_stop(self):
@@ -220,8 +227,7 @@ class Trainer:
         start = self._resume(resume) if resume is not None else 0
         if self._writes():
             os.makedirs(self.out_dir, exist_ok=True)
-            if resume is not None:
-                self._remove_unfinished_writes()
+            self._remove_unfinished_writes()  # a fresh run in the same folder cleans up after a killed one too
             self._write_metrics_file()
         comm.barrier()
         with self._interrupt_handler():

@@ -8,20 +8,16 @@ is resized; finally values are scaled to [0, 1] and normalised by ``mean``/``std
 """
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-MAX_PIXELS = 4096 * 4096        # refuse larger pictures before decoding them (decompression bombs)
+from ..data.image_file import ImageInputError, read_image
+
 INK_THRESHOLD = 0.2             # a pixel is ink when its (inverted) value exceeds this fraction of white
 MAX_ZOOM = 4.0                  # ``fit='center'`` never magnifies a tiny mark more than this over 'stretch'
-
-
-class ImageInputError(ValueError):
-    """The bytes or array given are not a picture we can use (the message says why)."""
 
 
 @dataclass
@@ -44,11 +40,8 @@ def open_image(source):
     """A PIL image from a path, bytes, a PIL image or an array (H, W), (H, W, C) or (C, H, W) in [0, 1] or 0-255."""
     if isinstance(source, Image.Image):
         return source
-    if isinstance(source, (bytes, bytearray)):
-        return _decode(bytes(source))
-    if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as file:
-            return _decode(file.read())
+    if isinstance(source, (bytes, bytearray, str, os.PathLike)):
+        return read_image(source)
     array = np.asarray(getattr(source, "data", source))
     if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
         array = array.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
@@ -60,21 +53,6 @@ def open_image(source):
     if array.dtype.kind == "f":
         array = np.clip(array * 255.0 if array.max() <= 1.0 else array, 0, 255)
     return Image.fromarray(array.astype(np.uint8))
-
-
-def _decode(data):
-    try:
-        image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError) as error:
-        raise ImageInputError(f"not an image Pillow can read ({type(error).__name__}: {error})") from None
-    width, height = image.size
-    if width * height > MAX_PIXELS:
-        raise ImageInputError(f"image is {width}x{height} pixels; at most {MAX_PIXELS} pixels are accepted")
-    try:
-        image.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageInputError(f"image data is damaged ({type(error).__name__}: {error})") from None
-    return image
 
 
 def _flatten_alpha(image):

@@ -4,7 +4,9 @@ convolution demo and ``POST /api/explain`` are in :mod:`cnnkit.web.demo_routes`)
 ``POST /api/predict`` takes ``{"image": "data:image/png;base64,..."}`` (any image type Pillow reads, or the
 bare base64) and answers ``{"top5": [...], "layers": [...], "input": {...}}`` (see ``Predictor.predict``).
 Bodies over ``MAX_BODY_BYTES`` get 413; a body that is not a JSON object with a string ``image`` holding
-base64 of a picture gets 400. Every error is JSON: ``{"error": "...", "status": code}``.
+base64 of a picture gets 400, and so does a picture past the image reader's limits (a decompression bomb, a
+huge declared size or text chunk, a damaged file). Every error is JSON: ``{"error": "...", "status": code}``;
+a server-side failure says so without details (they go to the log).
 """
 from __future__ import annotations
 
@@ -71,8 +73,10 @@ def read_image_request():
         abort(413)
     try:
         payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError) as error:  # ValueError: also integers too long to convert
         raise BadRequestError(f"the body is not valid JSON ({error})") from None
+    except RecursionError:  # deeply nested arrays or objects
+        raise BadRequestError("the body's JSON is nested too deeply; send {\"image\": \"...\"}") from None
     return payload, decode_image_field(payload)
 
 
@@ -114,10 +118,16 @@ def create_app(predictor):
         messages = {413: f"the request body is larger than {MAX_BODY_BYTES} bytes; send a smaller image"}
         return _error(error.code or 500, messages.get(error.code, error.description))
 
+    @app.errorhandler(MemoryError)
+    def out_of_memory(error):
+        log.warning("cnnkit.web: out of memory while answering a request")
+        return _error(503, "the server ran out of memory for this request; try again or send a smaller image")
+
     @app.errorhandler(Exception)
     def unexpected_error(error):
         log.exception("cnnkit.web: unexpected error")
-        return _error(500, f"internal error: {type(error).__name__}: {error}")
+        # The details go to the server's log only: they may name files or objects of this machine.
+        return _error(500, "internal error; the server's log has the details")
 
     return app
 
