@@ -35,8 +35,9 @@ def _elementwise(draw, scale=4.0, kwargs=None, small=False):
     return Case([values], {key: draw(strategy) for key, strategy in (kwargs or {}).items()})
 
 
-def _activation(name, scale=4.0, **kwargs):
-    return OpSpec(name, _elementwise(scale, kwargs), gradcheck_cases=_elementwise(scale, kwargs, small=True))
+def _activation(name, scale=4.0, kernel_ops=(), **kwargs):
+    return OpSpec(name, _elementwise(scale, kwargs), gradcheck_cases=_elementwise(scale, kwargs, small=True),
+                  kernel_ops=kernel_ops)
 
 
 @st.composite
@@ -264,8 +265,8 @@ def _small(strategy, **kwargs):
 
 
 SPECS = [
-    _activation("relu"),
-    _activation("relu6", scale=5.0),
+    _activation("relu", kernel_ops=("relu",)),
+    _activation("relu6", scale=5.0, kernel_ops=("relu",)),
     _activation("leaky_relu", negative_slope=st.sampled_from([0.01, 0.2, 1.5])),
     _activation("elu", alpha=st.sampled_from([1.0, 0.5, 2.0])),
     _activation("gelu", approximate=st.sampled_from(["none", "tanh"])),
@@ -280,9 +281,9 @@ SPECS = [
     OpSpec("log_softmax", _softmax_case(), gradcheck_cases=_small(_softmax_case)),
     OpSpec("linear", _linear_case(), gradcheck_cases=_small(_linear_case)),
     OpSpec("batch_norm", _batch_norm_case(), ours=_batch_norm_ours, theirs=_batch_norm_theirs,
-           gradcheck_cases=_small(_batch_norm_case)),
+           gradcheck_cases=_small(_batch_norm_case), kernel_ops=("batch_norm",)),
     OpSpec("batch_norm_relu", _batch_norm_relu_case(), ours=_batch_norm_relu_ours, theirs=_batch_norm_relu_theirs,
-           gradcheck_cases=_small(_batch_norm_relu_case)),
+           gradcheck_cases=_small(_batch_norm_relu_case), kernel_ops=("batch_norm",)),
     OpSpec("local_response_norm", _lrn_case(), gradcheck_cases=_small(_lrn_case)),
     OpSpec("cross_entropy", _cross_entropy_case(), gradcheck_cases=_small(_cross_entropy_case)),
     OpSpec("cross_entropy[probabilities]", _cross_entropy_probabilities(), ours=cnnkit_op("cross_entropy"),

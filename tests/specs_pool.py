@@ -130,15 +130,19 @@ _MAX = _window_case("max").filter(_windows_touch_input)
 _MAX_SMALL = _window_case("max", **_SMALL).filter(_windows_touch_input)
 
 SPECS = [
-    OpSpec("max_pool2d", _MAX, gradcheck_cases=_MAX_SMALL),
+    OpSpec("max_pool2d", _MAX, gradcheck_cases=_MAX_SMALL, kernel_ops=("max_pool2d",)),
     OpSpec("max_pool2d[return_indices]", _with_indices(_MAX), ours=cnnkit_op("max_pool2d"),
-           theirs=torch_op("max_pool2d"), output=_first, gradcheck_cases=_with_indices(_MAX_SMALL)),
-    OpSpec("avg_pool2d", _window_case("avg"), gradcheck_cases=_window_case("avg", **_SMALL)),
-    OpSpec("lp_pool2d", _window_case("lp"), gradcheck_cases=_window_case("lp", **_SMALL)),
+           theirs=torch_op("max_pool2d"), output=_first, gradcheck_cases=_with_indices(_MAX_SMALL),
+           kernel_ops=("max_pool2d",)),
+    OpSpec("avg_pool2d", _window_case("avg"), gradcheck_cases=_window_case("avg", **_SMALL),
+           kernel_ops=("window_sum",)),
+    OpSpec("lp_pool2d", _window_case("lp"), gradcheck_cases=_window_case("lp", **_SMALL),
+           kernel_ops=("window_sum",)),
     OpSpec("max_unpool2d", _unpool_case(), gradcheck_cases=_unpool_case(small=True)),
     OpSpec("adaptive_avg_pool2d", _adaptive_case(), gradcheck_cases=_adaptive_case(small=True)),
-    OpSpec("adaptive_max_pool2d", _adaptive_case(), gradcheck_cases=_adaptive_case(small=True)),
+    OpSpec("adaptive_max_pool2d", _adaptive_case(), gradcheck_cases=_adaptive_case(small=True),
+           kernel_ops=("adaptive_max_pool2d", "max_pool2d")),
     OpSpec("adaptive_max_pool2d[return_indices]", _with_indices(_adaptive_case()),
            ours=cnnkit_op("adaptive_max_pool2d"), theirs=torch_op("adaptive_max_pool2d"), output=_first,
-           gradcheck_cases=_with_indices(_adaptive_case(small=True))),
+           gradcheck_cases=_with_indices(_adaptive_case(small=True)), kernel_ops=("adaptive_max_pool2d", "max_pool2d")),
 ]

@@ -79,3 +79,10 @@ def record_picks():
         yield picks
     finally:
         _recording.picks = previous
+
+
+# Each family module registers its kernels when imported; importing them here makes every kernel known to
+# ``registered`` and ``pick`` as soon as cnnkit.kernels is.
+from . import activation  # noqa: E402,F401
+from . import batchnorm  # noqa: E402,F401
+from . import pooling  # noqa: E402,F401
