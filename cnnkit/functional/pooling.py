@@ -21,13 +21,18 @@ __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "max_unpool2d", "adaptive_av
 
 
 # ---------------------------------------------------------------------------------------------- input and geometry
-def _batched(layer, input):
-    """Return the input as a 4-D tensor (a batch of one for C x H x W) and whether it was unbatched."""
+def _batched(layer, input, empty_channels=False):
+    """Return the input as a 4-D tensor (a batch of one for C x H x W) and whether it was unbatched.
+
+    Only the batch may be empty, as in PyTorch (``empty_channels`` also allows C = 0, as its adaptive average does).
+    """
     x = input if isinstance(input, Tensor) else Tensor(input)
     shape = tuple(x.shape)
     if x.ndim not in (3, 4) or min(shape[-2:], default=0) < 1:
         raise ValueError(f"{layer}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input with H, W >= 1, "
                          f"got shape {shape}")
+    if not empty_channels and shape[-3] == 0:
+        raise ValueError(f"{layer}: input of shape {shape} has no channels; only the batch dimension may be 0")
     if x.dtype.kind != "f":
         raise TypeError(f"{layer}: expected a float32 or float64 input, got {x.dtype} (shape {shape}); "
                         "convert it with x.float()")
@@ -206,7 +211,7 @@ class _MaxPool2d(Function):
         if kernel is not None:
             return self._forward_kernel(kernel, x)
         windows = _window_view(_padded(x, win, -xp.inf), win)  # -inf: padding never wins over a negative input
-        windows = windows.reshape(windows.shape[:4] + (-1,))  # the one copy: taps in row-major order
+        windows = windows.reshape(windows.shape[:4] + (win.kernel[0] * win.kernel[1],))  # the one copy: taps, row-major
         self.switch = _max_switches(windows)
         out = xp.take_along_axis(windows, self.switch[..., None], axis=-1)[..., 0]
         all_minus_inf = xp.isneginf(out)
@@ -527,7 +532,7 @@ class _AdaptiveAvgPool2d(Function):
 def adaptive_avg_pool2d(input, output_size):
     """y[i, j] = mean of x over rows floor(i*H/oh)..ceil((i+1)*H/oh)-1 and the same rule for columns."""
     layer = "adaptive_avg_pool2d"
-    x, unbatched = _batched(layer, input)
+    x, unbatched = _batched(layer, input, empty_channels=True)
     out_size = _adaptive_size(layer, output_size, x.shape[2:])
     return _unbatched(_AdaptiveAvgPool2d.apply(x, out_size=out_size), unbatched)
 
