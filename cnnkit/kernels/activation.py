@@ -5,7 +5,7 @@ The clamp and mask helpers are shared with the fused batch norm + relu kernel (`
 from __future__ import annotations
 
 from ..backend import get_array_module
-from . import Kernel, register
+from . import EveryCall, register
 
 __all__ = ["clamp_into", "inside_into", "ChunkedClamp"]
 
@@ -37,15 +37,10 @@ def inside_into(values, low, high, out, below):
 
 
 @register
-class ChunkedClamp(Kernel):
+class ChunkedClamp(EveryCall):
     """relu / relu6 forward as one pass over cache-sized chunks, writing the output and the gradient mask."""
 
-    name = "relu.chunked"
-    op = "relu"
-
-    def applies(self, size):
-        """Any input: a single chunk for small ones, where clip falls back to maximum."""
-        return True
+    name, op = "relu.chunked", "relu"
 
     def forward(self, x, high):
         """(clip(x, 0, high), 0 < x < high), or (max(x, 0), x > 0) when high is None."""

@@ -89,8 +89,7 @@ class ChunkedBatchNorm(Kernel):
     a fused relu clamps each chunk while it is in cache and its backward masks the gradient from the kept output.
     """
 
-    name = "batch_norm.chunked"
-    op = "batch_norm"
+    name, op = "batch_norm.chunked", "batch_norm"
 
     def applies(self, shape):
         """Any non-empty input."""

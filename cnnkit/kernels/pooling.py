@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from ..backend import get_array_module
-from . import Kernel, register
+from . import EveryCall, Kernel, register
 from .copy import assign
 
 __all__ = ["OffsetMaxPool", "SeparableWindowSum", "CompareMax", "plane_positions"]
@@ -115,15 +115,10 @@ def _scatter_to_planes(grad, indices, plane_shape, overlapping):
 
 
 @register
-class OffsetMaxPool(Kernel):
+class OffsetMaxPool(EveryCall):
     """Max pooling as a running maximum over one strided view per kernel offset; switches by counting compares."""
 
-    name = "max_pool.offsets"
-    op = "max_pool2d"
-
-    def applies(self, win):
-        """Any window geometry."""
-        return True
+    name, op = "max_pool.offsets", "max_pool2d"
 
     def values(self, x, win):
         """The window maxima alone (no switches: nothing will need the gradient or the indices)."""
@@ -148,8 +143,7 @@ class OffsetMaxPool(Kernel):
 class SeparableWindowSum(Kernel):
     """Sum over each (undilated) window separably, first along the width, then along the height."""
 
-    name = "window_sum.separable"
-    op = "window_sum"
+    name, op = "window_sum.separable", "window_sum"
 
     def applies(self, win):
         """Any undilated window (average and power-average pooling have no dilation)."""
@@ -185,15 +179,10 @@ class SeparableWindowSum(Kernel):
 
 
 @register
-class CompareMax(Kernel):
+class CompareMax(EveryCall):
     """The maximum over a list of equally shaped views and its first position, by running compares."""
 
-    name = "adaptive_max_pool.compare"
-    op = "adaptive_max_pool2d"
-
-    def applies(self, count):
-        """Any number of views."""
-        return True
+    name, op = "adaptive_max_pool.compare", "adaptive_max_pool2d"
 
     def forward(self, views):
         """(elementwise max over ``views``, index of the first view holding it; the last NaN wins)."""
