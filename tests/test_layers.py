@@ -162,14 +162,13 @@ def test_batchnorm1d_matches_torch(shape):
 
 
 @pytest.fixture
-def threads(request):
-    """Run the test with cnnkit's thread count set to the parameter, restored afterwards."""
+def threads(request, monkeypatch):
+    """Run the test with cnnkit's thread count set to the parameter (set_num_threads), then as it was."""
     from cnnkit import backend
 
-    previous = backend.get_num_threads()
+    monkeypatch.setattr(backend, "_num_threads", backend._num_threads)  # only restores the setting afterwards
     backend.set_num_threads(request.param)
-    yield request.param
-    backend.set_num_threads(previous)
+    return request.param
 
 
 @pytest.mark.parametrize("threads", [1, 2], indirect=True)
