@@ -12,3 +12,4 @@ from .linear import *  # noqa: F403
 from .normalization import *  # noqa: F403
 from .pooling import *  # noqa: F403
 from .blocks import *  # noqa: F403
+from . import utils  # nn.utils.fuse, as torch.nn.utils
