@@ -266,17 +266,15 @@ def _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return
 
 
 # ---------------------------------------------------------------------------------------------- average / power
-def _window_sums(x, win):
-    """s[i, j] = sum of the zero-padded input over window (i, j)."""
-    kernel = pick("window_sum", win)
+def _window_sums(x, win, kernel):
+    """s[i, j] = sum of the zero-padded input over window (i, j) (on ``kernel`` when one was picked)."""
     if kernel is not None:
         return kernel.sums(x, win)
     return _window_view(_padded(x, win, 0), win).sum(axis=(-2, -1))
 
 
-def _window_sums_backward(grad, win):
+def _window_sums_backward(grad, win, kernel):
     """Gradient of ``_window_sums``: every input pixel of window (i, j) receives grad[i, j]."""
-    kernel = pick("window_sum", win)
     if kernel is not None:
         return kernel.spread(grad, win)
     xp = get_array_module()
@@ -312,10 +310,11 @@ class _AvgPool2d(Function):
 
     def forward(self, x):
         self.divisor = _avg_divisor(self.win, self.count_include_pad, self.divisor_override, x.dtype)
-        return _window_sums(x, self.win) / self.divisor
+        self.kernel = pick("window_sum", self.win)
+        return _window_sums(x, self.win, self.kernel) / self.divisor
 
     def backward(self, grad):
-        return (_window_sums_backward(grad / self.divisor, self.win),)
+        return (_window_sums_backward(grad / self.divisor, self.win, self.kernel),)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -346,7 +345,8 @@ class _LpPool2d(Function):
         p = self.norm_type
         magnitude = xp.abs(x)
         powered = magnitude * magnitude if p == 2 else magnitude ** p
-        self.sums = _window_sums(powered, self.win)
+        self.kernel = pick("window_sum", self.win)
+        self.sums = _window_sums(powered, self.win, self.kernel)
         # PyTorch computes avg_pool2d(x^p) * kernel area: a window cut by ceil_mode is scaled up by area / count
         padded_h, padded_w = (counts[0] for counts in _window_counts(self.win))
         area = self.win.kernel[0] * self.win.kernel[1]
@@ -362,7 +362,7 @@ class _LpPool2d(Function):
         nonzero = self.sums > 0
         # where a window sums to zero every |x| is 0: the gradient is set to 0 (as PyTorch documents)
         per_window = xp.where(nonzero, grad * self.out / xp.where(nonzero, self.sums, 1), 0).astype(grad.dtype)
-        spread = _window_sums_backward(per_window, self.win)
+        spread = _window_sums_backward(per_window, self.win, self.kernel)
         x = self.x
         if p == 1:
             local = xp.sign(x)
