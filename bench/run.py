@@ -50,6 +50,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import cnnkit  # noqa: E402
 import cnnkit.functional as F  # noqa: E402
 import cnnkit.kernels.threads  # noqa: E402
+from cnnkit.nn.utils import fuse  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
@@ -202,6 +203,7 @@ def _training_case(name, config, batch, image_shape):
         from cnnkit.optim import SGD
 
         ours, theirs, _ = reference.matched_pair(torch, config)
+        fuse(ours)  # BatchNorm + ReLU pairs as one op, as the trainer runs them
         images, labels = _data((batch,) + image_shape), _labels(batch)
         _check_same_logits(torch, ours, theirs, images[:2])
         ours.train()
@@ -228,6 +230,7 @@ def _inference_case(name, config, image_shape):
     @case(name)
     def build(torch):
         ours, theirs, _ = reference.matched_pair(torch, config)
+        fuse(ours)  # BatchNorm + ReLU pairs as one op, as the trainer runs them
         image = _data((1,) + image_shape)
         _check_same_logits(torch, ours, theirs, image)
         x, x_torch = cnnkit.tensor(image.copy()), torch.from_numpy(image.copy())
@@ -268,7 +271,7 @@ def _memory_child(library, threads):
     if library == "cnnkit":
         from cnnkit.optim import SGD
 
-        model = reference.cnnkit_model("resnet18_cifar")
+        model = fuse(reference.cnnkit_model("resnet18_cifar"))
         optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
         x, y = cnnkit.tensor(images), cnnkit.tensor(labels)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
-from optable import Case, OpSpec, cnnkit_op, torch_op
+from optable import Case, ErrorCase, OpSpec, cnnkit_op, torch_op
 
 
 def _torch_erf(x):
@@ -35,8 +35,9 @@ def _elementwise(draw, scale=4.0, kwargs=None, small=False):
     return Case([values], {key: draw(strategy) for key, strategy in (kwargs or {}).items()})
 
 
-def _activation(name, scale=4.0, **kwargs):
-    return OpSpec(name, _elementwise(scale, kwargs), gradcheck_cases=_elementwise(scale, kwargs, small=True))
+def _activation(name, scale=4.0, kernel_ops=(), errors=(), **kwargs):
+    return OpSpec(name, _elementwise(scale, kwargs), gradcheck_cases=_elementwise(scale, kwargs, small=True),
+                  kernel_ops=kernel_ops, errors=list(errors))
 
 
 @st.composite
@@ -61,13 +62,18 @@ def _linear_case(draw, small=False):
 
 
 # ------------------------------------------------------------------------------------------------- batch norm
-def _batch_norm_ours(x, running_mean, running_var, weight, bias, **kwargs):
+def _copy(statistic):
+    """A copy of a running statistic (None stays None)."""
     import cnnkit
+
+    return None if statistic is None else cnnkit.tensor(statistic.data.copy())
+
+
+def _batch_norm_ours(x, running_mean, running_var, weight, bias, **kwargs):
     import cnnkit.functional as F
 
     # copies: training updates the running statistics in place, and gradcheck calls this many times
-    return F.batch_norm(x, cnnkit.tensor(running_mean.data.copy()), cnnkit.tensor(running_var.data.copy()),
-                        weight, bias, **kwargs)
+    return F.batch_norm(x, _copy(running_mean), _copy(running_var), weight, bias, **kwargs)
 
 
 def _batch_norm_theirs(x, running_mean, running_var, weight, bias, **kwargs):
@@ -98,11 +104,9 @@ def _batch_norm_case(draw, small=False):
 
 
 def _batch_norm_relu_ours(x, running_mean, running_var, weight, bias, **kwargs):
-    import cnnkit
     import cnnkit.functional as F
 
-    return F.batch_norm_relu(x, cnnkit.tensor(running_mean.data.copy()), cnnkit.tensor(running_var.data.copy()),
-                             weight, bias, **kwargs)
+    return F.batch_norm_relu(x, _copy(running_mean), _copy(running_var), weight, bias, **kwargs)
 
 
 def _batch_norm_relu_theirs(x, running_mean, running_var, weight, bias, max_value=None, **kwargs):
@@ -263,9 +267,28 @@ def _small(strategy, **kwargs):
     return strategy(small=True, **kwargs)
 
 
+_BATCH_NORM_ERRORS = [
+    ErrorCase([np.zeros((2, 4)), np.zeros(3), np.ones(4), None, None], {}, ValueError,
+              r"batch_norm: running_mean has shape \(3,\)"),
+    ErrorCase([np.zeros((2, 4)), None, None, None, None], {}, ValueError, "required when training=False"),
+    ErrorCase([np.zeros((1, 4)), None, None, None, None], {"training": True}, ValueError,
+              r"batch_norm: expected more than 1 value per channel .*\(1, 4\)"),
+    ErrorCase([np.zeros(4), None, None, None, None], {"training": True}, ValueError,
+              r"batch_norm: expected an input of shape \(N, C, ...\) with at least 2 dimensions, got \(4,\)"),
+]
+_BATCH_NORM_RELU_ERRORS = [
+    *[ErrorCase([np.zeros((2, 4)), None, None, None, None], {"training": True, "max_value": bad}, ValueError,
+                r"batch_norm_relu: max_value must be a positive number or None, got") for bad in (0, -6, "6")],
+    ErrorCase([np.zeros((2, 4)), None, None, np.ones(3), None], {"training": True}, ValueError,
+              r"batch_norm_relu: weight has shape \(3,\) but the input of shape \(2, 4\)"),
+    ErrorCase([np.zeros((1, 4)), None, None, None, None], {"training": True, "max_value": 6}, ValueError,
+              r"batch_norm_relu: expected more than 1 value per channel .*\(1, 4\)"),
+]
+_RELU_ERRORS = [ErrorCase([np.ones((2, 3), np.int64)], {}, TypeError, r"relu: expected a float32 or float64 input")]
+
 SPECS = [
-    _activation("relu"),
-    _activation("relu6", scale=5.0),
+    _activation("relu", kernel_ops=("relu",), errors=_RELU_ERRORS),
+    _activation("relu6", scale=5.0, kernel_ops=("relu",)),
     _activation("leaky_relu", negative_slope=st.sampled_from([0.01, 0.2, 1.5])),
     _activation("elu", alpha=st.sampled_from([1.0, 0.5, 2.0])),
     _activation("gelu", approximate=st.sampled_from(["none", "tanh"])),
@@ -280,9 +303,10 @@ SPECS = [
     OpSpec("log_softmax", _softmax_case(), gradcheck_cases=_small(_softmax_case)),
     OpSpec("linear", _linear_case(), gradcheck_cases=_small(_linear_case)),
     OpSpec("batch_norm", _batch_norm_case(), ours=_batch_norm_ours, theirs=_batch_norm_theirs,
-           gradcheck_cases=_small(_batch_norm_case)),
+           gradcheck_cases=_small(_batch_norm_case), kernel_ops=("batch_norm",), errors=_BATCH_NORM_ERRORS),
     OpSpec("batch_norm_relu", _batch_norm_relu_case(), ours=_batch_norm_relu_ours, theirs=_batch_norm_relu_theirs,
-           gradcheck_cases=_small(_batch_norm_relu_case)),
+           gradcheck_cases=_small(_batch_norm_relu_case), kernel_ops=("batch_norm",),
+           errors=_BATCH_NORM_RELU_ERRORS),
     OpSpec("local_response_norm", _lrn_case(), gradcheck_cases=_small(_lrn_case)),
     OpSpec("cross_entropy", _cross_entropy_case(), gradcheck_cases=_small(_cross_entropy_case)),
     OpSpec("cross_entropy[probabilities]", _cross_entropy_probabilities(), ours=cnnkit_op("cross_entropy"),

@@ -1,9 +1,11 @@
 """Op-table specs for pooling: random geometries (odd sizes, leftovers, overlap, padding, dilation, ceil_mode)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import strategies as st
-from optable import Case, OpSpec, cnnkit_op, torch_op
+from optable import Case, ErrorCase, OpSpec, cnnkit_op, torch_op
 
 
 def _first(out):
@@ -129,16 +131,84 @@ _SMALL = {"max_size": 3, "max_kernel": 3, "small": True}
 _MAX = _window_case("max").filter(_windows_touch_input)
 _MAX_SMALL = _window_case("max", **_SMALL).filter(_windows_touch_input)
 
+# ------------------------------------------------------------------------------------------- error cases
+_X = np.zeros((1, 1, 5, 5))
+_NO_CHANNELS = np.zeros((2, 0, 4, 4))
+
+_MAX_ERRORS = [
+    ErrorCase([np.zeros((5, 5))], {"kernel_size": 2}, ValueError,
+              r"max_pool2d: expected a 3-D .* got shape \(5, 5\)"),
+    ErrorCase([_X], {"kernel_size": 7}, ValueError,
+              r"max_pool2d on input of shape \(1, 1, 5, 5\): kernel 7 .* larger than the padded input height "
+              r"5 \+ 0 = 5"),
+    ErrorCase([_X], {"kernel_size": 3, "padding": 2}, ValueError,
+              r"padding 2 is more than half the kernel size \(3, 3\)"),
+    ErrorCase([_X], {"kernel_size": 0}, ValueError, r"max_pool2d: kernel_size must be positive, got 0"),
+    ErrorCase([_X], {"kernel_size": 2, "dilation": 0}, ValueError, r"dilation must be positive"),
+    ErrorCase([_X], {"kernel_size": 2, "strict": True}, ValueError,
+              r"do not tile the input height: .* = \(5 - 2 \+ 0\) / 2 \+ 1 = 2\.5 is not an integer"),
+    ErrorCase([np.zeros((1, 1, 1, 1))], {"kernel_size": (1, 2), "stride": 1, "padding": (0, 1), "dilation": (1, 2)},
+              ValueError, r"window at output column 0 reads only padding"),
+    ErrorCase([np.ones((1, 1, 4, 4), np.int64)], {"kernel_size": 2}, TypeError,
+              r"max_pool2d: expected a float32 or float64 input, got int64"),
+    ErrorCase([_X], {"kernel_size": 2.5}, TypeError, r"kernel_size must be an int or a pair of ints, got 2.5"),
+    ErrorCase([_NO_CHANNELS], {"kernel_size": 2}, ValueError,
+              r"max_pool2d: input of shape \(2, 0, 4, 4\) has no channels"),
+]
+_AVG_ERRORS = [
+    ErrorCase([np.zeros((1, 1, 1, 5, 5))], {"kernel_size": 2}, ValueError,
+              r"avg_pool2d: .*got shape \(1, 1, 1, 5, 5\)"),
+    ErrorCase([_X], {"kernel_size": 8, "padding": 1}, ValueError,
+              r"avg_pool2d on input of shape \(1, 1, 5, 5\): kernel 8 .* padded input height 5 \+ 2 = 7"),
+    ErrorCase([_X], {"kernel_size": (2, 4), "padding": (1, 3)}, ValueError, r"more than half .* along the width"),
+    ErrorCase([_X], {"kernel_size": 2, "stride": -1}, ValueError, r"avg_pool2d: stride must be positive, got -1"),
+    ErrorCase([_X], {"kernel_size": 2, "divisor_override": 0}, ValueError,
+              r"divisor_override must be a non-zero integer"),
+    ErrorCase([_NO_CHANNELS], {"kernel_size": 2}, ValueError,
+              r"avg_pool2d: input of shape \(2, 0, 4, 4\) has no channels"),
+]
+_LP_ERRORS = [
+    ErrorCase([_X, 2, 3, 3], {"strict": True}, ValueError, r"lp_pool2d on input of shape \(1, 1, 5, 5\).*tile"),
+    *[ErrorCase([np.zeros((1, 1, 4, 4)), p, 2], {}, ValueError, f"norm_type must be positive.*got {p}")
+      for p in (0, -1, -math.inf)],
+]
+# pooling a 5x5 plane by 2 drops row and column 4; index 18 = 3 * 5 + 3 lies outside the default 4x4 output
+_VALUES = np.zeros((1, 2, 2, 2))
+_INDICES = np.array([0, 2, 10, 18] * 2, np.int64).reshape(1, 2, 2, 2)
+_UNPOOL_ERRORS = [
+    ErrorCase([_VALUES, _INDICES, 2], {}, ValueError,
+              r"indices range over \[\d+, 18\] but the output planes are 4x4 .*output_size"),
+    ErrorCase([_VALUES, _INDICES[:, :, :, :1], 2], {}, ValueError,
+              r"indices have shape \(1, 2, 2, 1\) but the input has shape \(1, 2, 2, 2\)"),
+    ErrorCase([_VALUES, _INDICES, 2], {"output_size": (7, 5)}, ValueError,
+              r"output_size \(7, 5\) has height 7.*strictly between 2 and 6"),
+    ErrorCase([_VALUES, _INDICES, 2], {"output_size": (5,)}, ValueError, "2 sizes"),
+    ErrorCase([_VALUES, _INDICES.astype(np.float32), 2], {}, TypeError, "integer tensor"),
+]
+_ADAPTIVE_AVG_ERRORS = [
+    ErrorCase([_X, 0], {}, ValueError, r"adaptive_avg_pool2d: output_size must be a positive int"),
+    ErrorCase([np.zeros((4, 4)), 2], {}, ValueError, r"got shape \(4, 4\)"),
+]
+_ADAPTIVE_MAX_ERRORS = [
+    ErrorCase([_X, (3, -1)], {}, ValueError, r"output_size must be a positive int.*\(3, -1\)"),
+    ErrorCase([_NO_CHANNELS, 2], {}, ValueError, r"adaptive_max_pool2d: input of shape \(2, 0, 4, 4\) has no channels"),
+]
+
 SPECS = [
-    OpSpec("max_pool2d", _MAX, gradcheck_cases=_MAX_SMALL),
+    OpSpec("max_pool2d", _MAX, gradcheck_cases=_MAX_SMALL, kernel_ops=("max_pool2d",), errors=_MAX_ERRORS),
     OpSpec("max_pool2d[return_indices]", _with_indices(_MAX), ours=cnnkit_op("max_pool2d"),
-           theirs=torch_op("max_pool2d"), output=_first, gradcheck_cases=_with_indices(_MAX_SMALL)),
-    OpSpec("avg_pool2d", _window_case("avg"), gradcheck_cases=_window_case("avg", **_SMALL)),
-    OpSpec("lp_pool2d", _window_case("lp"), gradcheck_cases=_window_case("lp", **_SMALL)),
-    OpSpec("max_unpool2d", _unpool_case(), gradcheck_cases=_unpool_case(small=True)),
-    OpSpec("adaptive_avg_pool2d", _adaptive_case(), gradcheck_cases=_adaptive_case(small=True)),
-    OpSpec("adaptive_max_pool2d", _adaptive_case(), gradcheck_cases=_adaptive_case(small=True)),
+           theirs=torch_op("max_pool2d"), output=_first, gradcheck_cases=_with_indices(_MAX_SMALL),
+           kernel_ops=("max_pool2d",)),
+    OpSpec("avg_pool2d", _window_case("avg"), gradcheck_cases=_window_case("avg", **_SMALL),
+           kernel_ops=("window_sum",), errors=_AVG_ERRORS),
+    OpSpec("lp_pool2d", _window_case("lp"), gradcheck_cases=_window_case("lp", **_SMALL),
+           kernel_ops=("window_sum",), errors=_LP_ERRORS),
+    OpSpec("max_unpool2d", _unpool_case(), gradcheck_cases=_unpool_case(small=True), errors=_UNPOOL_ERRORS),
+    OpSpec("adaptive_avg_pool2d", _adaptive_case(), gradcheck_cases=_adaptive_case(small=True),
+           errors=_ADAPTIVE_AVG_ERRORS),
+    OpSpec("adaptive_max_pool2d", _adaptive_case(), gradcheck_cases=_adaptive_case(small=True),
+           kernel_ops=("adaptive_max_pool2d", "max_pool2d"), errors=_ADAPTIVE_MAX_ERRORS),
     OpSpec("adaptive_max_pool2d[return_indices]", _with_indices(_adaptive_case()),
            ours=cnnkit_op("adaptive_max_pool2d"), theirs=torch_op("adaptive_max_pool2d"), output=_first,
-           gradcheck_cases=_with_indices(_adaptive_case(small=True))),
+           gradcheck_cases=_with_indices(_adaptive_case(small=True)), kernel_ops=("adaptive_max_pool2d", "max_pool2d")),
 ]

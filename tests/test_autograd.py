@@ -308,3 +308,40 @@ def test_an_undeclared_gradient_is_copied_even_when_nobody_else_holds_it():
     Triple.apply(x).backward(np.ones(4, np.float32))
     assert id(x.grad) != returned[0]
     np.testing.assert_array_equal(x.grad, np.full(4, 3.0))
+
+
+class _SplitAndArgmax(cnnkit.autograd.Function):
+    """Three outputs: x * 2, x * 3 and the (integer, non-differentiable) argmax; records what backward received."""
+
+    received = []
+
+    def forward(self, x):
+        return x * 2, x * 3, np.argmax(x, keepdims=True)
+
+    def backward(self, grad_double, grad_triple, grad_argmax):
+        _SplitAndArgmax.received.append((grad_double is None, grad_triple is None, grad_argmax))
+        total = 0 * self.inputs[0].data
+        for grad, factor in ((grad_double, 2), (grad_triple, 3)):
+            if grad is not None:
+                total = total + factor * grad
+        return (total,)
+
+
+@pytest.mark.parametrize("use", ["both", "first", "second"])
+def test_a_function_with_several_outputs_runs_backward_once_with_a_gradient_per_output(use):
+    _SplitAndArgmax.received.clear()
+    x = cnnkit.tensor(np.array([1.0, 4.0, 2.0], np.float32), requires_grad=True)
+    double, triple, argmax = _SplitAndArgmax.apply(x)
+    assert double.requires_grad and triple.requires_grad and not argmax.requires_grad
+    assert argmax.dtype.kind == "i" and int(argmax.item()) == 1
+    loss = {"both": (double * 5).sum() + triple.sum(), "first": double.sum(), "second": triple.sum()}[use]
+    loss.backward()
+    expected = {"both": 13.0, "first": 2.0, "second": 3.0}[use]
+    np.testing.assert_array_equal(x.grad, np.full(3, expected, np.float32))
+    assert _SplitAndArgmax.received == [(use == "second", use == "first", None)]
+
+
+def test_several_outputs_without_recording_are_plain_tensors():
+    x = cnnkit.tensor(np.ones(3, np.float32))
+    outputs = _SplitAndArgmax.apply(x)
+    assert len(outputs) == 3 and all(t.grad_fn is None and not t.requires_grad for t in outputs)

@@ -255,3 +255,23 @@ def test_block_docstring_names_its_paper(name):
     """Each block cites its source: authors and a year, as 'He et al. (2016)' or '(Hu et al., 2018)'."""
     doc = getattr(nn, name).__doc__ or ""
     assert re.search(r"[A-Z][a-z]+(,| and| et al\.).{0,200}?\b(19|20)\d\d\b", doc, re.S), doc
+
+
+def test_a_fused_model_exports_batchnorm_and_relu_as_their_own_onnx_nodes(tmp_path):
+    """nn.utils.fuse changes how a pair runs, not what the exported graph says."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from cnnkit import onnx as cnnkit_onnx
+    from cnnkit.nn.utils import fuse
+
+    model = fuse(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.BasicBlock(4, 4),
+                               nn.Conv2d(4, 2, 1), nn.BatchNorm2d(2), nn.ReLU6())).eval()
+    path = cnnkit_onnx.export(model, (3, 8, 8), tmp_path / "fused.onnx")
+    kinds = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert kinds.count("BatchNormalization") == 4 and kinds.count("Relu") == 3 and kinds.count("Clip") == 1
+    images = np.random.default_rng(2).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    with cnnkit.no_grad():
+        expected = model(cnnkit.tensor(images)).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: images})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

@@ -12,6 +12,15 @@ torch = pytest.importorskip("torch")
 TF = torch.nn.functional
 
 
+@pytest.fixture(params=["auto", "reference"])
+def kernels_mode(request):
+    """Run the test on the fast kernels ('auto') and on the reference ops."""
+    from cnnkit import backend
+
+    with backend.use_kernels(request.param):
+        yield request.param
+
+
 def _random(shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
@@ -37,7 +46,7 @@ def _reference_switches(x, kernel, stride, padding, dilation=1):
 # ------------------------------------------------------------------------------------------- switches and routing
 @pytest.mark.parametrize("kernel, stride, padding, dilation", [(2, 2, 0, 1), (3, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 2),
                                                                (2, 3, 1, 1)])
-def test_max_pool_gradient_lands_exactly_on_the_switches(kernel, stride, padding, dilation):
+def test_max_pool_gradient_lands_exactly_on_the_switches(kernel, stride, padding, dilation, kernels_mode):
     x = _random((2, 3, 9, 8))
     upstream = _random((2, 3) + F.max_pool2d(cnnkit.tensor(x), kernel, stride, padding, dilation).shape[2:], seed=1)
     inp = cnnkit.tensor(x, requires_grad=True)
@@ -52,7 +61,7 @@ def test_max_pool_gradient_lands_exactly_on_the_switches(kernel, stride, padding
     assert np.count_nonzero(inp.grad) == len(np.unique(switches.reshape(6, -1) + np.arange(6)[:, None] * 72))
 
 
-def test_overlapping_windows_accumulate_on_a_shared_maximum():
+def test_overlapping_windows_accumulate_on_a_shared_maximum(kernels_mode):
     x = _random((1, 1, 5, 5)) * 0.1
     x[0, 0, 2, 2] = 10.0  # the centre wins all four overlapping 3x3/2 windows
     inp = cnnkit.tensor(x, requires_grad=True)
@@ -65,7 +74,7 @@ def test_overlapping_windows_accumulate_on_a_shared_maximum():
 @pytest.mark.parametrize("kwargs", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
                                     dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 1), dilation=(2, 1)),
                                     dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)])
-def test_max_pool_indices_equal_torch_with_and_without_grad(kwargs):
+def test_max_pool_indices_equal_torch_with_and_without_grad(kwargs, kernels_mode):
     x = _random((2, 3, 11, 10))
     expected_out, expected_indices = TF.max_pool2d(torch.from_numpy(x), return_indices=True, **kwargs)
     for requires_grad in (False, True):
@@ -78,7 +87,7 @@ def test_max_pool_indices_equal_torch_with_and_without_grad(kwargs):
 
 
 @pytest.mark.parametrize("output_size", [3, (4, 5), (None, 3), (7, 2), 1])
-def test_adaptive_max_pool_indices_equal_torch(output_size):
+def test_adaptive_max_pool_indices_equal_torch(output_size, kernels_mode):
     x = _random((2, 3, 10, 7))
     expected_out, expected_indices = TF.adaptive_max_pool2d(torch.from_numpy(x), output_size, return_indices=True)
     out, indices = F.adaptive_max_pool2d(cnnkit.tensor(x, requires_grad=True), output_size, return_indices=True)
@@ -86,7 +95,7 @@ def test_adaptive_max_pool_indices_equal_torch(output_size):
     np.testing.assert_array_equal(out.numpy(), expected_out.numpy())
 
 
-def test_max_pool_nan_and_all_minus_inf_windows_follow_torch():
+def test_max_pool_nan_and_all_minus_inf_windows_follow_torch(kernels_mode):
     x = _random((1, 2, 6, 6))
     x[0, 0, 1, 1] = x[0, 0, 2, 2] = np.nan
     x[0, 1] = -np.inf  # every window ties with the -inf padding: torch keeps the first real pixel
@@ -97,7 +106,7 @@ def test_max_pool_nan_and_all_minus_inf_windows_follow_torch():
         np.testing.assert_array_equal(out.numpy(), expected_out.numpy())
 
 
-def test_max_pool_pads_with_minus_infinity_not_zero():
+def test_max_pool_pads_with_minus_infinity_not_zero(kernels_mode):
     x = -np.abs(_random((2, 3, 7, 7))) - 1.0
     out = F.max_pool2d(cnnkit.tensor(x), 3, stride=2, padding=1, ceil_mode=True).numpy()
     assert (out <= -1.0).all()
@@ -127,7 +136,7 @@ def test_per_side_and_same_padding_equal_pooling_an_explicitly_padded_input(padd
 # ------------------------------------------------------------------------------------------- unpooling
 @pytest.mark.parametrize("kernel, stride, padding, size", [(2, 2, 0, (8, 6)), (2, 2, 0, (9, 7)), (3, 2, 1, (9, 8)),
                                                           (3, 3, 1, (10, 10))])
-def test_max_unpool_round_trip_matches_torch(kernel, stride, padding, size):
+def test_max_unpool_round_trip_matches_torch(kernel, stride, padding, size, kernels_mode):
     x = _random((2, 3) + size)
     values, indices = F.max_pool2d(cnnkit.tensor(x), kernel, stride, padding, return_indices=True)
     their_values, their_indices = TF.max_pool2d(torch.from_numpy(x), kernel, stride, padding, return_indices=True)
@@ -144,22 +153,6 @@ def test_max_unpool_round_trip_matches_torch(kernel, stride, padding, size):
     np.testing.assert_allclose(inp.grad, theirs_in.grad.numpy())
     layer = nn.MaxUnpool2d(kernel, stride, padding)
     np.testing.assert_array_equal(layer(values, indices, output_size=x.shape).numpy(), theirs.detach().numpy())
-
-
-def test_max_unpool_errors_name_the_shapes():
-    x = _random((1, 2, 5, 5))
-    x[:, :, 3, 3] = 100.0  # the last window's winner sits at flat index 3 * 5 + 3 = 18
-    values, indices = F.max_pool2d(cnnkit.tensor(x), 2, return_indices=True)
-    with pytest.raises(ValueError, match=r"indices range over \[\d+, 18\] but the output planes are 4x4 .*output_size"):
-        F.max_unpool2d(values, indices, 2)  # pooling dropped row/column 4: default output is 4x4
-    with pytest.raises(ValueError, match=r"indices have shape \(1, 2, 2, 1\) but the input has shape \(1, 2, 2, 2\)"):
-        F.max_unpool2d(values, indices[:, :, :, :1], 2)
-    with pytest.raises(ValueError, match=r"output_size \(7, 5\) has height 7.*strictly between 2 and 6"):
-        F.max_unpool2d(values, indices, 2, output_size=(7, 5))
-    with pytest.raises(ValueError, match="2 sizes"):
-        F.max_unpool2d(values, indices, 2, output_size=(5,))
-    with pytest.raises(TypeError, match="integer tensor"):
-        F.max_unpool2d(values, indices.numpy().astype(np.float32), 2)
 
 
 # ------------------------------------------------------------------------------------------- lp_pool2d
@@ -186,7 +179,7 @@ def test_lp_pool_negative_inputs_non_integer_p_finite_and_correct(p, kernel, str
     np.testing.assert_allclose(inp.grad, theirs_in.grad.numpy(), rtol=1e-8, atol=1e-12)
 
 
-def test_lp_pool_gradient_is_zero_where_a_window_sums_to_zero():
+def test_lp_pool_gradient_is_zero_where_a_window_sums_to_zero(kernels_mode):
     x = _random((1, 1, 4, 4))
     x[0, 0, :2, :2] = 0.0
     inp = cnnkit.tensor(x, requires_grad=True)
@@ -207,15 +200,13 @@ def test_lp_pool_infinite_norm_is_max_of_magnitudes():
 
 
 @pytest.mark.parametrize("norm_type", [0, -1, -math.inf])
-def test_lp_pool_rejects_non_positive_norm_type(norm_type):
-    with pytest.raises(ValueError, match=f"norm_type must be positive.*got {norm_type}"):
-        F.lp_pool2d(cnnkit.randn(1, 1, 4, 4), norm_type, 2)
+def test_lp_pool_layer_rejects_non_positive_norm_type(norm_type):
     with pytest.raises(ValueError, match="LPPool2d: norm_type must be a positive number"):
         nn.LPPool2d(norm_type, 2)
 
 
 # ------------------------------------------------------------------------------------------- avg_pool2d ceil_mode
-def test_avg_pool_ceil_mode_divisor_counts_padding_but_not_the_overhang():
+def test_avg_pool_ceil_mode_divisor_counts_padding_but_not_the_overhang(kernels_mode):
     ones = np.ones((1, 1, 5, 5), np.float32)
     for padding, count_include_pad in ((1, True), (1, False), (0, True)):
         ours = F.avg_pool2d(cnnkit.tensor(ones), 2, 2, padding, ceil_mode=True, count_include_pad=count_include_pad)
@@ -229,37 +220,8 @@ def test_avg_pool_ceil_mode_divisor_counts_padding_but_not_the_overhang():
 
 
 # ------------------------------------------------------------------------------------------- bad input
+# the functional ops' error cases are in the op table (tests/specs_pool.py, ``errors``)
 _X = cnnkit.randn(1, 1, 5, 5)
-
-
-@pytest.mark.parametrize("call, error, message", [
-    (lambda: F.max_pool2d(cnnkit.randn(5, 5), 2), ValueError, r"max_pool2d: expected a 3-D .* got shape \(5, 5\)"),
-    (lambda: F.avg_pool2d(cnnkit.randn(1, 1, 1, 5, 5), 2), ValueError, r"avg_pool2d: .*got shape \(1, 1, 1, 5, 5\)"),
-    (lambda: F.max_pool2d(_X, 7), ValueError,
-     r"max_pool2d on input of shape \(1, 1, 5, 5\): kernel 7 .* larger than the padded input height 5 \+ 0 = 5"),
-    (lambda: F.avg_pool2d(_X, 8, padding=1), ValueError,
-     r"avg_pool2d on input of shape \(1, 1, 5, 5\): kernel 8 .* padded input height 5 \+ 2 = 7"),
-    (lambda: F.max_pool2d(_X, 3, padding=2), ValueError, r"padding 2 is more than half the kernel size \(3, 3\)"),
-    (lambda: F.avg_pool2d(_X, (2, 4), padding=(1, 3)), ValueError, r"more than half .* along the width"),
-    (lambda: F.max_pool2d(_X, 0), ValueError, r"max_pool2d: kernel_size must be positive, got 0"),
-    (lambda: F.avg_pool2d(_X, 2, stride=-1), ValueError, r"avg_pool2d: stride must be positive, got -1"),
-    (lambda: F.max_pool2d(_X, 2, dilation=0), ValueError, r"dilation must be positive"),
-    (lambda: F.max_pool2d(_X, 2, strict=True), ValueError,
-     r"do not tile the input height: .* = \(5 - 2 \+ 0\) / 2 \+ 1 = 2\.5 is not an integer"),
-    (lambda: F.lp_pool2d(_X, 2, 3, 3, strict=True), ValueError, r"lp_pool2d on input of shape \(1, 1, 5, 5\).*tile"),
-    (lambda: F.max_pool2d(cnnkit.randn(1, 1, 1, 1), (1, 2), 1, (0, 1), (1, 2)), ValueError,
-     r"window at output column 0 reads only padding"),
-    (lambda: F.avg_pool2d(_X, 2, divisor_override=0), ValueError, r"divisor_override must be a non-zero integer"),
-    (lambda: F.max_pool2d(cnnkit.tensor(np.ones((1, 1, 4, 4), np.int64)), 2), TypeError,
-     r"max_pool2d: expected a float32 or float64 input, got int64"),
-    (lambda: F.adaptive_avg_pool2d(_X, 0), ValueError, r"adaptive_avg_pool2d: output_size must be a positive int"),
-    (lambda: F.adaptive_max_pool2d(_X, (3, -1)), ValueError, r"output_size must be a positive int.*\(3, -1\)"),
-    (lambda: F.adaptive_avg_pool2d(cnnkit.randn(4, 4), 2), ValueError, r"got shape \(4, 4\)"),
-    (lambda: F.max_pool2d(_X, 2.5), TypeError, r"kernel_size must be an int or a pair of ints, got 2.5"),
-])
-def test_bad_input_raises_a_clear_error(call, error, message):
-    with pytest.raises(error, match=message):
-        call()
 
 
 def test_layer_errors_name_the_layer():
@@ -326,3 +288,54 @@ def test_outputs_and_gradients_keep_the_input_dtype(op, dtype):
     out = op(inp)
     out.backward(np.ones(out.shape, dtype))
     assert out.dtype == dtype and inp.grad.dtype == dtype
+
+
+# ------------------------------------------------------------------------------------------- empty batches
+_EMPTY_OPS = {
+    "max_pool2d": lambda f, x: f.max_pool2d(x, 3, 2, 1),
+    "max_pool2d[return_indices]": lambda f, x: f.max_pool2d(x, 2, return_indices=True)[0],
+    "avg_pool2d": lambda f, x: f.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+    "lp_pool2d": lambda f, x: f.lp_pool2d(x, 2, 2),
+    "adaptive_avg_pool2d": lambda f, x: f.adaptive_avg_pool2d(x, 3),
+    "adaptive_max_pool2d": lambda f, x: f.adaptive_max_pool2d(x, 3),
+    "max_unpool2d": lambda f, x: f.max_unpool2d(*f.max_pool2d(x, 2, return_indices=True), 2),
+    "local_response_norm": lambda f, x: f.local_response_norm(x, 2),
+    "relu": lambda f, x: f.relu(x),
+    "relu6": lambda f, x: f.relu6(x),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_EMPTY_OPS))
+def test_an_empty_batch_gives_torchs_empty_output_and_gradient(name, kernels_mode):
+    x = cnnkit.tensor(np.zeros((0, 3, 5, 4), np.float32), requires_grad=True)
+    tx = torch.zeros((0, 3, 5, 4), requires_grad=True)
+    out, tout = _EMPTY_OPS[name](F, x), _EMPTY_OPS[name](TF, tx)
+    assert out.shape == tuple(tout.shape) and out.dtype == np.float32
+    out.backward(np.zeros(out.shape, np.float32))
+    tout.backward(torch.zeros(tout.shape))
+    assert x.grad.shape == tuple(tx.grad.shape)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("max_value", [None, 6.0])
+def test_batch_norm_of_an_empty_batch_is_empty_and_keeps_the_running_statistics(training, max_value, kernels_mode):
+    x = cnnkit.tensor(np.zeros((0, 3, 4, 4), np.float32), requires_grad=True)
+    weight, bias = cnnkit.ones(3, requires_grad=True), cnnkit.zeros(3, requires_grad=True)
+    mean, var = cnnkit.tensor([0.5, 1.0, -1.0]), cnnkit.tensor([2.0, 1.0, 0.5])
+    out = F.batch_norm_relu(x, mean, var, weight, bias, training=training, max_value=max_value)
+    tx = torch.zeros((0, 3, 4, 4), requires_grad=True)
+    tmean, tvar = torch.tensor([0.5, 1.0, -1.0]), torch.tensor([2.0, 1.0, 0.5])
+    tout = TF.batch_norm(tx, tmean, tvar, torch.ones(3), torch.zeros(3), training=training)
+    assert out.shape == tuple(tout.shape)
+    np.testing.assert_array_equal(mean.numpy(), tmean.numpy())  # torch leaves them as they were
+    np.testing.assert_array_equal(var.numpy(), tvar.numpy())
+    out.backward(np.zeros(out.shape, np.float32))
+    assert x.grad.shape == (0, 3, 4, 4) and (weight.grad == 0).all() and (bias.grad == 0).all()
+
+
+def test_batch_norm_layer_counts_an_empty_batch_as_torch_does():
+    ours, theirs = nn.BatchNorm2d(3), torch.nn.BatchNorm2d(3)
+    out, tout = ours(cnnkit.zeros(0, 3, 2, 2)), theirs(torch.zeros(0, 3, 2, 2))
+    assert out.shape == tuple(tout.shape)
+    for key, value in theirs.state_dict().items():
+        np.testing.assert_array_equal(ours.state_dict()[key], value.numpy())

@@ -82,6 +82,11 @@ class Function:
     attributes. Keep only what backward needs on ``self``. An op with an ``after_backward`` callable
     attribute has it called once the whole ``backward`` pass has finished (DistributedDataParallel's
     gradient averaging).
+
+
+    A forward may return a tuple of arrays: ``apply`` then returns a tuple of tensors, and backward
+    receives one gradient per output (``backward(*grads)``, None for an output that got none).
+    Integer outputs (such as max pooling's switches) are not differentiable.
     """
 
     inputs: tuple = ()
@@ -113,6 +118,8 @@ class Function:
         tracer = _state.tracer
         if tracer is not None:
             tracer(fn, inputs)
+        if isinstance(out, tuple):
+            return _wrap_outputs(fn, out, inputs, record)
         if not record:
             return Tensor._wrap(out)
         fn.inputs = tuple(t if isinstance(t, Tensor) else None for t in inputs)
@@ -120,6 +127,19 @@ class Function:
 
     def __repr__(self):
         return f"<{type(self).__name__}>"
+
+
+def _wrap_outputs(fn, arrays, inputs, record):
+    """The tensors of a several-output forward; the float ones share ``fn`` as their node when recording."""
+    from .tensor import Tensor
+
+    if not record:
+        return tuple(Tensor._wrap(array) for array in arrays)
+    fn.inputs = tuple(t if isinstance(t, Tensor) else None for t in inputs)
+    outputs = tuple(Tensor._wrap(array, requires_grad=True, ctx=fn) if array.dtype.kind == "f"
+                    else Tensor._wrap(array) for array in arrays)
+    fn.output_ids = tuple(id(t) for t in outputs)  # backward gathers one gradient per output by position
+    return outputs
 
 
 class _Freed:

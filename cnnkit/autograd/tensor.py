@@ -240,13 +240,14 @@ class Tensor:
         # here, summed here, or declared fresh by a backward), which a leaf takes as its .grad without a copy
         order = _topological_order(self)
         grads = {id(self): gradient}
+        gathered = _gathering(order)
         finishers = []  # ops that asked to run once every gradient is in (gradient averaging over processes)
         for node in order:
             grad = grads.pop(id(node), None)
-            if grad is None:
-                continue
             fn = node._ctx
-            if fn is None or node._retains_grad:
+            if grad is None and id(fn) not in gathered:
+                continue
+            if grad is not None and (fn is None or node._retains_grad):
                 ours = id(node) in owned
                 if grad.dtype != node.dtype:
                     grad, ours = grad.astype(node.dtype), True
@@ -256,10 +257,16 @@ class Tensor:
                     node.grad = grad if ours and fn is None else grad.copy()
             if fn is None:
                 continue
+            if id(fn) in gathered:  # one output of a several-output op: its backward runs once all have arrived
+                grad = _gather(gathered, fn, node, grad)
+                if not retain_graph:
+                    node._ctx = FREED
+                if grad is None:
+                    continue
             if fn is FREED:
                 raise RuntimeError("backward: trying to backward through the graph a second time; "
                                    "pass retain_graph=True to the first backward call")
-            input_grads = fn.backward(grad)
+            input_grads = fn.backward(*grad) if id(fn) in gathered else fn.backward(grad)
             if getattr(fn, "after_backward", None) is not None:
                 finishers.append(fn.after_backward)
             if not isinstance(input_grads, tuple):
@@ -556,6 +563,27 @@ def _count(shape, dim):
     for d in dims:
         count *= shape[d]
     return count
+
+
+def _gathering(order):
+    """{id(fn): [gradients, outputs left]} for each several-output op in ``order`` (a plain op is left out)."""
+    gathered = {}
+    for node in order:
+        fn = node._ctx
+        if getattr(fn, "output_ids", None) is not None:
+            entry = gathered.setdefault(id(fn), [[None] * len(fn.output_ids), 0])
+            entry[1] += 1
+    return gathered
+
+
+def _gather(gathered, fn, node, grad):
+    """Record ``grad`` for ``node``'s output position; the tuple of every output's gradient once the last arrived."""
+    grads, left = gathered[id(fn)]
+    grads[fn.output_ids.index(id(node))] = grad
+    gathered[id(fn)][1] = left - 1
+    if left > 1 or all(g is None for g in grads):
+        return None
+    return tuple(grads)
 
 
 def _topological_order(root):

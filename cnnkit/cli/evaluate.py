@@ -6,6 +6,7 @@ import sys
 
 from .. import data
 from ..io import load_model, read_metadata, resolve_checkpoint
+from ..nn.utils import fuse
 from ..train import evaluate, format_confusion_matrix
 from ..train.pipeline import describe_data, normalizing_transform
 from . import numbers
@@ -51,7 +52,7 @@ def run_command(args):
         data_dir = args.data_dir or (config.get("data_dir") if dataset == config.get("dataset") else None)
         split = args.split or (config.get("val_split") if dataset == config.get("dataset") else None) or "test"
         description = saved_data if saved_data.get("mean") else describe_data(dataset, data_dir)
-        model = load_model(path)
+        model = fuse(load_model(path))
         drawn = {"image_size": description["image_size"]} if dataset == "shapes" and description.get("resize") else {}
         dataset_split = data.load_dataset(dataset, root=data_dir, split=split,
                                           transform=normalizing_transform(description), download=True, **drawn)

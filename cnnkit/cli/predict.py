@@ -10,6 +10,7 @@ import numpy as np
 from ..autograd import Tensor, no_grad
 from ..data.image_file import ImageInputError, read_image
 from ..io import load_model, read_metadata, resolve_checkpoint
+from ..nn.utils import fuse
 from ..onnx import load as load_onnx
 from ..train.pipeline import image_side, normalizing_transform
 from . import numbers
@@ -94,7 +95,7 @@ def load_checkpoint_model(path, image_size=None):
     metadata = read_metadata(path)
     description = metadata["extra"].get("data") or {}
     config = metadata.get("model_config") or {}
-    model = load_model(path)
+    model = fuse(load_model(path))
     channels = config.get("in_channels") or description.get("in_channels", 3)
     return model, description, channels, input_size(image_size, description, config)
 

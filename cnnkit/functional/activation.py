@@ -10,6 +10,7 @@ import warnings
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
+from ..kernels import pick
 
 __all__ = ["relu", "relu6", "leaky_relu", "elu", "gelu", "erf", "sigmoid", "tanh", "hardswish", "hardsigmoid",
            "silu", "softmax", "log_softmax"]
@@ -25,65 +26,31 @@ def as_float_tensor(op, input, name="input"):
 
 
 # ------------------------------------------------------------------------------------------ piecewise linear
-# Elements per chunk of a fused elementwise pass: the chunk stays in cache between the pass's ufuncs, so a
-# large input is read from memory once instead of once per ufunc (ReLU6 on 9.4M elements: 16.4 -> 9.3 ms).
-CHUNK_ELEMENTS = 1 << 18
-
-
-# From this size max(x, low) runs as clip(x, low, inf): NumPy's maximum against a scalar runs about 3x slower
-# (float32, 802,816 elements: 384 -> 132 us), with the same values (NaN and infinities included), but clip
-# costs about 18 us more per call in Python, which below about 56K elements is more than it saves.
-CLIP_MIN_ELEMENTS = 1 << 16
-
-
-def clamp_into(values, low, high, out):
-    """out = clip(values, low, high), or max(values, low) when high is None; NaN stays NaN, as in torch."""
-    xp = get_array_module()
-    if high is None and values.size < CLIP_MIN_ELEMENTS:
-        xp.maximum(values, low, out=out)
-    else:
-        xp.clip(values, low, float("inf") if high is None else high, out=out)
-
-
-def inside_into(values, low, high, out, below):
-    """out = low < values < high (values > low when high is None); ``below`` is bool scratch of the same shape."""
-    xp = get_array_module()
-    xp.greater(values, low, out=out)
-    if high is not None:
-        xp.less(values, high, out=below)
-        out &= below
-
-
-def _clamp_and_mask(x, low, high):
-    """(clip(x, low, high), low < x < high), or (max(x, low), x > low) when high is None, in one chunked pass."""
-    xp = get_array_module()
-    x = xp.ascontiguousarray(x)  # the chunks are slices of flat views
-    out = xp.empty_like(x)
-    mask = xp.empty(x.shape, bool)
-    flat, out_flat, mask_flat = x.reshape(-1), out.reshape(-1), mask.reshape(-1)
-    below = xp.empty(min(flat.size, CHUNK_ELEMENTS), bool) if high is not None else None
-    for start in range(0, flat.size, CHUNK_ELEMENTS):
-        chunk = slice(start, start + CHUNK_ELEMENTS)
-        values = flat[chunk]
-        inside_into(values, low, high, mask_flat[chunk], None if below is None else below[:values.size])
-        clamp_into(values, low, high, out_flat[chunk])
-    return out, mask
-
-
 class _Relu(Function):
+    """y = max(x, 0); dy/dx = 1 where x > 0, else 0."""
+
     def forward(self, x):
-        out, self.positive = _clamp_and_mask(x, 0, None)
-        return out
+        kernel = pick("relu", x.size)
+        if kernel is not None:
+            out, self.positive = kernel.forward(x, None)
+            return out
+        self.positive = x > 0
+        return get_array_module().maximum(x, 0)
 
     def backward(self, grad):
         return (grad * self.positive,)
 
 
 class _Relu6(Function):
+    """y = min(max(x, 0), 6); dy/dx = 1 where 0 < x < 6 (torch's hardtanh rule), else 0."""
+
     def forward(self, x):
-        # torch's hardtanh backward: the gradient passes strictly inside (0, 6)
-        out, self.inside = _clamp_and_mask(x, 0, 6)
-        return out
+        kernel = pick("relu", x.size)
+        if kernel is not None:
+            out, self.inside = kernel.forward(x, 6)
+            return out
+        self.inside = (x > 0) & (x < 6)
+        return get_array_module().clip(x, 0, 6)
 
     def backward(self, grad):
         return (grad * self.inside,)

@@ -1,9 +1,9 @@
 """Pooling ops with torch.nn.functional's names, arguments and semantics (NCHW, also unbatched CHW).
 
-Every op is vectorised over the batch, channels and output pixels; the only Python loops run over
-kernel offsets (at most kernel_h * kernel_w slices). Max pooling records its "switches" (which
-offset won each window) as a small integer array and turns them into PyTorch's flat ``H * W``
-indices only when asked (``return_indices``) or when the backward needs them.
+The reference path is the textbook one: pad, take one strided view of every window, and reduce it.
+Max pooling records its "switches" (which tap of each window won) and its backward routes each output
+gradient through its switch; average and power-average pooling spread the gradient back over the window.
+Faster paths for the same ops are kernels in ``cnnkit.kernels.pooling``, picked per call.
 """
 from __future__ import annotations
 
@@ -13,20 +13,26 @@ from typing import NamedTuple
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
-from ..kernels.copy import assign
+from ..kernels import pick
+from ..kernels.pooling import plane_positions
 from .arithmetic import pair, positive_pair, resolve_padding, window_output_size
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "max_unpool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"]
 
 
 # ---------------------------------------------------------------------------------------------- input and geometry
-def _batched(layer, input):
-    """Return the input as a 4-D tensor (a batch of one for C x H x W) and whether it was unbatched."""
+def _batched(layer, input, empty_channels=False):
+    """Return the input as a 4-D tensor (a batch of one for C x H x W) and whether it was unbatched.
+
+    Only the batch may be empty, as in PyTorch (``empty_channels`` also allows C = 0, as its adaptive average does).
+    """
     x = input if isinstance(input, Tensor) else Tensor(input)
     shape = tuple(x.shape)
     if x.ndim not in (3, 4) or min(shape[-2:], default=0) < 1:
         raise ValueError(f"{layer}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input with H, W >= 1, "
                          f"got shape {shape}")
+    if not empty_channels and shape[-3] == 0:
+        raise ValueError(f"{layer}: input of shape {shape} has no channels; only the batch dimension may be 0")
     if x.dtype.kind != "f":
         raise TypeError(f"{layer}: expected a float32 or float64 input, got {x.dtype} (shape {shape}); "
                         "convert it with x.float()")
@@ -105,106 +111,68 @@ def _check_windows_touch_input(where, kernel, stride, dilation, pads, in_size, o
 
 
 def _padded(x, win, fill):
-    """The padded input cut to the rows/columns the windows read (a view when no padding is needed)."""
+    """x padded with ``fill`` by the window's pads, grown or cut at the end to the rows/columns the windows read."""
     xp = get_array_module()
     (top, _), (left, _) = win.pads
     need_h, need_w = win.needed
     height, width = win.in_size
-    if top == 0 and left == 0 and need_h <= height and need_w <= width:
-        return x[:, :, :need_h, :need_w]
-    buffer = xp.full(x.shape[:2] + (need_h, need_w), fill, dtype=x.dtype)
-    rows, cols = min(height, need_h - top), min(width, need_w - left)
-    assign(buffer[:, :, top:top + rows, left:left + cols], x[:, :, :rows, :cols])
-    return buffer
+    grow = ((0, 0), (0, 0), (top, max(0, need_h - top - height)), (left, max(0, need_w - left - width)))
+    return xp.pad(x, grow, constant_values=fill)[:, :, :need_h, :need_w]
 
 
-def _unpadded(grad_buffer, win):
-    """Inverse of ``_padded`` for gradients: the input-sized part, zeros where no window reached."""
+def _unpadded(grad_padded, win):
+    """The input-sized part of a gradient on the padded input (zeros where no window reached)."""
     xp = get_array_module()
     (top, _), (left, _) = win.pads
     height, width = win.in_size
-    if top == 0 and left == 0 and grad_buffer.shape[2:] == (height, width):
-        return grad_buffer
-    grad = xp.zeros(grad_buffer.shape[:2] + (height, width), dtype=grad_buffer.dtype)
-    rows, cols = min(height, grad_buffer.shape[2] - top), min(width, grad_buffer.shape[3] - left)
-    assign(grad[:, :, :rows, :cols], grad_buffer[:, :, top:top + rows, left:left + cols])
+    grad = xp.zeros(grad_padded.shape[:2] + (height, width), dtype=grad_padded.dtype)
+    rows, cols = min(height, grad_padded.shape[2] - top), min(width, grad_padded.shape[3] - left)
+    grad[:, :, :rows, :cols] = grad_padded[:, :, top:top + rows, left:left + cols]
     return grad
 
 
-def _offset_views(buffer, win, contiguous):
-    """One (N, C, out_h, out_w) view per kernel offset (row-major): view[(i, j)][o] = buffer[o * S + (i, j) * d].
+def _window_view(padded, win):
+    """The (N, C, out_h, out_w, kernel_h, kernel_w) view of every window: [n, c, i, j, a, b] = padded[n, c, i*S + a*d,
+    j*S + b*d] (no copy)."""
+    xp = get_array_module()
+    (stride_h, stride_w), (dil_h, dil_w) = win.stride, win.dilation
+    batch, channel, row, col = padded.strides
+    return xp.lib.stride_tricks.as_strided(
+        padded, padded.shape[:2] + tuple(win.out_size) + tuple(win.kernel),
+        (batch, channel, row * stride_h, col * stride_w, row * dil_h, col * dil_w), writeable=False)
 
-    With ``contiguous`` and a stride > 1 the buffer is first split into stride phases (one strided copy
-    per phase used), so that the per-offset elementwise passes run over contiguous rows.
-    """
+
+def _fold(taps, win):
+    """Adjoint of ``_window_view``: each window's (kernel_h, kernel_w) values added back at the padded positions
+    they came from."""
     xp = get_array_module()
     (kernel_h, kernel_w), (stride_h, stride_w), (dil_h, dil_w) = win.kernel, win.stride, win.dilation
     out_h, out_w = win.out_size
-    phases, views = {}, []
-    for i in range(kernel_h):
-        for j in range(kernel_w):
-            row, col = i * dil_h, j * dil_w
-            if not contiguous or (stride_h == 1 and stride_w == 1):
-                views.append(buffer[:, :, row:row + (out_h - 1) * stride_h + 1:stride_h,
-                                    col:col + (out_w - 1) * stride_w + 1:stride_w])
-                continue
-            key = (row % stride_h, col % stride_w)
-            if key not in phases:
-                phases[key] = xp.ascontiguousarray(buffer[:, :, key[0]::stride_h, key[1]::stride_w])
-            first_row, first_col = row // stride_h, col // stride_w
-            views.append(phases[key][:, :, first_row:first_row + out_h, first_col:first_col + out_w])
-    return views
+    padded = xp.zeros(taps.shape[:2] + tuple(win.needed), dtype=taps.dtype)
+    for a in range(kernel_h):
+        for b in range(kernel_w):
+            padded[:, :, a * dil_h:a * dil_h + (out_h - 1) * stride_h + 1:stride_h,
+                   b * dil_w:b * dil_w + (out_w - 1) * stride_w + 1:stride_w] += taps[..., a, b]
+    return padded
 
 
 # ---------------------------------------------------------------------------------------------- max: switches
-def _first_max(views):
-    """Elementwise max over ``views`` and the position of the first view holding it (PyTorch's tie rule).
-
-    The switch counts the leading views that differ from the max, using only vectorised compares
-    (much faster than argmax over a stacked copy). NaN wins, as in PyTorch (the last NaN of the window).
-    """
+def _max_switches(windows):
+    """s = argmax over the last axis: the first maximum (PyTorch's tie rule); a NaN wins (the last NaN, as PyTorch)."""
     xp = get_array_module()
-    best = views[0].copy()
-    for view in views[1:]:
-        xp.maximum(best, view, out=best)
-    count = len(views)
-    switch_dtype = xp.uint8 if count <= 256 else xp.int32
-    switch = xp.zeros(best.shape, dtype=switch_dtype)
-    if count > 1:
-        not_found = views[0] != best
-        differs = xp.empty(best.shape, dtype=bool)
-        switch += not_found.view(xp.uint8)
-        for view in views[1:-1]:
-            xp.not_equal(view, best, out=differs)
-            not_found &= differs
-            switch += not_found.view(xp.uint8)
-    is_nan = best != best
+    switch = windows.argmax(axis=-1)
+    is_nan = windows != windows
     if is_nan.any():
-        for position, view in enumerate(views):
-            switch[is_nan & (view != view)] = position
-    return best, switch
+        last_nan = windows.shape[-1] - 1 - is_nan[..., ::-1].argmax(axis=-1)
+        switch = xp.where(is_nan.any(axis=-1), last_nan, switch)
+    return switch
 
 
-def _plane_positions(indices, plane_size):
-    """Flat positions in the whole (N * C * plane) array from per-plane indices of shape (N, C, ...)."""
+def _first_tap_inside(win):
+    """(out_h, out_w): the first tap of each window that lands on the input, not on the padding."""
     xp = get_array_module()
-    n, c = indices.shape[:2]
-    offsets = (xp.arange(n * c, dtype=xp.int64) * plane_size).reshape((n, c) + (1,) * (indices.ndim - 2))
-    return (indices + offsets).reshape(-1)
-
-
-def _scatter_to_planes(grad, indices, plane_shape, overlapping):
-    """Input-shaped gradient: each output gradient added at its flat index in its (n, c) plane."""
-    xp = get_array_module()
-    n, c = grad.shape[:2]
-    plane_size = plane_shape[0] * plane_shape[1]
-    flat = xp.zeros(n * c * plane_size, dtype=grad.dtype)
-    positions = _plane_positions(indices, plane_size)
-    if overlapping:
-        xp.add.at(flat, positions, grad.reshape(-1))
-    else:  # every input pixel wins at most one window: a plain assignment is enough (and faster)
-        flat[positions] = grad.reshape(-1)
-    return flat.reshape((n, c) + tuple(plane_shape))
+    inside = _padded(xp.ones((1, 1) + tuple(win.in_size), bool), win, False)
+    return _window_view(inside, win)[0, 0].reshape(tuple(win.out_size) + (-1,)).argmax(axis=-1)
 
 
 def _max_pool_indices(switch, win, all_minus_inf=None):
@@ -231,32 +199,50 @@ def _max_pool_indices(switch, win, all_minus_inf=None):
 
 
 class _MaxPool2d(Function):
-    """max over each window; backward routes the gradient to the recorded argmax switch of each window."""
+    """y = max of each window, s = the switch (which tap won); backward routes dy through s to that input pixel.
+
+    With ``return_indices`` the forward has a second, integer output: the switches as flat H * W indices.
+    """
 
     def forward(self, x):
         xp = get_array_module()
         win = self.win
-        buffer = _padded(x, win, -xp.inf)  # -inf, never 0: padding must not win over negative inputs
-        record = bool(self.needs_input_grad)
-        if not (record or self.return_indices):
-            views = _offset_views(buffer, win, contiguous=False)
-            out = views[0].copy()
-            for view in views[1:]:
-                xp.maximum(out, view, out=out)
-            return out
-        out, switch = _first_max(_offset_views(buffer, win, contiguous=True))
+        self.kernel = kernel = pick("max_pool2d", win)
+        if kernel is not None:
+            return self._forward_kernel(kernel, x)
+        windows = _window_view(_padded(x, win, -xp.inf), win)  # -inf: padding never wins over a negative input
+        windows = windows.reshape(windows.shape[:4] + (win.kernel[0] * win.kernel[1],))  # the one copy: taps, row-major
+        self.switch = _max_switches(windows)
+        out = xp.take_along_axis(windows, self.switch[..., None], axis=-1)[..., 0]
+        all_minus_inf = xp.isneginf(out)
+        if all_minus_inf.any():  # a tie with the -inf padding: PyTorch picks the window's first input pixel
+            self.switch = xp.where(all_minus_inf, _first_tap_inside(win), self.switch)
+        if self.return_indices:
+            return out, _max_pool_indices(self.switch, win)
+        return out
+
+    def _forward_kernel(self, kernel, x):
+        xp = get_array_module()
+        if not (self.needs_input_grad or self.return_indices):
+            return kernel.values(x, self.win)
+        out, switch = kernel.forward(x, self.win)
         all_minus_inf = xp.isneginf(out)
         all_minus_inf = all_minus_inf if all_minus_inf.any() else None
         if self.return_indices or all_minus_inf is not None:
-            self.indices = _max_pool_indices(switch, win, all_minus_inf)
-            self.holder["indices"] = self.indices
+            self.indices = _max_pool_indices(switch, self.win, all_minus_inf)
         else:  # keep the 1-byte switches for backward, not 8-byte indices
             self.switch = switch
-        return out
+        return (out, self.indices) if self.return_indices else out
 
-    def backward(self, grad):
-        indices = self.indices if hasattr(self, "indices") else _max_pool_indices(self.switch, self.win)
-        return (_scatter_to_planes(grad, indices, self.win.in_size, self.win.overlapping),)
+    def backward(self, grad, grad_indices=None):
+        win = self.win
+        if self.kernel is not None:
+            indices = self.indices if hasattr(self, "indices") else _max_pool_indices(self.switch, win)
+            return (self.kernel.backward(grad, indices, win),)
+        xp = get_array_module()
+        routed = xp.zeros(grad.shape + (win.kernel[0] * win.kernel[1],), dtype=grad.dtype)
+        xp.put_along_axis(routed, self.switch[..., None], grad[..., None], axis=-1)  # dx_window[s] = dy
+        return (_unpadded(_fold(routed.reshape(grad.shape + tuple(win.kernel)), win), win),)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False, *,
@@ -273,42 +259,27 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 def _max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, strict, layer):
     x, unbatched = _batched(layer, input)
     win = _windows(layer, _shown_shape(x, unbatched), kernel_size, stride, padding, dilation, ceil_mode, strict)
-    holder = {}
-    out = _unbatched(_MaxPool2d.apply(x, win=win, return_indices=return_indices, holder=holder), unbatched)
     if not return_indices:
-        return out
-    indices = holder["indices"]
-    return out, Tensor._wrap(indices[0] if unbatched else indices)
+        return _unbatched(_MaxPool2d.apply(x, win=win, return_indices=False), unbatched)
+    out, indices = _MaxPool2d.apply(x, win=win, return_indices=True)
+    return _unbatched(out, unbatched), _unbatched(indices, unbatched)
 
 
 # ---------------------------------------------------------------------------------------------- average / power
-def _window_sums(buffer, win):
-    """Sum over each (undilated) window, separably: first along the width, then along the height."""
-    (kernel_h, kernel_w), (stride_h, stride_w) = win.kernel, win.stride
-    out_h, out_w = win.out_size
-    row_sums = buffer[:, :, :, 0:(out_w - 1) * stride_w + 1:stride_w].copy()
-    for j in range(1, kernel_w):
-        row_sums += buffer[:, :, :, j:j + (out_w - 1) * stride_w + 1:stride_w]
-    sums = row_sums[:, :, 0:(out_h - 1) * stride_h + 1:stride_h].copy()
-    for i in range(1, kernel_h):
-        sums += row_sums[:, :, i:i + (out_h - 1) * stride_h + 1:stride_h]
-    return sums
+def _window_sums(x, win, kernel):
+    """s[i, j] = sum of the zero-padded input over window (i, j) (on ``kernel`` when one was picked)."""
+    if kernel is not None:
+        return kernel.sums(x, win)
+    return _window_view(_padded(x, win, 0), win).sum(axis=(-2, -1))
 
 
-def _window_sums_backward(grad, win):
-    """Gradient of ``_window_sums`` on the padded buffer: each output gradient spread over its window."""
+def _window_sums_backward(grad, win, kernel):
+    """Gradient of ``_window_sums``: every input pixel of window (i, j) receives grad[i, j]."""
+    if kernel is not None:
+        return kernel.spread(grad, win)
     xp = get_array_module()
-    (kernel_h, kernel_w), (stride_h, stride_w) = win.kernel, win.stride
-    out_h, out_w = win.out_size
-    need_h, need_w = win.needed
-    n, c = grad.shape[:2]
-    row_grad = xp.zeros((n, c, need_h, out_w), dtype=grad.dtype)
-    for i in range(kernel_h):
-        row_grad[:, :, i:i + (out_h - 1) * stride_h + 1:stride_h] += grad
-    buffer_grad = xp.zeros((n, c, need_h, need_w), dtype=grad.dtype)
-    for j in range(kernel_w):
-        buffer_grad[:, :, :, j:j + (out_w - 1) * stride_w + 1:stride_w] += row_grad
-    return _unpadded(buffer_grad, win)
+    taps = xp.broadcast_to(grad[..., None, None], grad.shape + tuple(win.kernel))
+    return _unpadded(_fold(taps, win), win)
 
 
 def _window_counts(win):
@@ -339,10 +310,11 @@ class _AvgPool2d(Function):
 
     def forward(self, x):
         self.divisor = _avg_divisor(self.win, self.count_include_pad, self.divisor_override, x.dtype)
-        return _window_sums(_padded(x, self.win, 0), self.win) / self.divisor
+        self.kernel = pick("window_sum", self.win)
+        return _window_sums(x, self.win, self.kernel) / self.divisor
 
     def backward(self, grad):
-        return (_window_sums_backward(grad / self.divisor, self.win),)
+        return (_window_sums_backward(grad / self.divisor, self.win, self.kernel),)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
@@ -373,7 +345,8 @@ class _LpPool2d(Function):
         p = self.norm_type
         magnitude = xp.abs(x)
         powered = magnitude * magnitude if p == 2 else magnitude ** p
-        self.sums = _window_sums(_padded(powered, self.win, 0), self.win)
+        self.kernel = pick("window_sum", self.win)
+        self.sums = _window_sums(powered, self.win, self.kernel)
         # PyTorch computes avg_pool2d(x^p) * kernel area: a window cut by ceil_mode is scaled up by area / count
         padded_h, padded_w = (counts[0] for counts in _window_counts(self.win))
         area = self.win.kernel[0] * self.win.kernel[1]
@@ -389,7 +362,7 @@ class _LpPool2d(Function):
         nonzero = self.sums > 0
         # where a window sums to zero every |x| is 0: the gradient is set to 0 (as PyTorch documents)
         per_window = xp.where(nonzero, grad * self.out / xp.where(nonzero, self.sums, 1), 0).astype(grad.dtype)
-        spread = _window_sums_backward(per_window, self.win)
+        spread = _window_sums_backward(per_window, self.win, self.kernel)
         x = self.x
         if p == 1:
             local = xp.sign(x)
@@ -437,7 +410,7 @@ class _MaxUnpool2d(Function):
         xp = get_array_module()
         n, c = x.shape[:2]
         plane = self.out_size[0] * self.out_size[1]
-        self.positions = _plane_positions(self.indices, plane)
+        self.positions = plane_positions(self.indices, plane)
         out = xp.zeros(n * c * plane, dtype=x.dtype)
         out[self.positions] = x.reshape(-1)
         return out.reshape((n, c) + self.out_size)
@@ -559,7 +532,7 @@ class _AdaptiveAvgPool2d(Function):
 def adaptive_avg_pool2d(input, output_size):
     """y[i, j] = mean of x over rows floor(i*H/oh)..ceil((i+1)*H/oh)-1 and the same rule for columns."""
     layer = "adaptive_avg_pool2d"
-    x, unbatched = _batched(layer, input)
+    x, unbatched = _batched(layer, input, empty_channels=True)
     out_size = _adaptive_size(layer, output_size, x.shape[2:])
     return _unbatched(_AdaptiveAvgPool2d.apply(x, out_size=out_size), unbatched)
 
@@ -579,16 +552,27 @@ class _AdaptiveMaxPool2d(Function):
             rows = xp.minimum(start_h + i, end_h - 1)
             for j in range(span_w):
                 views.append(x[:, :, rows[:, None], xp.minimum(start_w + j, end_w - 1)[None, :]])
-        out, switch = _first_max(views)
+        kernel = pick("adaptive_max_pool2d", len(views))
+        if kernel is not None:
+            out, switch = kernel.forward(views)
+        else:
+            windows = xp.stack(views, axis=-1)
+            switch = _max_switches(windows)
+            out = xp.take_along_axis(windows, switch[..., None], axis=-1)[..., 0]
         rows = xp.minimum(start_h[:, None] + switch // span_w, end_h[:, None] - 1)
         cols = xp.minimum(start_w[None, :] + switch % span_w, end_w[None, :] - 1)
         self.indices = rows * width + cols
         self.in_size = (height, width)
-        self.holder["indices"] = self.indices
-        return out
+        return (out, self.indices) if self.return_indices else out
 
-    def backward(self, grad):
-        return (_scatter_to_planes(grad, self.indices, self.in_size, overlapping=True),)
+    def backward(self, grad, grad_indices=None):
+        # dx[index] += dy for each window's winner (adaptive windows can overlap, so the adds accumulate)
+        xp = get_array_module()
+        n, c = grad.shape[:2]
+        plane = self.in_size[0] * self.in_size[1]
+        flat = xp.zeros(n * c * plane, dtype=grad.dtype)
+        xp.add.at(flat, plane_positions(self.indices, plane), grad.reshape(-1))
+        return (flat.reshape((n, c) + self.in_size),)
 
 
 def adaptive_max_pool2d(input, output_size, return_indices=False):
@@ -600,9 +584,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     if height % out_size[0] == 0 and width % out_size[1] == 0:  # the windows tile: plain max pooling
         kernel = (height // out_size[0], width // out_size[1])
         return _max_pool2d(input, kernel, kernel, 0, 1, False, return_indices, False, layer)
-    holder = {}
-    out = _unbatched(_AdaptiveMaxPool2d.apply(x, out_size=out_size, holder=holder), unbatched)
     if not return_indices:
-        return out
-    indices = holder["indices"]
-    return out, Tensor._wrap(indices[0] if unbatched else indices)
+        return _unbatched(_AdaptiveMaxPool2d.apply(x, out_size=out_size, return_indices=False), unbatched)
+    out, indices = _AdaptiveMaxPool2d.apply(x, out_size=out_size, return_indices=True)
+    return _unbatched(out, unbatched), _unbatched(indices, unbatched)

@@ -15,7 +15,7 @@ import threading
 
 from .. import backend
 
-__all__ = ["Kernel", "register", "registered", "pick", "record_picks"]
+__all__ = ["Kernel", "EveryCall", "register", "registered", "pick", "record_picks"]
 
 _registry: dict[str, list] = {}
 _recording = threading.local()
@@ -33,6 +33,14 @@ class Kernel:
 
     def __repr__(self):
         return f"<kernel {self.name} for {self.op}>"
+
+
+class EveryCall(Kernel):
+    """A kernel that serves every call of its op (it replaces the reference wherever ``auto`` runs)."""
+
+    def applies(self, *facts) -> bool:
+        """True: every call."""
+        return True
 
 
 def register(kernel):
@@ -79,3 +87,10 @@ def record_picks():
         yield picks
     finally:
         _recording.picks = previous
+
+
+# Each family module registers its kernels when imported; importing them here makes every kernel known to
+# ``registered`` and ``pick`` as soon as cnnkit.kernels is.
+from . import activation  # noqa: E402,F401
+from . import batchnorm  # noqa: E402,F401
+from . import pooling  # noqa: E402,F401

@@ -25,6 +25,8 @@ class ResNet(nn.Module):
     dilates stages 2-4 instead of striding (Bottleneck only).
     """
 
+    fusable_pairs = (("bn1", "relu"),)  # the stem's bn1 feeds only relu (see nn.utils.fuse)
+
     def __init__(self, block, layers, num_classes=1000, in_channels=3, small_input=False, zero_init_residual=False,
                  groups=1, width_per_group=64, replace_stride_with_dilation=None, se=False, se_reduction=16):
         super().__init__()
@@ -81,7 +83,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x):
-        x = self.maxpool(nn.batch_norm_then_relu(self.bn1, self.relu, self.conv1(x)))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x).flatten(1))
 

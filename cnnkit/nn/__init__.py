@@ -14,3 +14,4 @@ from .pooling import *  # noqa: F403
 from .blocks import *  # noqa: F403
 from .sync_batchnorm import SyncBatchNorm
 from . import parallel
+from . import utils  # nn.utils.fuse, as torch.nn.utils

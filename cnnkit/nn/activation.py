@@ -21,18 +21,28 @@ class _InplaceFlag(Module):
         return "inplace=True" if self.inplace else ""
 
 
+def _applied_by_norm(activation, input):
+    """True when a BatchNorm fused with ``activation`` (nn.utils.fuse) has already applied it to ``input``."""
+    output = activation._fused_output
+    return output is not None and output() is input
+
+
 class ReLU(_InplaceFlag):
     """max(x, 0)."""
 
+    _fused_output = None  # a weak reference to the last output of the fused BatchNorm before it
+
     def forward(self, input):
-        return F.relu(input)
+        return input if _applied_by_norm(self, input) else F.relu(input)
 
 
 class ReLU6(_InplaceFlag):
     """min(max(x, 0), 6)."""
 
+    _fused_output = None  # a weak reference to the last output of the fused BatchNorm before it
+
     def forward(self, input):
-        return F.relu6(input)
+        return input if _applied_by_norm(self, input) else F.relu6(input)
 
 
 class SiLU(_InplaceFlag):

@@ -4,15 +4,10 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from .module import Module
-from .normalization import fusable_relu
 
 
 class Sequential(Module):
-    """Run modules in order; built from modules or one OrderedDict of named modules.
-
-    A BatchNorm followed by a plain ReLU or ReLU6 (no hooks) runs as one fused op, F.batch_norm_relu:
-    the same values and gradients with one memory pass less each way.
-    """
+    """Run modules in order; built from modules or one OrderedDict of named modules."""
 
     def __init__(self, *modules):
         super().__init__()
@@ -24,17 +19,8 @@ class Sequential(Module):
                 self.add_module(str(index), module)
 
     def forward(self, x):
-        modules = list(self._modules.values())
-        index = 0
-        while index < len(modules):
-            module = modules[index]
-            relu = fusable_relu(module, modules[index + 1]) if index + 1 < len(modules) else None
-            if relu is None:
-                x = module(x)
-                index += 1
-            else:
-                x = module._normalize(x, relu)
-                index += 2
+        for module in self._modules.values():
+            x = module(x)
         return x
 
     def __getitem__(self, index):

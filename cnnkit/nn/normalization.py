@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numbers
+import weakref
 
 from .. import functional as F
 from ..autograd import Tensor, ones, zeros
@@ -12,7 +13,7 @@ from .activation import ReLU, ReLU6
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm", "batch_norm_then_relu"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm"]
 
 
 class _BatchNorm(Module):
@@ -25,6 +26,7 @@ class _BatchNorm(Module):
 
     _expected_dims = ()
     _shape_text = ""
+    _fused_activation = None  # the ReLU/ReLU6 that nn.utils.fuse runs inside this layer
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *, bias=True):
         super().__init__()
@@ -78,7 +80,13 @@ class _BatchNorm(Module):
                              "layer's output channels")
 
     def forward(self, input):
-        return self._normalize(input)
+        activation = self._fused_activation
+        relu = None if activation is None else fusable_relu(self, activation)
+        if relu is None:
+            return self._normalize(input)
+        out = self._normalize(input, relu)
+        object.__setattr__(activation, "_fused_output", weakref.ref(out))  # the activation passes it through
+        return out
 
     def _normalize(self, input, relu=None):
         """forward, with ``relu=(max_value,)`` fusing a following ReLU (None) or ReLU6 (6) into the op."""
@@ -122,7 +130,8 @@ _FUSED_MAX_VALUES = {ReLU: None, ReLU6: 6.0}
 def fusable_relu(norm, activation):
     """``(max_value,)`` when ``activation`` (a plain ReLU or ReLU6) can run fused into BatchNorm ``norm``, else None.
 
-    A fused call runs neither module's ``__call__``, so neither may have forward hooks or an overridden forward.
+    A fused pair computes the activation inside the norm's call, so neither may have forward hooks or a replaced
+    forward (their hooks would see different values).
     """
     if not isinstance(norm, _BatchNorm) or type(norm).forward is not _BatchNorm.forward:
         return None
@@ -131,14 +140,6 @@ def fusable_relu(norm, activation):
     if "forward" in vars(norm) or "forward" in vars(activation):  # forward replaced on the instance
         return None
     return (_FUSED_MAX_VALUES[type(activation)],)
-
-
-def batch_norm_then_relu(norm, activation, input):
-    """activation(norm(input)), as one fused op (F.batch_norm_relu) where ``fusable_relu`` allows."""
-    relu = fusable_relu(norm, activation)
-    if relu is None:
-        return activation(norm(input))
-    return norm._normalize(input, relu)
 
 
 class LocalResponseNorm(Module):

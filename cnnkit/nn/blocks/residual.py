@@ -4,7 +4,6 @@ from __future__ import annotations
 from .. import BatchNorm2d, Conv2d, ReLU
 from ..containers import Sequential
 from ..module import Module
-from ..normalization import batch_norm_then_relu
 from .se import SqueezeExcitation
 
 __all__ = ["BasicBlock", "Bottleneck"]
@@ -53,6 +52,7 @@ class BasicBlock(_Residual):
     """
 
     expansion = 1
+    fusable_pairs = (("bn1", "relu"),)  # bn1's output feeds only relu (see nn.utils.fuse)
 
     def __init__(self, inplanes, planes, stride=1, groups=1, base_width=64, dilation=1, norm_layer=BatchNorm2d,
                  se=False, se_reduction=16):
@@ -72,7 +72,7 @@ class BasicBlock(_Residual):
         self.stride = stride
 
     def residual(self, x):
-        return self.bn2(self.conv2(batch_norm_then_relu(self.bn1, self.relu, self.conv1(x))))
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 
 
 class Bottleneck(_Residual):
@@ -85,6 +85,7 @@ class Bottleneck(_Residual):
     """
 
     expansion = 4
+    fusable_pairs = (("bn1", "relu"), ("bn2", "relu"))  # each feeds only relu (see nn.utils.fuse)
 
     def __init__(self, inplanes, planes, stride=1, groups=1, base_width=64, dilation=1, norm_layer=BatchNorm2d,
                  se=False, se_reduction=16):
@@ -103,6 +104,6 @@ class Bottleneck(_Residual):
         self.stride = stride
 
     def residual(self, x):
-        out = batch_norm_then_relu(self.bn1, self.relu, self.conv1(x))
-        out = batch_norm_then_relu(self.bn2, self.relu, self.conv2(out))
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
         return self.bn3(self.conv3(out))
