@@ -129,8 +129,11 @@ def set_num_threads(count: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ kernel choice
-_KERNEL_MODES = ("auto", "reference")
-_kernel_choice = threading.local()
+class _KernelChoice(threading.local):
+    mode = None  # a class default: reading it on a thread that never set it raises nothing
+
+
+_kernel_choice = _KernelChoice()
 
 
 def _check_kernel_mode(mode, where):
@@ -142,18 +145,20 @@ def _check_kernel_mode(mode, where):
 def kernel_mode() -> str:
     """How ops pick their code: 'auto' (fastest kernel that applies), 'reference', or one kernel's name.
 
-    Set by ``use_kernels`` on this thread, else by $CNNKIT_KERNELS, else 'auto'.
+    Set by ``use_kernels`` on this thread, else by $CNNKIT_KERNELS as it was when cnnkit was imported, else 'auto'.
     """
-    mode = getattr(_kernel_choice, "mode", None)
-    if mode is None:
-        mode = _check_kernel_mode(os.environ.get("CNNKIT_KERNELS", "auto") or "auto", "CNNKIT_KERNELS")
-    return mode
+    mode = _kernel_choice.mode
+    return _ENV_KERNEL_MODE if mode is None else mode
+
+
+# read once: ops ask for the mode on every call, and an environment lookup there costs more than the choice itself
+_ENV_KERNEL_MODE = _check_kernel_mode(os.environ.get("CNNKIT_KERNELS", "auto") or "auto", "CNNKIT_KERNELS")
 
 
 @contextlib.contextmanager
 def use_kernels(mode):
     """Context: ops inside run on ``mode`` ('auto', 'reference' or one kernel's name, see cnnkit.kernels)."""
-    previous = getattr(_kernel_choice, "mode", None)
+    previous = _kernel_choice.mode
     _kernel_choice.mode = _check_kernel_mode(mode, "use_kernels")
     try:
         yield

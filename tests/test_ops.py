@@ -51,7 +51,9 @@ def test_matches_torch(spec, path):
 
 @pytest.mark.parametrize("spec, path", _on_paths([s for s in SPECS if s.gradcheck]))
 def test_gradcheck(spec, path):
-    strategy = spec.kernel_cases.get(path) or spec.gradcheck_cases or spec.cases
+    strategy = spec.kernel_cases.get(path)
+    if strategy is None:
+        strategy = spec.gradcheck_cases if spec.gradcheck_cases is not None else spec.cases
     _run_on_path(spec, path, strategy, check_gradcheck, max_examples=6)
 
 

@@ -254,7 +254,8 @@ class Tensor:
                 if node.grad is not None:
                     node.grad = node.grad + grad
                 else:  # a retained non-leaf's grad still goes on to its backward, which may write into it
-                    node.grad = grad if ours and fn is None else grad.copy()
+                    # a view may alias a buffer its op still uses, so only an array owning its memory is taken
+                    node.grad = grad if ours and fn is None and getattr(grad, "base", None) is None else grad.copy()
             if fn is None:
                 continue
             if id(fn) in gathered:  # one output of a several-output op: its backward runs once all have arrived

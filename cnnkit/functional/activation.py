@@ -29,6 +29,8 @@ def as_float_tensor(op, input, name="input"):
 class _Relu(Function):
     """y = max(x, 0); dy/dx = 1 where x > 0, else 0."""
 
+    fresh_grads = True  # backward returns new arrays that it keeps no reference to
+
     def forward(self, x):
         kernel = pick("relu", x.size)
         if kernel is not None:
@@ -43,6 +45,8 @@ class _Relu(Function):
 
 class _Relu6(Function):
     """y = min(max(x, 0), 6); dy/dx = 1 where 0 < x < 6 (torch's hardtanh rule), else 0."""
+
+    fresh_grads = True  # backward returns new arrays that it keeps no reference to
 
     def forward(self, x):
         kernel = pick("relu", x.size)

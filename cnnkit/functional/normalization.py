@@ -46,6 +46,8 @@ class _BatchNorm(Function):
     [0, max_value], the fused op that ``nn.utils.fuse`` gives a BatchNorm followed by a ReLU.
     """
 
+    fresh_grads = True  # backward returns new arrays that it keeps no reference to
+
     relu = None
 
     def forward(self, x, weight, bias):

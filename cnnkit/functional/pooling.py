@@ -204,6 +204,8 @@ class _MaxPool2d(Function):
     With ``return_indices`` the forward has a second, integer output: the switches as flat H * W indices.
     """
 
+    fresh_grads = True  # backward returns new arrays that it keeps no reference to
+
     def forward(self, x):
         xp = get_array_module()
         win = self.win
@@ -308,6 +310,8 @@ def _avg_divisor(win, count_include_pad, divisor_override, dtype):
 class _AvgPool2d(Function):
     """window sum / divisor; backward spreads grad / divisor over each window."""
 
+    fresh_grads = True  # backward returns new arrays that it keeps no reference to
+
     def forward(self, x):
         self.divisor = _avg_divisor(self.win, self.count_include_pad, self.divisor_override, x.dtype)
         self.kernel = pick("window_sum", self.win)
@@ -339,6 +343,8 @@ def _avg_pool2d(input, kernel_size, stride, padding, ceil_mode, count_include_pa
 
 class _LpPool2d(Function):
     """y = (scale * sum_window |x|^p)^(1/p); dy/dx = scatter(g * y / sum) * sign(x) |x|^(p-1), 0 where sum = 0."""
+
+    fresh_grads = True  # backward returns new arrays that it keeps no reference to
 
     def forward(self, x):
         xp = get_array_module()
@@ -506,6 +512,8 @@ def _averaging_matrix(size, out, dtype):
 class _AdaptiveAvgPool2d(Function):
     """Mean over PyTorch's adaptive windows; reshape-mean when they tile exactly, else A_h @ x @ A_w^T."""
 
+    fresh_grads = True  # backward returns new arrays that it keeps no reference to
+
     def forward(self, x):
         n, c, height, width = x.shape
         out_h, out_w = self.out_size
@@ -539,6 +547,8 @@ def adaptive_avg_pool2d(input, output_size):
 
 class _AdaptiveMaxPool2d(Function):
     """Max over PyTorch's adaptive windows (one gather per offset, shorter windows repeat their last pixel)."""
+
+    fresh_grads = True  # backward returns new arrays that it keeps no reference to
 
     def forward(self, x):
         xp = get_array_module()
