@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import strategies as st
 from optable import Case, OpSpec, cnnkit_op, torch_op
 
-from cnnkit.functional.arithmetic import same_padding
+from cnnkit.functional.windows import same_padding
 
 
 def _torch_conv2d_on_padded(input, weight, bias=None, pads=(0, 0, 0, 0), **kwargs):

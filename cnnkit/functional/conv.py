@@ -24,7 +24,7 @@ from ..kernels.copy import assign
 from ..kernels.threads import blas_threads, parallel_for
 from ..kernels.workspace import Workspace
 from . import depthwise
-from .arithmetic import check_input, pair, positive_pair, resolve_padding, window_output_size
+from .windows import check_input, pair, positive_pair, resolve_padding, window_output_size
 from .im2col import ConvGeometry, chunk_columns, col2im_add
 
 __all__ = ["conv2d", "conv_transpose2d"]

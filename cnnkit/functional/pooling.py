@@ -14,7 +14,7 @@ from typing import NamedTuple
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..kernels.copy import assign
-from .arithmetic import pair, positive_pair, resolve_padding, window_output_size
+from .windows import pair, positive_pair, resolve_padding, window_output_size
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "max_unpool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"]
 

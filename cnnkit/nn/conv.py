@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import backend
-from ..functional.arithmetic import check_input, pair, positive_pair, resolve_padding
+from ..functional.windows import check_input, pair, positive_pair, resolve_padding
 from ..functional.conv import conv2d_layer, conv_transpose2d_layer, conv_transpose_geometry, on_batch
 from . import init
 from .module import Module
