@@ -7,6 +7,13 @@ An op asks ``pick(op, *facts)``: under ``backend.use_kernels("reference")`` (or 
 the answer is always None and the reference math runs; under ``"auto"``, the default, it is the first
 registered kernel that applies; under a kernel's own name, that kernel where it applies (the op tests run
 every case once per kernel this way). A GPU backend would be one more set of kernels registered here.
+
+Kernel sets: ``kernels.conv`` (conv2d, its input gradient, its fused backward and the bias gradient; its
+docstring lists each op's method). A kernel module holds one family: ``conv_im2col`` (chunked, threaded
+im2col GEMM and col2im), ``conv_pointwise`` (1x1 without im2col), ``conv_depthwise`` (banded matrices),
+``conv_dual`` (stride-1 input gradient as a correlation), ``conv_polyphase`` (strided input gradient per
+phase); ``conv_plan`` holds their chunking and column layout, ``threads`` / ``workspace`` / ``copy`` the
+shared infrastructure.
 """
 from __future__ import annotations
 
@@ -79,3 +86,6 @@ def record_picks():
         yield picks
     finally:
         _recording.picks = previous
+
+
+from . import conv  # noqa: E402  (registers the convolution kernels, in priority order)

@@ -1,4 +1,4 @@
-"""cnnkit's own threads and NumPy's BLAS threads: split work over threads, lend BLAS threads for one GEMM.
+"""cnnkit's own threads and NumPy's BLAS threads: share work over threads (BLAS on one thread meanwhile), lend BLAS threads.
 
 NumPy releases the GIL inside ufunc loops, copies and BLAS calls, so independent chunks of one op can run on
 Python threads at once.
@@ -10,88 +10,83 @@ import itertools
 import os
 import threading
 
-import numpy
-
 from .. import backend
 
 _pool = None
 
 
 # ------------------------------------------------------------------------------------------------ BLAS threads
-# OpenBLAS's own two threads ran these GEMMs at 115-130 GFLOP/s; two Python threads, each calling a
-# one-thread BLAS on its own chunk, at 135-153 (W (128, 1152) @ cols (1152, 2048)), and they also run each
-# chunk's im2col and output copies at once. So when the backend can reach NumPy's OpenBLAS it pins it to
-# one thread and ops split their GEMM work over cnnkit's threads (conv2d forward + backward: 64 channels
-# 32x32 1.31-1.76x -> 1.19x torch's time). An op left with one indivisible GEMM (a batch of one image)
-# lends BLAS the threads for that call (``blas_threads``). This is process-wide: NumPy's own matmul runs
-# on one thread while cnnkit is imported. CNNKIT_BLAS_THREADS=native before the import leaves BLAS alone.
-
-
-def _find_openblas():
-    """(set_num_threads, get_num_threads) of the OpenBLAS bundled in NumPy's wheel, or None if there is none."""
-    import ctypes
-    import glob
-
-    root = os.path.dirname(numpy.__file__)
-    paths = glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*")) + glob.glob(
-        os.path.join(root, ".dylibs", "*openblas*"))
-    for path in paths:
-        try:
-            library = ctypes.CDLL(path)  # already loaded by NumPy: the same handle, the same thread pool
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", ""):
-                setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
-                getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
-                if setter is not None and getter is not None:
-                    setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
-                    return setter, getter
-    return None
-
-
-_blas = _find_openblas()
-BLAS_PINNED = _blas is not None and os.environ.get("CNNKIT_BLAS_THREADS", "").lower() != "native"
+# Two Python threads, each calling a one-thread BLAS on its own chunk, ran conv GEMMs faster than OpenBLAS's
+# own two threads on one GEMM, and they also run each chunk's im2col and output copies at once. So while
+# cnnkit's threads share an op's work, NumPy's BLAS is narrowed to one thread (``narrow_blas``); an op left
+# with one indivisible GEMM (a batch of one image) lends BLAS the threads instead (``blas_threads``). Both
+# restore the count they found, so NumPy's own matmul is left as the user set it. CNNKIT_BLAS_THREADS=native
+# leaves BLAS alone altogether.
 _blas_lock = threading.Lock()
-_blas_lenders = 0  # blas_threads blocks open now: the last one to close pins BLAS again
+_blas_depth = 0  # narrow_blas / blas_threads blocks open now, on any thread
+_blas_found = None  # the count the outermost block found: the last block to close restores it
+
+
+CONTROLS_BLAS = (backend.blas_num_threads() is not None
+                 and os.environ.get("CNNKIT_BLAS_THREADS", "").lower() != "native")
 
 
 def splits_blas_work() -> bool:
-    """Whether ops should split GEMMs over cnnkit's threads (BLAS pinned to one thread, more than one thread)."""
-    return BLAS_PINNED and backend.get_num_threads() > 1
+    """Whether ops should split GEMMs over cnnkit's threads (BLAS reachable, so narrowable; more than one thread)."""
+    return CONTROLS_BLAS and backend.get_num_threads() > 1
+
+
+def _enter(count):
+    """Set BLAS to ``count(current)`` threads; returns the count it replaced (None: BLAS left alone)."""
+    global _blas_depth, _blas_found
+    if not CONTROLS_BLAS:
+        return None
+    with _blas_lock:
+        current = backend.blas_num_threads()
+        if _blas_depth == 0:
+            _blas_found = current
+        _blas_depth += 1
+        wanted = count(current)
+        if wanted != current:
+            backend.set_blas_num_threads(wanted)
+    return current
+
+
+def _leave(replaced):
+    global _blas_depth
+    if replaced is None:
+        return
+    with _blas_lock:
+        _blas_depth -= 1
+        # nested on one thread: give back what this block replaced; the outermost restores what it found
+        restore = _blas_found if _blas_depth == 0 else replaced
+        if backend.blas_num_threads() != restore:
+            backend.set_blas_num_threads(restore)
 
 
 @contextlib.contextmanager
 def blas_threads(count):
-    """Context: BLAS may use ``count`` threads inside (for one GEMM an op cannot split); pinned to one after."""
-    global _blas_lenders
-    if not BLAS_PINNED:
-        yield
-        return
-    with _blas_lock:
-        _blas_lenders += 1
-        _blas[0](max(count, _blas[1]()))
+    """Context: BLAS may use ``count`` threads inside (for one GEMM an op cannot split); restored after."""
+    replaced = _enter(lambda current: max(count, current))
     try:
         yield
     finally:
-        with _blas_lock:
-            _blas_lenders -= 1
-            if _blas_lenders == 0:
-                _blas[0](1)
+        _leave(replaced)
 
 
-def pin_blas():
-    """Pin NumPy's BLAS to one thread again, after something else (threadpoolctl, a library) changed it."""
-    if BLAS_PINNED:
-        _blas[0](1)
+@contextlib.contextmanager
+def narrow_blas():
+    """Context: BLAS runs on one thread inside, while cnnkit's own threads share the work; restored after."""
+    replaced = _enter(lambda current: 1)
+    try:
+        yield
+    finally:
+        _leave(replaced)
 
 
 def blas_num_threads():
     """Threads NumPy's BLAS uses now (None when the backend cannot reach it)."""
-    return _blas[1]() if _blas is not None else None
-
-
-pin_blas()
+    return backend.blas_num_threads()
 
 
 # Below this many multiply-adds a product runs as one call: a thread hand-off costs tens of microseconds.
@@ -128,9 +123,10 @@ def _bounds(length, parts):
 
 def _after_fork_in_child():
     """A forked child has none of its parent's threads: make a fresh pool (and BLAS lock) on first use."""
-    global _pool, _blas_lock, _blas_lenders
-    _pool, _blas_lock, _blas_lenders = None, threading.Lock(), 0
-    pin_blas()
+    global _pool, _blas_lock, _blas_depth
+    if _blas_depth:  # forked inside a narrowed block: the child gets the count its parent found back
+        backend.set_blas_num_threads(_blas_found)
+    _pool, _blas_lock, _blas_depth = None, threading.Lock(), 0
 
 
 if hasattr(os, "register_at_fork"):
@@ -176,14 +172,22 @@ def parallel_map(fn, tasks):
         _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="cnnkit")
     from concurrent.futures import wait
 
-    futures = [_pool.submit(fn, task) for task in tasks[1:]]
-    _inside.share = True
+    replaced = _enter(_one_thread)  # each share calls BLAS on one thread (see narrow_blas)
     try:
-        first = fn(tasks[0])
+        futures = [_pool.submit(fn, task) for task in tasks[1:]]
+        _inside.share = True
+        try:
+            first = fn(tasks[0])
+        finally:
+            _inside.share = False
+            wait(futures)  # the other shares write the caller's arrays: never return (or raise) while they run
     finally:
-        _inside.share = False
-        wait(futures)  # the other shares write the caller's arrays: never return (or raise) while they run
+        _leave(replaced)
     return [first] + [future.result() for future in futures]
+
+
+def _one_thread(current):
+    return 1
 
 
 def parallel_for(fn, tasks, scratch=dict, threads=None):
