@@ -48,13 +48,15 @@ class ConvPlan:
     """
 
     __slots__ = ("batch", "in_channels", "in_size", "out_channels", "kernel", "stride", "pads", "dilation",
-                 "groups", "out_size", "padded_size", "wide", "grid", "slack", "chunk", "threads")
+                 "groups", "out_size", "padded_size", "wide", "grid", "slack", "chunk", "threads", "chunk_samples",
+                 "chunk_threads")
 
     def __init__(self, batch, in_channels, in_size, out_channels, kernel, stride, pads, dilation, groups, out_size,
                  chunk_samples=None, chunk_threads=None):
         self.batch, self.in_channels, self.in_size = batch, in_channels, tuple(in_size)
         self.out_channels, self.kernel, self.stride = out_channels, tuple(kernel), tuple(stride)
         self.pads, self.dilation, self.groups, self.out_size = tuple(pads), tuple(dilation), groups, tuple(out_size)
+        self.chunk_samples, self.chunk_threads = chunk_samples, chunk_threads  # passed on to derived plans
         (top, bottom), (left, right) = self.pads
         self.padded_size = (self.in_size[0] + top + bottom, self.in_size[1] + left + right)
         # Wide columns pay off where the copies dominate: depthwise GEMVs, GEMMs with few rows

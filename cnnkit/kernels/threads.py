@@ -93,15 +93,15 @@ def blas_num_threads():
 SPLIT_MATMUL_MIN_MACS = 1 << 22
 
 
-def matmul(a, b):
-    """a @ b (NumPy's rules); a large one is split over cnnkit's threads when BLAS is pinned to one."""
+def matmul(a, b, min_split_macs=SPLIT_MATMUL_MIN_MACS):
+    """a @ b (NumPy's rules); one of at least ``min_split_macs`` multiply-adds is split over cnnkit's threads."""
     xp = backend.get_array_module()
     if not splits_blas_work() or a.ndim == 0 or b.ndim == 0:
         return xp.matmul(a, b)
     rows = a.shape[-2] if a.ndim > 1 else 1
     inner, cols = a.shape[-1], (b.shape[-1] if b.ndim > 1 else 1)
     batch = max(a.size // max(1, rows * inner), b.size // max(1, inner * cols))
-    if batch * rows * inner * cols < SPLIT_MATMUL_MIN_MACS:
+    if batch * rows * inner * cols < min_split_macs:
         return xp.matmul(a, b)
     if a.ndim != 2 or b.ndim != 2:
         with blas_threads(backend.get_num_threads()):
