@@ -94,7 +94,16 @@ def set_num_threads(count: int) -> None:
 
 # ------------------------------------------------------------------------------------------------ kernel choice
 _KERNEL_MODES = ("auto", "reference")
-_kernel_choice = threading.local()
+
+
+class _KernelChoice(threading.local):
+    mode = None  # a class default: threads that never called use_kernels read it without an AttributeError
+
+
+_kernel_choice = _KernelChoice()
+# read once, when cnnkit is imported: looking a missing variable up in os.environ on every op call cost more
+# than the rest of a small convolution's kernel choice
+_ENV_KERNEL_MODE = os.environ.get("CNNKIT_KERNELS", "") or "auto"
 
 
 def _check_kernel_mode(mode, where):
@@ -106,18 +115,16 @@ def _check_kernel_mode(mode, where):
 def kernel_mode() -> str:
     """How ops pick their code: 'auto' (fastest kernel that applies), 'reference', or one kernel's name.
 
-    Set by ``use_kernels`` on this thread, else by $CNNKIT_KERNELS, else 'auto'.
+    Set by ``use_kernels`` on this thread, else by $CNNKIT_KERNELS as it was when cnnkit was imported, else 'auto'.
     """
-    mode = getattr(_kernel_choice, "mode", None)
-    if mode is None:
-        mode = _check_kernel_mode(os.environ.get("CNNKIT_KERNELS", "auto") or "auto", "CNNKIT_KERNELS")
-    return mode
+    mode = _kernel_choice.mode
+    return _ENV_KERNEL_MODE if mode is None else mode
 
 
 @contextlib.contextmanager
 def use_kernels(mode):
     """Context: ops inside run on ``mode`` ('auto', 'reference' or one kernel's name, see cnnkit.kernels)."""
-    previous = getattr(_kernel_choice, "mode", None)
+    previous = _kernel_choice.mode
     _kernel_choice.mode = _check_kernel_mode(mode, "use_kernels")
     try:
         yield

@@ -273,12 +273,14 @@ CONV_TRANSPOSE2D_ERRORS = [
               match=r"string padding is only defined for conv2d"),
     ErrorCase([_zeros(1, 3, 4, 4), _zeros(3, 2, 3, 3), _zeros(3)],
               match=r"conv_transpose2d: bias must have shape \(2,\)"),
-    ErrorCase([_zeros(1, 4, 4, 4), _zeros(4, 2, 3, 3)], {"groups": 3}, match=r"in_channels=4 is not divisible by groups=3"),
+    ErrorCase([_zeros(1, 4, 4, 4), _zeros(4, 2, 3, 3)], {"groups": 3},
+              match=r"in_channels=4 is not divisible by groups=3"),
 ]
 
 
 def _conv2d_spec(name, cases, gradcheck_cases, **kwargs):
-    return OpSpec(name, cases, ours=cnnkit_op("conv2d"), theirs=_torch_conv2d_on_padded, gradcheck_cases=gradcheck_cases,
+    return OpSpec(name, cases, ours=cnnkit_op("conv2d"), theirs=_torch_conv2d_on_padded,
+                  gradcheck_cases=gradcheck_cases,
                   kernel_ops=("conv2d", "conv2d_input_grad", "conv2d_backward", "channel_sum"),
                   kernel_cases=_kernel_cases(lambda kind: targeted_conv2d_cases(kind), gradcheck_cases), **kwargs)
 

@@ -6,6 +6,7 @@ import numbers
 from .im2col import ConvGeometry
 from .windows import check_input, pair, positive_pair, resolve_padding, window_output_size
 
+
 def check_dtypes(layer, input, weight, bias):
     if weight.dtype != input.dtype or (bias is not None and bias.dtype != input.dtype):
         bias_part = f", bias {bias.dtype}" if bias is not None else ""

@@ -25,7 +25,11 @@ from .. import backend
 __all__ = ["Kernel", "register", "registered", "pick", "record_picks"]
 
 _registry: dict[str, list] = {}
-_recording = threading.local()
+class _Recording(threading.local):
+    picks = None  # a class default: reading it on a thread that records nothing raises no AttributeError
+
+
+_recording = _Recording()
 
 
 class Kernel:
@@ -70,7 +74,7 @@ def pick(op, *facts):
         raise ValueError(f"use_kernels: no kernel is named {mode!r}; use 'auto', 'reference' or one of: {names}")
     for kernel in _registry.get(op, ()):
         if (mode == "auto" or mode == kernel.name) and kernel.applies(*facts):
-            picks = getattr(_recording, "picks", None)
+            picks = _recording.picks
             if picks is not None:
                 picks.append(kernel.name)
             return kernel
@@ -80,7 +84,7 @@ def pick(op, *facts):
 @contextlib.contextmanager
 def record_picks():
     """Context: yields a list that collects the names of the kernels picked on this thread inside it."""
-    previous = getattr(_recording, "picks", None)
+    previous = _recording.picks
     _recording.picks = picks = []
     try:
         yield picks

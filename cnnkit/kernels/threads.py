@@ -1,4 +1,4 @@
-"""cnnkit's own threads and NumPy's BLAS threads: share work over threads (BLAS on one thread meanwhile), lend BLAS threads.
+"""cnnkit's own threads and NumPy's BLAS threads: share work over threads (BLAS narrowed meanwhile), lend BLAS threads.
 
 NumPy releases the GIL inside ufunc loops, copies and BLAS calls, so independent chunks of one op can run on
 Python threads at once.

@@ -5,8 +5,8 @@ import numbers
 
 from .. import backend
 from .. import functional as F
-from ..functional.windows import check_input, pair, positive_pair, resolve_padding
 from ..functional.conv import conv2d_layer, conv_transpose2d_layer, conv_transpose_geometry, on_batch
+from ..functional.windows import check_input, pair, positive_pair, resolve_padding
 from . import init
 from .module import Module
 from .parameter import Parameter
