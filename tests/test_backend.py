@@ -123,6 +123,14 @@ def test_narrowing_and_lending_restore_the_count_they_found():
         with pytest.raises(RuntimeError), kthreads.narrow_blas():
             raise RuntimeError("an op failing inside still restores BLAS")
         assert kthreads.blas_num_threads() == 3
+        # two threads' blocks interleaved: the first to close leaves BLAS narrowed for the other
+        first, second = kthreads.narrow_blas(), kthreads.narrow_blas()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert kthreads.blas_num_threads() == 1
+        second.__exit__(None, None, None)
+        assert kthreads.blas_num_threads() == 3
     finally:
         backend.set_blas_num_threads(found)
 

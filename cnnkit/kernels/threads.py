@@ -23,8 +23,8 @@ _pool = None
 # restore the count they found, so NumPy's own matmul is left as the user set it. CNNKIT_BLAS_THREADS=native
 # leaves BLAS alone altogether.
 _blas_lock = threading.Lock()
-_blas_depth = 0  # narrow_blas / blas_threads blocks open now, on any thread
-_blas_found = None  # the count the outermost block found: the last block to close restores it
+_blas_open = []  # [block, its count] of every narrow_blas / blas_threads block open now, on any thread, oldest first
+_blas_found = None  # the count found when the first of them opened: restored when the last one closes
 
 
 CONTROLS_BLAS = (backend.blas_num_threads() is not None
@@ -37,29 +37,31 @@ def splits_blas_work() -> bool:
 
 
 def _enter(count):
-    """Set BLAS to ``count(current)`` threads; returns the count it replaced (None: BLAS left alone)."""
-    global _blas_depth, _blas_found
+    """Open a block that sets BLAS to ``count(current)`` threads; returns it (None: BLAS is left alone)."""
+    global _blas_found
     if not CONTROLS_BLAS:
         return None
+    block = []
     with _blas_lock:
         current = backend.blas_num_threads()
-        if _blas_depth == 0:
+        if not _blas_open:
             _blas_found = current
-        _blas_depth += 1
         wanted = count(current)
+        block.append(wanted)
+        _blas_open.append(block)
         if wanted != current:
             backend.set_blas_num_threads(wanted)
-    return current
+    return block
 
 
-def _leave(replaced):
-    global _blas_depth
-    if replaced is None:
+def _leave(block):
+    """Close ``block``: BLAS gets the count of the newest block still open (nested ones on one thread close in
+    order, so this is the enclosing block's), or the count found before the first, when none is left."""
+    if block is None:
         return
     with _blas_lock:
-        _blas_depth -= 1
-        # nested on one thread: give back what this block replaced; the outermost restores what it found
-        restore = _blas_found if _blas_depth == 0 else replaced
+        _blas_open[:] = [other for other in _blas_open if other is not block]
+        restore = _blas_open[-1][0] if _blas_open else _blas_found
         if backend.blas_num_threads() != restore:
             backend.set_blas_num_threads(restore)
 
@@ -67,21 +69,21 @@ def _leave(replaced):
 @contextlib.contextmanager
 def blas_threads(count):
     """Context: BLAS may use ``count`` threads inside (for one GEMM an op cannot split); restored after."""
-    replaced = _enter(lambda current: max(count, current))
+    block = _enter(lambda current: max(count, current))
     try:
         yield
     finally:
-        _leave(replaced)
+        _leave(block)
 
 
 @contextlib.contextmanager
 def narrow_blas():
     """Context: BLAS runs on one thread inside, while cnnkit's own threads share the work; restored after."""
-    replaced = _enter(lambda current: 1)
+    block = _enter(lambda current: 1)
     try:
         yield
     finally:
-        _leave(replaced)
+        _leave(block)
 
 
 def blas_num_threads():
@@ -123,10 +125,10 @@ def _bounds(length, parts):
 
 def _after_fork_in_child():
     """A forked child has none of its parent's threads: make a fresh pool (and BLAS lock) on first use."""
-    global _pool, _blas_lock, _blas_depth
-    if _blas_depth:  # forked inside a narrowed block: the child gets the count its parent found back
+    global _pool, _blas_lock, _blas_open
+    if _blas_open:  # forked inside a narrowed block: the child gets the count its parent found back
         backend.set_blas_num_threads(_blas_found)
-    _pool, _blas_lock, _blas_depth = None, threading.Lock(), 0
+    _pool, _blas_lock, _blas_open = None, threading.Lock(), []
 
 
 if hasattr(os, "register_at_fork"):
@@ -172,7 +174,7 @@ def parallel_map(fn, tasks):
         _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="cnnkit")
     from concurrent.futures import wait
 
-    replaced = _enter(_one_thread)  # each share calls BLAS on one thread (see narrow_blas)
+    block = _enter(_one_thread)  # each share calls BLAS on one thread (see narrow_blas)
     try:
         futures = [_pool.submit(fn, task) for task in tasks[1:]]
         _inside.share = True
@@ -182,7 +184,7 @@ def parallel_map(fn, tasks):
             _inside.share = False
             wait(futures)  # the other shares write the caller's arrays: never return (or raise) while they run
     finally:
-        _leave(replaced)
+        _leave(block)
     return [first] + [future.result() for future in futures]
 
 
