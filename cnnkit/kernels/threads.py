@@ -154,10 +154,9 @@ _inside = threading.local()  # .share: this thread is running its own share of a
 def parallel_map(fn, tasks):
     """[fn(task) for task in tasks], on up to backend.get_num_threads() threads (inline when one is enough).
 
-    The calling thread runs the first task itself while the pool runs the rest: waking a sleeping thread
-    takes 20-150 us on these virtual machines, and the caller no longer sleeps and waits to be woken for
-    its share (an 8 MB copy split in two, min of 50: 622 -> 289 us; in one process, alternating, the
-    depthwise bench row 20.5-23.3 -> 17.8-22.1 ms and the MobileNet-v2 step 1139-1323 -> 1054-1155 ms).
+    The calling thread runs the first task itself while the pool runs the rest, so it never sleeps and
+    waits to be woken for its own share (waking a thread costs as much as a small task). NumPy's BLAS runs
+    on one thread meanwhile (see narrow_blas) and gets its count back before this returns.
     """
     global _pool
     tasks = list(tasks)
@@ -197,9 +196,8 @@ def parallel_for(fn, tasks, scratch=dict, threads=None):
     taking the next task as soon as it is free.
 
     Each thread makes one ``scratch()`` object (buffers it reuses across its tasks). Results come back
-    in task order, so a reduction over them does not depend on which thread ran what. A static split
-    waited on its slowest share: on this project's 2-core machines one core's share of a depthwise conv
-    took 6.4 ms and the other's 11.5 (median gap 1.9 ms of 7.8).
+    in task order, so a reduction over them does not depend on which thread ran what. Taking tasks as
+    threads free up beats a static split, which waits on its slowest share when cores run unevenly.
     """
     tasks = list(tasks)
     threads = min(threads or backend.get_num_threads(), len(tasks))
