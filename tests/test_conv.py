@@ -148,6 +148,7 @@ def _applying_kernels(geo):
     return names
 
 
+@pytest.mark.parametrize("wide", [True, False])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("chunk", [1, 3])
 @pytest.mark.parametrize("x_shape, kwargs", [
@@ -159,18 +160,19 @@ def _applying_kernels(geo):
     ((7, 4, 8, 7), dict(weight=(4, 1, 3, 3), stride=(2, 1), padding=1, groups=4)),  # depthwise, polyphase
     ((7, 4, 16, 16), dict(weight=(6, 4, 1, 1))),                               # 1x1: pointwise, dual
 ])
-def test_many_chunks_with_a_partial_last_one_match_torch(x_shape, kwargs, chunk, threads):
-    """Chunks of 1 or 3 samples (scratch reused, last chunk of 7 shorter), on one thread or shared over two, under
-    'auto' and every kernel that applies: the geometry's chunk_samples / chunk_threads fix the chunking."""
+def test_many_chunks_with_a_partial_last_one_match_torch(x_shape, kwargs, chunk, threads, wide):
+    """Chunks of 1 or 3 samples (scratch reused, last chunk of 7 shorter), on one thread or shared over two, in wide
+    or plain columns, under 'auto' and every kernel that applies: the geometry's chunk_samples / chunk_threads /
+    wide_columns fix the chunking and the layout."""
     kwargs = dict(kwargs)
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(kwargs.pop("weight"))
     b = rng.standard_normal(w.shape[0])
     geometry = {**dict(stride=1, padding=0, dilation=1, groups=1), **kwargs}
     geo = conv_module.conv_geometry(x.shape, w.shape, **geometry)
-    geo.chunk_samples, geo.chunk_threads = chunk, threads
+    geo.chunk_samples, geo.chunk_threads, geo.wide_columns = chunk, threads, wide
     plan = plan_for(geo)
-    assert plan.threads == threads
+    assert plan.threads == threads and plan.wide == (wide and geo.stride == (1, 1))
     if threads == 1:
         assert plan.chunk == chunk
     else:  # as many chunks as a multiple of the thread count: 7 samples in 4 chunks of 2, 2, 2, 1

@@ -17,17 +17,18 @@ class ConvGeometry:
     """Sizes of one correlation y = x (*) w: x (N, C, H, W), w (K, C/groups, kh, kw), y (N, K, out_h, out_w).
 
     ``pads`` is ((top, bottom), (left, right)). Kernels keep their own plan for it in ``plan``;
-    ``chunk_samples`` / ``chunk_threads`` (None: the kernels decide) fix how they cut it into chunks.
+    ``chunk_samples`` / ``chunk_threads`` / ``wide_columns`` (None: the kernels decide) fix how they cut
+    it into chunks and lay out its columns (see cnnkit.kernels.conv_plan).
     """
 
     __slots__ = ("batch", "in_channels", "in_size", "out_channels", "kernel", "stride", "pads", "dilation",
-                 "groups", "out_size", "plan", "chunk_samples", "chunk_threads")
+                 "groups", "out_size", "plan", "chunk_samples", "chunk_threads", "wide_columns")
 
     def __init__(self, batch, in_channels, in_size, out_channels, kernel, stride, pads, dilation, groups, out_size):
         self.batch, self.in_channels, self.in_size = batch, in_channels, tuple(in_size)
         self.out_channels, self.kernel, self.stride = out_channels, tuple(kernel), tuple(stride)
         self.pads, self.dilation, self.groups, self.out_size = tuple(pads), tuple(dilation), groups, tuple(out_size)
-        self.plan = self.chunk_samples = self.chunk_threads = None
+        self.plan = self.chunk_samples = self.chunk_threads = self.wide_columns = None
 
     @property
     def depthwise(self):

@@ -32,7 +32,8 @@ def dual_pads(geo):
 def dual_geometry(geo):
     """The plan of the full correlation of dy that computes a stride-1 input gradient (``dual_pads`` must apply)."""
     return ConvPlan(geo.batch, geo.out_channels, geo.out_size, geo.in_channels, geo.kernel, (1, 1), dual_pads(geo),
-                    geo.dilation, geo.groups, geo.in_size, geo.chunk_samples, geo.chunk_threads)
+                    geo.dilation, geo.groups, geo.in_size, geo.chunk_samples, geo.chunk_threads,
+                    geo.wide_columns)
 
 
 def dual_is_faster(geo):

@@ -43,20 +43,22 @@ class ConvPlan:
     """Sizes of one correlation y = x (*) w (x (N, C, H, W), w (K, C/groups, kh, kw), y (N, K, out_h, out_w)) and
     how the kernels run it: ``wide`` columns, samples per ``chunk``, ``threads`` sharing the chunks.
 
-    ``chunk_samples`` / ``chunk_threads`` fix the chunk size and thread count instead of the heuristics
-    (tests use them to run many chunks on small inputs).
+    ``chunk_samples`` / ``chunk_threads`` / ``wide_columns`` fix the chunk size, the thread count and the
+    column layout (wide needs stride 1) instead of the heuristics: tests use them to reach every layout
+    and many chunks on small inputs.
     """
 
     __slots__ = ("batch", "in_channels", "in_size", "out_channels", "kernel", "stride", "pads", "dilation",
                  "groups", "out_size", "padded_size", "wide", "grid", "slack", "chunk", "threads", "chunk_samples",
-                 "chunk_threads")
+                 "chunk_threads", "wide_columns")
 
     def __init__(self, batch, in_channels, in_size, out_channels, kernel, stride, pads, dilation, groups, out_size,
-                 chunk_samples=None, chunk_threads=None):
+                 chunk_samples=None, chunk_threads=None, wide_columns=None):
         self.batch, self.in_channels, self.in_size = batch, in_channels, tuple(in_size)
         self.out_channels, self.kernel, self.stride = out_channels, tuple(kernel), tuple(stride)
         self.pads, self.dilation, self.groups, self.out_size = tuple(pads), tuple(dilation), groups, tuple(out_size)
-        self.chunk_samples, self.chunk_threads = chunk_samples, chunk_threads  # passed on to derived plans
+        # passed on to the plans derived from this one (dual, polyphase)
+        self.chunk_samples, self.chunk_threads, self.wide_columns = chunk_samples, chunk_threads, wide_columns
         (top, bottom), (left, right) = self.pads
         self.padded_size = (self.in_size[0] + top + bottom, self.in_size[1] + left + right)
         # Wide columns pay off where the copies dominate: depthwise GEMVs, GEMMs with few rows
@@ -67,8 +69,9 @@ class ConvPlan:
         rows = in_channels // groups * self.kernel[0] * self.kernel[1]
         few_rows = rows <= WIDE_MAX_ROWS or out_channels // groups <= WIDE_MAX_OUT_CHANNELS
         garbage = self.padded_size[1] - self.out_size[1]
-        self.wide = self.stride == (1, 1) and (self.depthwise or few_rows
-                                               or garbage <= WIDE_MAX_EXTRA * self.out_size[1])
+        if wide_columns is None:
+            wide_columns = self.depthwise or few_rows or garbage <= WIDE_MAX_EXTRA * self.out_size[1]
+        self.wide = self.stride == (1, 1) and wide_columns
         out_h, out_w = self.out_size
         self.grid = (out_h * self.padded_size[1],) if self.wide else (out_h, out_w)
         # a wide run starting at kernel offset (i, j) ends (kw - 1) * dw elements past its image
@@ -137,7 +140,7 @@ def plan_for(geo):
     if plan is None:
         plan = geo.plan = ConvPlan(geo.batch, geo.in_channels, geo.in_size, geo.out_channels, geo.kernel,
                                    geo.stride, geo.pads, geo.dilation, geo.groups, geo.out_size,
-                                   geo.chunk_samples, geo.chunk_threads)
+                                   geo.chunk_samples, geo.chunk_threads, geo.wide_columns)
     return plan
 
 

@@ -46,7 +46,7 @@ def phase_geometries(geo):
                 in_size = (geo.out_size[0] - crop_h, geo.out_size[1] - crop_w)
                 dual = ConvPlan(geo.batch, geo.out_channels, in_size, geo.in_channels, (kh, kw), (1, 1),
                                 (pads_h, pads_w), (1, 1), geo.groups, (count_h, count_w), geo.chunk_samples,
-                                geo.chunk_threads)
+                                geo.chunk_threads, geo.wide_columns)
             yield rows, cols, (taps_h, taps_w), (crop_h, crop_w), dual
 
 
