@@ -66,6 +66,9 @@ print(json.dumps([sorted(first), first.get("blas_threads"), b.blas_num_threads()
     opted_out = json.loads(_run_fresh("import json, cnnkit.backend as b; print(json.dumps(sorted(b.tune_process())))",
                                       CNNKIT_MALLOC_TUNING="0"))
     assert opted_out == ["blas_threads"]
+    code = "import json, cnnkit.backend as b; print(json.dumps([b.tune_process(), b.blas_num_threads()]))"
+    left_alone = _run_fresh(code, CNNKIT_MALLOC_TUNING="0", CNNKIT_BLAS_THREADS="native")
+    assert json.loads(left_alone) == [{}, 2]
 
 
 @pytest.mark.parametrize("shape, stride, expected", [
