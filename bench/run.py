@@ -42,14 +42,16 @@ ARGS = _parse_args() if __name__ == "__main__" else _parse_args([])
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
              "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # what cnnkit's backend sets when it loads NumPy first
+# OpenBLAS's idle workers otherwise spin for about 0.1 s after every call, holding a core that cnnkit's own
+# threads need between GEMMs; it reads this only when it loads, before NumPy's import below.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import cnnkit  # noqa: E402
+import cnnkit.backend  # noqa: E402
 import cnnkit.functional as F  # noqa: E402
-import cnnkit.kernels.threads  # noqa: E402
 from cnnkit.nn.utils import fuse  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -59,10 +61,11 @@ try:  # also caps a BLAS that was already loaded by something else
     from threadpoolctl import threadpool_limits
 
     _THREADPOOL = threadpool_limits(limits=ARGS.threads)
-    cnnkit.kernels.threads.pin_blas()  # cnnkit splits its GEMMs over its own threads on a one-thread BLAS
     THREADPOOLCTL = True
 except ImportError:
     THREADPOOLCTL = False
+# as the cnnkit command does: malloc keeps freed memory, BLAS on one thread (cnnkit splits GEMMs over its threads)
+cnnkit.backend.tune_process()
 
 CASES = []
 

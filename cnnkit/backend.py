@@ -1,7 +1,8 @@
-"""The one place that picks the array module, the default dtype and the random generator.
+"""The one place that picks the array module, the default dtype, the random generator and the thread counts.
 
 Ops never import NumPy themselves: they call ``get_array_module()`` (``xp``), so a CuPy
-backend can later be switched in here without touching an op.
+backend can later be switched in here without touching an op. Importing cnnkit changes nothing
+outside cnnkit: process-wide tuning (malloc, BLAS threads) is the explicit ``tune_process()``.
 """
 from __future__ import annotations
 
@@ -9,44 +10,7 @@ import contextlib
 import os
 import threading
 
-# OpenBLAS's idle workers spin for 2**28 cycles (about 0.1 s) after every call, holding a core that the
-# elementwise passes and cnnkit's own threads between GEMMs need: 2**4 measured a 10-25% faster
-# MobileNet-v2 training step on 2 threads (depthwise after a GEMM: 29.7 -> 22.5 ms). A default only, and
-# effective only when NumPy is first imported here; torch (MKL/OpenMP) ignores it.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-
-import numpy  # noqa: E402
-
-
-def _keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the kernel.
-
-    By default every array over a (self-adjusting) threshold is mmap-ed and unmapped when freed, so
-    the next one of that size page-faults all its pages in again: a training step frees and re-makes
-    hundreds of activation-sized arrays. Keeping freed blocks in the heap measured 5-25% faster training
-    steps on 2 threads (MobileNet-v2 CIFAR: 76,000 page faults per step -> under 100) at no cost in peak
-    memory. Set CNNKIT_MALLOC_TUNING=0 to leave malloc alone; other C libraries are left alone too.
-    """
-    if os.environ.get("CNNKIT_MALLOC_TUNING", "1") == "0":
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-    except OSError:
-        return False
-    if not hasattr(libc, "gnu_get_libc_version"):  # glibc only
-        return False
-    mallopt = libc.mallopt
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    mib = 1 << 20
-    # blocks up to 32 MiB (glibc's ceiling for this setting) come from the heap; larger ones are still
-    # mmap-ed. Up to 1 GiB of free memory at the top of the heap is kept rather than trimmed.
-    return bool(mallopt(m_mmap_threshold, 32 * mib) and mallopt(m_trim_threshold, 1024 * mib)
-                and mallopt(m_top_pad, 64 * mib))
-
-
-MALLOC_TUNED = _keep_freed_memory()
+import numpy
 
 _xp = numpy
 _default_dtype = numpy.float32
@@ -103,7 +67,7 @@ def set_rng_state(state: dict) -> None:
 # ------------------------------------------------------------------------------------------------ threads
 # NumPy releases the GIL inside ufunc loops, copies and BLAS calls, so independent chunks of one op can
 # run on Python threads at once: elementwise passes, depthwise convolution's tiny GEMMs and, with BLAS
-# pinned to one thread (see below), the convolutions' and large matrix products' GEMMs.
+# narrowed to one thread while they run (cnnkit.kernels.threads), the convolutions' GEMMs.
 _num_threads = None
 
 
@@ -164,3 +128,104 @@ def use_kernels(mode):
         yield
     finally:
         _kernel_choice.mode = previous
+
+
+# ------------------------------------------------------------------------------------------------ BLAS handle
+def _find_openblas():
+    """(set_num_threads, get_num_threads) of the OpenBLAS bundled in NumPy's wheel, or None if there is none."""
+    import ctypes
+    import glob
+
+    root = os.path.dirname(numpy.__file__)
+    paths = glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*")) + glob.glob(
+        os.path.join(root, ".dylibs", "*openblas*"))
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)  # already loaded by NumPy: the same handle, the same thread pool
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
+                getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
+                if setter is not None and getter is not None:
+                    setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
+                    return setter, getter
+    return None
+
+
+_blas = _find_openblas()  # only looked up: nothing is changed until an op or tune_process asks
+
+
+def blas_num_threads():
+    """Threads NumPy's BLAS uses now (None when cnnkit cannot reach it)."""
+    return _blas[1]() if _blas is not None else None
+
+
+def set_blas_num_threads(count: int) -> None:
+    """Set the threads of NumPy's BLAS (a no-op when cnnkit cannot reach it); ops restore what they change."""
+    if _blas is not None:
+        _blas[0](int(count))
+
+
+# ------------------------------------------------------------------------------------------------ process tuning
+_malloc_tuned = False
+
+
+def _keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the kernel.
+
+    By default every array over a (self-adjusting) threshold is mmap-ed and unmapped when freed, so the
+    next one of that size page-faults all its pages in again, and a training step frees and re-makes
+    hundreds of activation-sized arrays. Set CNNKIT_MALLOC_TUNING=0 to leave malloc alone.
+    """
+    if os.environ.get("CNNKIT_MALLOC_TUNING", "1") == "0":
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return False
+    if not hasattr(libc, "gnu_get_libc_version"):  # glibc only
+        return False
+    mallopt = libc.mallopt
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    mib = 1 << 20
+    # blocks up to 32 MiB (glibc's ceiling for this setting) come from the heap; larger ones are still
+    # mmap-ed. Up to 1 GiB of free memory at the top of the heap is kept rather than trimmed.
+    return bool(mallopt(m_mmap_threshold, 32 * mib) and mallopt(m_trim_threshold, 1024 * mib)
+                and mallopt(m_top_pad, 64 * mib))
+
+
+def tune_process(threads=None, malloc=True, blas=True) -> dict:
+    """Tune the whole process for cnnkit's training loops; returns what it changed ({} when nothing).
+
+    An application calls this once, explicitly (the ``cnnkit`` command and bench/run.py do);
+    importing cnnkit never does. It changes, each only where needed:
+
+    * ``malloc``: glibc keeps freed memory for reuse (no page faults re-making activation-sized
+      arrays); ``CNNKIT_MALLOC_TUNING=0`` opts out. Cannot be undone.
+    * ``blas``: NumPy's BLAS runs on one thread for the whole process, so cnnkit's threads share
+      the GEMMs without narrowing BLAS per op (NumPy's own matmul then runs on one thread too).
+    * ``threads``: ``set_num_threads(threads)`` when given.
+
+    OpenBLAS reads its idle-thread timeout (``OPENBLAS_THREAD_TIMEOUT``) only when it loads, which
+    is before any cnnkit code runs; set it in the environment before Python starts, as bench/run.py does.
+    Calling it again changes nothing more.
+    """
+    global _malloc_tuned
+    changed = {}
+    if malloc and not _malloc_tuned and _keep_freed_memory():
+        _malloc_tuned = True
+        changed["malloc"] = "freed memory kept for reuse (mmap threshold 32 MiB, trim threshold 1 GiB)"
+    if blas and _blas is not None and os.environ.get("CNNKIT_BLAS_THREADS", "").lower() != "native":
+        before = blas_num_threads()
+        if before != 1:
+            set_blas_num_threads(1)
+            changed["blas_threads"] = (before, 1)
+    if threads is not None and int(threads) != get_num_threads():
+        before = get_num_threads()
+        set_num_threads(threads)
+        changed["num_threads"] = (before, int(threads))
+    return changed

@@ -1,5 +1,6 @@
-"""The backend's process-wide settings (malloc, BLAS threads, the split matmul), and which conv path
-(depthwise matrix, 1x1 shortcut) a geometry takes."""
+"""Process state (import changes nothing; tune_process changes what it says), BLAS narrowing and lending, the split
+matmul, cnnkit's threads, and which conv kernel a geometry takes."""
+import json
 import os
 import platform
 import subprocess
@@ -8,24 +9,66 @@ import sys
 import numpy as np
 import pytest
 
-from cnnkit import backend
-from cnnkit.functional import depthwise
+from cnnkit import backend, kernels
 from cnnkit.functional.conv import conv_geometry
 from cnnkit.kernels import copy
 from cnnkit.kernels import threads as kthreads
+from cnnkit.kernels.conv_plan import plan_for
 
 
-def _tuned_in_fresh_process(**env):
-    code = "import cnnkit.backend as b; print(b.MALLOC_TUNED)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            env={**os.environ, **env})
+def _run_fresh(code, **env):
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                            env={**os.environ, "OPENBLAS_NUM_THREADS": "2", **env})
     return result.stdout.strip()
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
-def test_malloc_keeps_freed_memory_unless_turned_off():
-    assert _tuned_in_fresh_process(CNNKIT_MALLOC_TUNING="1") == "True"
-    assert _tuned_in_fresh_process(CNNKIT_MALLOC_TUNING="0") == "False"
+_STATE = """
+import json, os, numpy as np
+from threadpoolctl import threadpool_info
+def state():
+    return {"blas": [pool["num_threads"] for pool in threadpool_info()], "env": dict(os.environ)}
+"""
+
+
+def test_import_and_a_threaded_conv_leave_blas_threads_and_environ_alone():
+    """After ``import cnnkit`` and a conv that narrows BLAS while its threads run, threadpoolctl sees the BLAS
+    thread count it saw before, and os.environ is unchanged."""
+    pytest.importorskip("threadpoolctl")
+    code = _STATE + """
+before = state()
+import cnnkit, cnnkit.functional as F
+after_import = state()
+cnnkit.backend.set_num_threads(2)
+x = cnnkit.tensor(np.ones((8, 32, 16, 16), np.float32), requires_grad=True)
+w = cnnkit.tensor(np.ones((32, 32, 3, 3), np.float32), requires_grad=True)
+F.conv2d(x, w, padding=1).sum().backward()
+F.conv2d(x[:1], w, padding=1)  # one sample: BLAS is lent the threads for the call
+print(json.dumps([before == after_import, before == state(), before["blas"]]))
+"""
+    same_after_import, same_after_ops, blas = json.loads(_run_fresh(code))
+    assert same_after_import and same_after_ops
+    assert blas and blas[0] == 2  # the count the test set, not one pinned by cnnkit
+
+
+@pytest.mark.skipif(kthreads.blas_num_threads() is None, reason="NumPy's BLAS is not a bundled OpenBLAS")
+def test_tune_process_pins_blas_tunes_malloc_and_says_so_once():
+    code = """
+import json, cnnkit.backend as b
+first = b.tune_process(threads=3)
+print(json.dumps([sorted(first), first.get("blas_threads"), b.blas_num_threads(), b.get_num_threads(),
+                  b.tune_process(threads=3)]))
+"""
+    changed, blas_change, blas_now, threads, again = json.loads(_run_fresh(code, CNNKIT_MALLOC_TUNING="1"))
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert changed == (["blas_threads", "malloc", "num_threads"] if glibc else ["blas_threads", "num_threads"])
+    assert blas_change == [2, 1] and blas_now == 1 and threads == 3
+    assert again == {}  # idempotent
+    opted_out = json.loads(_run_fresh("import json, cnnkit.backend as b; print(json.dumps(sorted(b.tune_process())))",
+                                      CNNKIT_MALLOC_TUNING="0"))
+    assert opted_out == ["blas_threads"]
+    code = "import json, cnnkit.backend as b; print(json.dumps([b.tune_process(), b.blas_num_threads()]))"
+    left_alone = _run_fresh(code, CNNKIT_MALLOC_TUNING="0", CNNKIT_BLAS_THREADS="native")
+    assert json.loads(left_alone) == [{}, 2]
 
 
 @pytest.mark.parametrize("shape, stride, expected", [
@@ -34,50 +77,65 @@ def test_malloc_keeps_freed_memory_unless_turned_off():
     ((64, 384, 8, 8), 1, True),     # 64 x 64: pays back from about 32 images
     ((16, 384, 8, 8), 1, False),
     ((64, 192, 16, 16), 2, True),   # 256 x 64
-    ((64, 128, 16, 16), 1, False),  # 256 x 256: im2col is 4x faster
+    ((64, 128, 16, 16), 1, False),  # 256 x 256: im2col is faster
     ((1, 960, 4, 4), 1, False),     # one image cannot pay for building the matrix
 ])
-def test_depthwise_path_choice(shape, stride, expected):
+def test_depthwise_kernel_choice(shape, stride, expected):
     channels = shape[1]
     geo = conv_geometry(shape, (channels, 1, 3, 3), (stride, stride), 1, (1, 1), channels)
-    assert depthwise.use_matrix(geo) is expected
+    assert (kernels.pick("conv2d", geo).name == "conv2d.banded_depthwise") is expected
+    assert (kernels.pick("conv2d_input_grad", geo).name == "conv2d_input_grad.banded_depthwise") is expected
 
 
 @pytest.mark.parametrize("channels", [3, 24, 96])
-def test_unpadded_1x1_convs_skip_im2col_whatever_their_channel_count(channels):
-    """Few input channels once sent 1x1 convs through the wide im2col layout (a copy and 2-3x the time)."""
+def test_unpadded_1x1_convs_take_the_pointwise_kernel_whatever_their_channel_count(channels):
+    """Few input channels once sent 1x1 convs through the wide im2col layout (a copy and several times the time)."""
     geo = conv_geometry((64, channels, 32, 32), (144, channels, 1, 1), (1, 1), 0, (1, 1), 1)
-    assert geo.pointwise
+    assert kernels.pick("conv2d", geo).name == "conv2d.pointwise"
 
 
-def _blas_state_in_fresh_process(**env):
-    code = "import cnnkit, cnnkit.kernels.threads as b; print(b.BLAS_PINNED, b.blas_num_threads())"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            env={**os.environ, "OPENBLAS_NUM_THREADS": "2", **env})
-    return result.stdout.split()
+@pytest.mark.parametrize("op, shape, weight, kwargs, expected", [
+    ("conv2d_input_grad", (8, 32, 8, 8), (32, 32, 3, 3), dict(padding=1), "dual"),
+    ("conv2d_input_grad", (8, 4, 8, 8), (32, 4, 3, 3), dict(padding=1), "col2im"),       # few input channels
+    ("conv2d_input_grad", (8, 32, 8, 8), (32, 32, 3, 3), dict(padding=1, stride=2), "col2im"),
+    ("conv2d_input_grad", (2, 32, 16, 16), (32, 1, 3, 3), dict(padding=1, stride=2, groups=32), "polyphase"),
+    ("conv2d_backward", (8, 32, 8, 8), (32, 32, 3, 3), dict(padding=1), "dual"),
+    ("conv2d", (0, 32, 8, 8), (32, 32, 3, 3), dict(padding=1), None),                   # empty batch: reference
+])
+def test_input_gradient_kernel_choice(op, shape, weight, kwargs, expected):
+    geo = conv_geometry(shape, weight, kwargs.get("stride", 1), kwargs["padding"], 1, kwargs.get("groups", 1))
+    kernel = kernels.pick(op, geo)
+    assert (kernel.name.split(".")[1] if kernel is not None else None) == expected
+    with backend.use_kernels("reference"):
+        assert kernels.pick(op, geo) is None
 
 
-@pytest.mark.skipif(kthreads.blas_num_threads() is None, reason="NumPy's BLAS is not a bundled OpenBLAS")
-def test_blas_is_pinned_to_one_thread_unless_left_native():
-    assert _blas_state_in_fresh_process() == ["True", "1"]
-    assert _blas_state_in_fresh_process(CNNKIT_BLAS_THREADS="native") == ["False", "2"]
-
-
-@pytest.mark.skipif(not kthreads.BLAS_PINNED, reason="BLAS is not pinned in this process")
-def test_blas_threads_lends_threads_for_a_block_and_pins_again():
-    assert kthreads.blas_num_threads() == 1
-    with kthreads.blas_threads(2):
-        assert kthreads.blas_num_threads() == 2
-        with kthreads.blas_threads(2):  # nested (a lending op called inside another): the outer one restores
-            pass
-        assert kthreads.blas_num_threads() == 2
-    assert kthreads.blas_num_threads() == 1
-    kthreads._blas[0](2)  # as threadpoolctl would
-    kthreads.pin_blas()
-    assert kthreads.blas_num_threads() == 1
-    with pytest.raises(RuntimeError), kthreads.blas_threads(2):
-        raise RuntimeError("an op failing inside still leaves BLAS pinned")
-    assert kthreads.blas_num_threads() == 1
+@pytest.mark.skipif(not kthreads.CONTROLS_BLAS, reason="NumPy's BLAS is not reachable")
+def test_narrowing_and_lending_restore_the_count_they_found():
+    found = kthreads.blas_num_threads()
+    try:
+        backend.set_blas_num_threads(3)
+        with kthreads.narrow_blas():
+            assert kthreads.blas_num_threads() == 1
+            with kthreads.blas_threads(2):  # nested on one thread: each block gives back what it replaced
+                assert kthreads.blas_num_threads() == 2
+            assert kthreads.blas_num_threads() == 1
+        assert kthreads.blas_num_threads() == 3
+        with kthreads.blas_threads(2):  # lending never lowers the count
+            assert kthreads.blas_num_threads() == 3
+        with pytest.raises(RuntimeError), kthreads.narrow_blas():
+            raise RuntimeError("an op failing inside still restores BLAS")
+        assert kthreads.blas_num_threads() == 3
+        # two threads' blocks interleaved: the first to close leaves BLAS narrowed for the other
+        first, second = kthreads.narrow_blas(), kthreads.narrow_blas()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert kthreads.blas_num_threads() == 1
+        second.__exit__(None, None, None)
+        assert kthreads.blas_num_threads() == 3
+    finally:
+        backend.set_blas_num_threads(found)
 
 
 @pytest.mark.parametrize("a_shape, b_shape", [
@@ -88,13 +146,12 @@ def test_blas_threads_lends_threads_for_a_block_and_pins_again():
     ((5, 4), (4, 3)),             # small: one call
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.skipif(not kthreads.CONTROLS_BLAS, reason="NumPy's BLAS is not reachable: matmul does not split")
 def test_split_matmul_equals_numpy(monkeypatch, a_shape, b_shape, dtype):
     monkeypatch.setattr(backend, "_num_threads", 2)
-    monkeypatch.setattr(kthreads, "BLAS_PINNED", True)
-    monkeypatch.setattr(kthreads, "SPLIT_MATMUL_MIN_MACS", 1000)
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(a_shape).astype(dtype), rng.standard_normal(b_shape).astype(dtype)
-    ours = kthreads.matmul(a, b)
+    ours = kthreads.matmul(a, b, min_split_macs=1000)
     assert ours.dtype == dtype and ours.shape == (a @ b).shape
     exact = a.astype(np.float64) @ b.astype(np.float64)
     tolerance = (1e-6 if dtype == np.float32 else 1e-14) * a_shape[-1]  # rounding grows with the inner length
@@ -106,10 +163,10 @@ def test_split_matmul_equals_numpy(monkeypatch, a_shape, b_shape, dtype):
     ((64, 64, 32, 32), (64, 64, 3, 3), 1, 2),  # 604M: chunks shared out
     ((1, 64, 56, 56), (64, 64, 3, 3), 1, 2),   # a batch of one: one chunk, BLAS lent the threads
 ])
+@pytest.mark.skipif(not kthreads.CONTROLS_BLAS, reason="NumPy's BLAS is not reachable: dense convs never split")
 def test_dense_convs_share_chunks_out_only_when_large(monkeypatch, shape, weight, padding, expected):
     monkeypatch.setattr(backend, "_num_threads", 2)
-    monkeypatch.setattr(kthreads, "BLAS_PINNED", True)
-    geo = conv_geometry(shape, weight, (1, 1), padding, (1, 1), 1)
+    geo = plan_for(conv_geometry(shape, weight, (1, 1), padding, (1, 1), 1))
     assert geo.threads == expected
     chunks = len(list(geo.chunks()))
     assert chunks % expected == 0 or chunks == shape[0]
@@ -242,10 +299,10 @@ def test_threaded_conv_weight_gradient_is_the_same_on_every_run(monkeypatch):
     weight = rng.standard_normal((64, 1, 3, 3)).astype(np.float32)
     geo = conv_geometry(x.shape, weight.shape, 1, 1, 1, 64)
     upstream = rng.standard_normal((32, 64, 16, 16)).astype(np.float32)
-    assert geo.threads == 2 and len(list(geo.chunks())) > 2
+    assert plan_for(geo).threads == 2 and len(list(plan_for(geo).chunks())) > 2
     grads = [conv.correlate(x, None, geo, compute_output=False, upstream=upstream)[1] for _ in range(20)]
     expected = sum(conv.correlate(x[start:stop], None, conv_geometry(x[start:stop].shape, weight.shape, 1, 1, 1, 64),
                                   compute_output=False, upstream=upstream[start:stop])[1].astype(np.float64)
-                   for start, stop in geo.chunks())
+                   for start, stop in plan_for(geo).chunks())
     assert all(np.array_equal(grad, grads[0]) for grad in grads)
     np.testing.assert_allclose(grads[0], expected, rtol=1e-5, atol=1e-4)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import asdict, dataclass, field
 
-from ..functional.arithmetic import leaves_pixels_unused, pair, positive_pair, resolve_padding, window_output_size
+from ..functional.windows import leaves_pixels_unused, pair, positive_pair, resolve_padding, window_output_size
 from .receptive_field import AxisField, number
 
 __all__ = ["OutputSize", "output_size", "pool_output_size", "FieldRow", "ReceptiveField", "receptive_field",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..functional.arithmetic import leaves_pixels_unused, pair, resolve_padding
+from ..functional.windows import leaves_pixels_unused, pair, resolve_padding
 from .receptive_field import AxisField, adaptive_window
 
 

@@ -29,6 +29,9 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
+    from ..backend import tune_process
+
+    tune_process()  # a cnnkit command owns its process: keep freed memory, BLAS on one thread (cnnkit's threads)
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:

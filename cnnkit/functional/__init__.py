@@ -1,5 +1,5 @@
 """Stateless differentiable ops with torch.nn.functional's names and semantics (import as F)."""
-from .arithmetic import conv_output_size, resolve_padding, same_padding
+from .windows import conv_output_size, resolve_padding, same_padding
 from .activation import *  # noqa: F403
 from .conv import *  # noqa: F403
 from .deform import *  # noqa: F403

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..autograd import Function
 from ..backend import get_array_module
 from ..kernels.threads import matmul
-from .arithmetic import conv_output_size, pair, positive_pair, resolve_padding
+from .windows import conv_output_size, pair, positive_pair, resolve_padding
 
 __all__ = ["deform_conv2d"]
 

@@ -15,7 +15,7 @@ from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..kernels import pick
 from ..kernels.pooling import plane_positions
-from .arithmetic import pair, positive_pair, resolve_padding, window_output_size
+from .windows import pair, positive_pair, resolve_padding, window_output_size
 
 __all__ = ["max_pool2d", "avg_pool2d", "lp_pool2d", "max_unpool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"]
 

@@ -7,6 +7,13 @@ An op asks ``pick(op, *facts)``: under ``backend.use_kernels("reference")`` (or 
 the answer is always None and the reference math runs; under ``"auto"``, the default, it is the first
 registered kernel that applies; under a kernel's own name, that kernel where it applies (the op tests run
 every case once per kernel this way). A GPU backend would be one more set of kernels registered here.
+
+Kernel sets: ``kernels.conv`` (conv2d, its input gradient, its fused backward and the bias gradient; its
+docstring lists each op's method). A kernel module holds one family: ``conv_im2col`` (chunked, threaded
+im2col GEMM and col2im), ``conv_pointwise`` (1x1 without im2col), ``conv_depthwise`` (banded matrices),
+``conv_dual`` (stride-1 input gradient as a correlation), ``conv_polyphase`` (strided input gradient per
+phase); ``conv_plan`` holds their chunking and column layout, ``threads`` / ``workspace`` / ``copy`` the
+shared infrastructure.
 """
 from __future__ import annotations
 
@@ -18,7 +25,11 @@ from .. import backend
 __all__ = ["Kernel", "EveryCall", "register", "registered", "pick", "record_picks"]
 
 _registry: dict[str, list] = {}
-_recording = threading.local()
+class _Recording(threading.local):
+    picks = None  # a class default: reading it on a thread that records nothing raises no AttributeError
+
+
+_recording = _Recording()
 
 
 class Kernel:
@@ -71,7 +82,7 @@ def pick(op, *facts):
         raise ValueError(f"use_kernels: no kernel is named {mode!r}; use 'auto', 'reference' or one of: {names}")
     for kernel in _registry.get(op, ()):
         if (mode == "auto" or mode == kernel.name) and kernel.applies(*facts):
-            picks = getattr(_recording, "picks", None)
+            picks = _recording.picks
             if picks is not None:
                 picks.append(kernel.name)
             return kernel
@@ -81,7 +92,7 @@ def pick(op, *facts):
 @contextlib.contextmanager
 def record_picks():
     """Context: yields a list that collects the names of the kernels picked on this thread inside it."""
-    previous = getattr(_recording, "picks", None)
+    previous = _recording.picks
     _recording.picks = picks = []
     try:
         yield picks
@@ -94,3 +105,4 @@ def record_picks():
 from . import activation  # noqa: E402,F401
 from . import batchnorm  # noqa: E402,F401
 from . import pooling  # noqa: E402,F401
+from . import conv  # noqa: E402,F401  (the convolution kernels, in priority order)

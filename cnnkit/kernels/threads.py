@@ -1,4 +1,4 @@
-"""cnnkit's own threads and NumPy's BLAS threads: split work over threads, lend BLAS threads for one GEMM.
+"""cnnkit's own threads and NumPy's BLAS threads: share work over threads (BLAS narrowed meanwhile), lend BLAS threads.
 
 NumPy releases the GIL inside ufunc loops, copies and BLAS calls, so independent chunks of one op can run on
 Python threads at once.
@@ -10,103 +10,100 @@ import itertools
 import os
 import threading
 
-import numpy
-
 from .. import backend
 
 _pool = None
 
 
 # ------------------------------------------------------------------------------------------------ BLAS threads
-# OpenBLAS's own two threads ran these GEMMs at 115-130 GFLOP/s; two Python threads, each calling a
-# one-thread BLAS on its own chunk, at 135-153 (W (128, 1152) @ cols (1152, 2048)), and they also run each
-# chunk's im2col and output copies at once. So when the backend can reach NumPy's OpenBLAS it pins it to
-# one thread and ops split their GEMM work over cnnkit's threads (conv2d forward + backward: 64 channels
-# 32x32 1.31-1.76x -> 1.19x torch's time). An op left with one indivisible GEMM (a batch of one image)
-# lends BLAS the threads for that call (``blas_threads``). This is process-wide: NumPy's own matmul runs
-# on one thread while cnnkit is imported. CNNKIT_BLAS_THREADS=native before the import leaves BLAS alone.
-
-
-def _find_openblas():
-    """(set_num_threads, get_num_threads) of the OpenBLAS bundled in NumPy's wheel, or None if there is none."""
-    import ctypes
-    import glob
-
-    root = os.path.dirname(numpy.__file__)
-    paths = glob.glob(os.path.join(root, os.pardir, "numpy.libs", "*openblas*")) + glob.glob(
-        os.path.join(root, ".dylibs", "*openblas*"))
-    for path in paths:
-        try:
-            library = ctypes.CDLL(path)  # already loaded by NumPy: the same handle, the same thread pool
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", ""):
-                setter = getattr(library, f"{prefix}_set_num_threads{suffix}", None)
-                getter = getattr(library, f"{prefix}_get_num_threads{suffix}", None)
-                if setter is not None and getter is not None:
-                    setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
-                    return setter, getter
-    return None
-
-
-_blas = _find_openblas()
-BLAS_PINNED = _blas is not None and os.environ.get("CNNKIT_BLAS_THREADS", "").lower() != "native"
+# Two Python threads, each calling a one-thread BLAS on its own chunk, ran conv GEMMs faster than OpenBLAS's
+# own two threads on one GEMM, and they also run each chunk's im2col and output copies at once. So while
+# cnnkit's threads share an op's work, NumPy's BLAS is narrowed to one thread (``narrow_blas``); an op left
+# with one indivisible GEMM (a batch of one image) lends BLAS the threads instead (``blas_threads``). Both
+# restore the count they found, so NumPy's own matmul is left as the user set it. CNNKIT_BLAS_THREADS=native
+# leaves BLAS alone altogether.
 _blas_lock = threading.Lock()
-_blas_lenders = 0  # blas_threads blocks open now: the last one to close pins BLAS again
+_blas_open = []  # [block, its count] of every narrow_blas / blas_threads block open now, on any thread, oldest first
+_blas_found = None  # the count found when the first of them opened: restored when the last one closes
+
+
+CONTROLS_BLAS = (backend.blas_num_threads() is not None
+                 and os.environ.get("CNNKIT_BLAS_THREADS", "").lower() != "native")
 
 
 def splits_blas_work() -> bool:
-    """Whether ops should split GEMMs over cnnkit's threads (BLAS pinned to one thread, more than one thread)."""
-    return BLAS_PINNED and backend.get_num_threads() > 1
+    """Whether ops should split GEMMs over cnnkit's threads (BLAS reachable, so narrowable; more than one thread)."""
+    return CONTROLS_BLAS and backend.get_num_threads() > 1
+
+
+def _enter(count):
+    """Open a block that sets BLAS to ``count(current)`` threads; returns it (None: BLAS is left alone)."""
+    global _blas_found
+    if not CONTROLS_BLAS:
+        return None
+    block = []
+    with _blas_lock:
+        current = backend.blas_num_threads()
+        if not _blas_open:
+            _blas_found = current
+        wanted = count(current)
+        block.append(wanted)
+        _blas_open.append(block)
+        if wanted != current:
+            backend.set_blas_num_threads(wanted)
+    return block
+
+
+def _leave(block):
+    """Close ``block``: BLAS gets the count of the newest block still open (nested ones on one thread close in
+    order, so this is the enclosing block's), or the count found before the first, when none is left."""
+    if block is None:
+        return
+    with _blas_lock:
+        _blas_open[:] = [other for other in _blas_open if other is not block]
+        restore = _blas_open[-1][0] if _blas_open else _blas_found
+        if backend.blas_num_threads() != restore:
+            backend.set_blas_num_threads(restore)
 
 
 @contextlib.contextmanager
 def blas_threads(count):
-    """Context: BLAS may use ``count`` threads inside (for one GEMM an op cannot split); pinned to one after."""
-    global _blas_lenders
-    if not BLAS_PINNED:
-        yield
-        return
-    with _blas_lock:
-        _blas_lenders += 1
-        _blas[0](max(count, _blas[1]()))
+    """Context: BLAS may use ``count`` threads inside (for one GEMM an op cannot split); restored after."""
+    block = _enter(lambda current: max(count, current))
     try:
         yield
     finally:
-        with _blas_lock:
-            _blas_lenders -= 1
-            if _blas_lenders == 0:
-                _blas[0](1)
+        _leave(block)
 
 
-def pin_blas():
-    """Pin NumPy's BLAS to one thread again, after something else (threadpoolctl, a library) changed it."""
-    if BLAS_PINNED:
-        _blas[0](1)
+@contextlib.contextmanager
+def narrow_blas():
+    """Context: BLAS runs on one thread inside, while cnnkit's own threads share the work; restored after."""
+    block = _enter(lambda current: 1)
+    try:
+        yield
+    finally:
+        _leave(block)
 
 
 def blas_num_threads():
     """Threads NumPy's BLAS uses now (None when the backend cannot reach it)."""
-    return _blas[1]() if _blas is not None else None
-
-
-pin_blas()
+    return backend.blas_num_threads()
 
 
 # Below this many multiply-adds a product runs as one call: a thread hand-off costs tens of microseconds.
 SPLIT_MATMUL_MIN_MACS = 1 << 22
 
 
-def matmul(a, b):
-    """a @ b (NumPy's rules); a large one is split over cnnkit's threads when BLAS is pinned to one."""
+def matmul(a, b, min_split_macs=SPLIT_MATMUL_MIN_MACS):
+    """a @ b (NumPy's rules); one of at least ``min_split_macs`` multiply-adds is split over cnnkit's threads."""
     xp = backend.get_array_module()
     if not splits_blas_work() or a.ndim == 0 or b.ndim == 0:
         return xp.matmul(a, b)
     rows = a.shape[-2] if a.ndim > 1 else 1
     inner, cols = a.shape[-1], (b.shape[-1] if b.ndim > 1 else 1)
     batch = max(a.size // max(1, rows * inner), b.size // max(1, inner * cols))
-    if batch * rows * inner * cols < SPLIT_MATMUL_MIN_MACS:
+    if batch * rows * inner * cols < min_split_macs:
         return xp.matmul(a, b)
     if a.ndim != 2 or b.ndim != 2:
         with blas_threads(backend.get_num_threads()):
@@ -128,9 +125,10 @@ def _bounds(length, parts):
 
 def _after_fork_in_child():
     """A forked child has none of its parent's threads: make a fresh pool (and BLAS lock) on first use."""
-    global _pool, _blas_lock, _blas_lenders
-    _pool, _blas_lock, _blas_lenders = None, threading.Lock(), 0
-    pin_blas()
+    global _pool, _blas_lock, _blas_open
+    if _blas_open:  # forked inside a narrowed block: the child gets the count its parent found back
+        backend.set_blas_num_threads(_blas_found)
+    _pool, _blas_lock, _blas_open = None, threading.Lock(), []
 
 
 if hasattr(os, "register_at_fork"):
@@ -156,10 +154,9 @@ _inside = threading.local()  # .share: this thread is running its own share of a
 def parallel_map(fn, tasks):
     """[fn(task) for task in tasks], on up to backend.get_num_threads() threads (inline when one is enough).
 
-    The calling thread runs the first task itself while the pool runs the rest: waking a sleeping thread
-    takes 20-150 us on these virtual machines, and the caller no longer sleeps and waits to be woken for
-    its share (an 8 MB copy split in two, min of 50: 622 -> 289 us; in one process, alternating, the
-    depthwise bench row 20.5-23.3 -> 17.8-22.1 ms and the MobileNet-v2 step 1139-1323 -> 1054-1155 ms).
+    The calling thread runs the first task itself while the pool runs the rest, so it never sleeps and
+    waits to be woken for its own share (waking a thread costs as much as a small task). NumPy's BLAS runs
+    on one thread meanwhile (see narrow_blas) and gets its count back before this returns.
     """
     global _pool
     tasks = list(tasks)
@@ -176,14 +173,22 @@ def parallel_map(fn, tasks):
         _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="cnnkit")
     from concurrent.futures import wait
 
-    futures = [_pool.submit(fn, task) for task in tasks[1:]]
-    _inside.share = True
+    block = _enter(_one_thread)  # each share calls BLAS on one thread (see narrow_blas)
     try:
-        first = fn(tasks[0])
+        futures = [_pool.submit(fn, task) for task in tasks[1:]]
+        _inside.share = True
+        try:
+            first = fn(tasks[0])
+        finally:
+            _inside.share = False
+            wait(futures)  # the other shares write the caller's arrays: never return (or raise) while they run
     finally:
-        _inside.share = False
-        wait(futures)  # the other shares write the caller's arrays: never return (or raise) while they run
+        _leave(block)
     return [first] + [future.result() for future in futures]
+
+
+def _one_thread(current):
+    return 1
 
 
 def parallel_for(fn, tasks, scratch=dict, threads=None):
@@ -191,9 +196,8 @@ def parallel_for(fn, tasks, scratch=dict, threads=None):
     taking the next task as soon as it is free.
 
     Each thread makes one ``scratch()`` object (buffers it reuses across its tasks). Results come back
-    in task order, so a reduction over them does not depend on which thread ran what. A static split
-    waited on its slowest share: on this project's 2-core machines one core's share of a depthwise conv
-    took 6.4 ms and the other's 11.5 (median gap 1.9 ms of 7.8).
+    in task order, so a reduction over them does not depend on which thread ran what. Taking tasks as
+    threads free up beats a static split, which waits on its slowest share when cores run unevenly.
     """
     tasks = list(tasks)
     threads = min(threads or backend.get_num_threads(), len(tasks))

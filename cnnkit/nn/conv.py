@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import numbers
 
-import numpy as np
-
 from .. import backend
-from ..functional.arithmetic import check_input, pair, positive_pair, resolve_padding
+from .. import functional as F
 from ..functional.conv import conv2d_layer, conv_transpose2d_layer, conv_transpose_geometry, on_batch
+from ..functional.windows import check_input, pair, positive_pair, resolve_padding
 from . import init
 from .module import Module
 from .parameter import Parameter
@@ -38,28 +37,15 @@ def _normalise_padding(layer, padding, allow_strings=True):
     return sides
 
 
-def _source_indices(size, before, after, mode, layer, axis):
-    """Source row of each padded row for reflect / replicate / circular padding (torch's rules)."""
-    positions = np.arange(-before, size + after)
-    if mode == "replicate":
-        return np.clip(positions, 0, size - 1)
-    if mode == "circular":
-        if max(before, after) > size:
+def _pad_by_mode(input, pads, mode, layer):
+    """Reflect / replicate / circular padding with ``F.pad``, after checking the sizes as torch does."""
+    for (before, after), size, axis in zip(pads, input.shape[2:], ("height", "width")):
+        if mode == "circular" and max(before, after) > size:
             raise ValueError(f"{layer}: circular padding {before, after} must not exceed the input {axis} {size}")
-        return positions % size
-    if max(before, after) >= size:
-        raise ValueError(f"{layer}: reflect padding {before, after} must be smaller than the input {axis} {size}")
-    period = 2 * (size - 1)
-    folded = np.abs(positions) % period
-    return np.where(folded < size, folded, period - folded)
-
-
-def _pad_by_index(input, pads, mode, layer):
-    """Pad with non-zero modes by gathering rows then columns; autograd's gather backward folds the border."""
-    height, width = input.shape[2:]
-    rows = _source_indices(height, *pads[0], mode, layer, "height")
-    cols = _source_indices(width, *pads[1], mode, layer, "width")
-    return input[:, :, rows][:, :, :, cols]
+        if mode == "reflect" and max(before, after) >= size:
+            raise ValueError(f"{layer}: reflect padding {before, after} must be smaller than the input {axis} {size}")
+    (top, bottom), (left, right) = pads
+    return F.pad(input, (left, right, top, bottom), mode=mode)
 
 
 class _ConvNd(Module):
@@ -140,7 +126,7 @@ class Conv2d(_ConvNd):
     def _forward_batch(self, input):
         padding = self.padding
         if self.padding_mode != "zeros":
-            input = _pad_by_index(input, self._pads_for(input), self.padding_mode, self.layer_name)
+            input = _pad_by_mode(input, self._pads_for(input), self.padding_mode, self.layer_name)
             padding = 0
         return conv2d_layer(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
                             self.strict, self.layer_name)

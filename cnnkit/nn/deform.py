@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..autograd import zeros
-from ..functional.arithmetic import pair, positive_pair
+from ..functional.windows import pair, positive_pair
 from . import conv, init
 from .module import Module
 from .parameter import Parameter

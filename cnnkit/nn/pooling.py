@@ -5,7 +5,7 @@ import math
 import numbers
 
 from ..functional import pooling as P
-from ..functional.arithmetic import pair, positive_pair
+from ..functional.windows import pair, positive_pair
 from .module import Module
 
 __all__ = ["MaxPool2d", "AvgPool2d", "LPPool2d", "MaxUnpool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"]

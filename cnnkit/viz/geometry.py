@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from ..autograd import zeros
-from ..functional.arithmetic import pair, resolve_padding
+from ..functional.windows import pair, resolve_padding
 from .taps import LayerTap, evaluating
 
 

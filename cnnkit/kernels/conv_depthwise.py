@@ -10,25 +10,22 @@ dx_c = dy_c @ M_c^T and dM_c = x_c^T @ dy_c, whose entries summed per tap give d
 
 The matrix has in_pixels * out_pixels entries per channel against kh * kw * out_pixels useful ones,
 and building it costs about as much as the products for a handful of images, so this pays only below
-``MAX_ENTRIES`` and from ``MIN_BATCH`` images up. Measured against the im2col path on 2 threads
-(forward + backward, batch 64): 960 channels 4x4: 18.9 -> 7.6 ms; 576 channels 8x8 stride 2: 51.5 ->
-10.8 ms; 8 images of the latter: 8.7 -> 3.6 ms. At one 4x4 image it was twice as slow. The channels
-are split over threads (the per-channel products are too small for BLAS to thread), which also makes
-8x8 stride 1 and 16x16 stride 2 pay off from a large batch (``LARGE_MAX_ENTRIES``).
+``MAX_ENTRIES`` and from ``MIN_BATCH`` images up, where it beat the im2col path severalfold on MobileNet's 4x4 and
+8x8 depthwise layers; for a single small image it loses. The channels are split over threads (the
+per-channel products are too small for BLAS to thread), which also makes 8x8 stride 1 and 16x16
+stride 2 pay off from a large batch (``LARGE_MAX_ENTRIES``).
 """
 from __future__ import annotations
 
 from ..backend import get_array_module, get_num_threads
-from ..kernels.threads import parallel_map, split_ranges
-
-__all__ = []  # internal helpers, imported by name from cnnkit.functional.conv
+from . import Kernel
+from .conv_plan import chunk_sums
+from .threads import parallel_map, split_ranges
 
 MAX_ENTRIES = 1024
 MIN_BATCH = 4
-# Larger matrices (8x8 stride 1: 4096 entries; 16x16 stride 2: 16384) cost more to build, which a big
-# batch pays back: at batch 64 (2 threads, forward + backward) 384 channels 8x8 14.5 -> 11.6 ms, 576
-# channels 8x8 22.7 -> 18.7 ms, 192 channels 16x16/2 29.6 -> 22.4 ms; at batch 32 the two paths tied,
-# at 16 the matrix was 1.4-1.6x slower. 16x16 stride 1 (65536 entries) stays 4x slower at any batch.
+# Larger matrices (8x8 stride 1: 4096 entries; 16x16 stride 2: 16384) cost more to build, which only a
+# big batch pays back; 16x16 stride 1 (65536 entries) stays slower than im2col at any batch.
 LARGE_MAX_ENTRIES = 16384
 LARGE_MIN_BATCH = 48
 
@@ -108,12 +105,48 @@ def kernel_matrix(weight, geo):
 
 def _channel_spans(geo):
     """(first, stop) channel ranges, one per thread: each channel's products are independent, and too small
-    for BLAS to thread (8x8 maps, 2 threads: 576 channels forward + backward 30.5 -> 18.7 ms)."""
+    for BLAS to thread."""
     return [(span[0], span[-1] + 1) for span in split_ranges(range(geo.in_channels), get_num_threads())]
 
 
+class BandedDepthwise(Kernel):
+    """Depthwise conv2d on small maps: y_c = x_c @ M_c, dW from dM_c = x_c^T @ dy_c summed per tap."""
+
+    name, op = "conv2d.banded_depthwise", "conv2d"
+
+    def applies(self, geo):
+        return use_matrix(geo)
+
+    def correlate(self, x, weight, geo, bias=None, compute_output=True, upstream=None, out=None, sum_input=False):
+        """The op "conv2d" contract (see conv_im2col.ChunkedIm2col.correlate)."""
+        y, grad_w = correlate(x, weight, geo, bias, compute_output, upstream)
+        if out is not None and y is not None:  # whole channels are written through views: copy into ``out``
+            out[...] = y
+            y = out
+        if sum_input:
+            return y, grad_w, _sum_per_channel(x)
+        return y, grad_w
+
+
+class BandedDepthwiseInputGrad(Kernel):
+    """Depthwise conv2d's input gradient on small maps: dx_c = dy_c @ M_c^T."""
+
+    name, op = "conv2d_input_grad.banded_depthwise", "conv2d_input_grad"
+
+    def applies(self, geo):
+        return use_matrix(geo)
+
+    def correlate_transpose(self, grad, weight, geo, bias=None):
+        """The op "conv2d_input_grad" contract (see conv_im2col.ChunkedCol2im.correlate_transpose)."""
+        return correlate_transpose(grad, weight, geo, bias)
+
+
+def _sum_per_channel(array):
+    return chunk_sums(get_array_module().ascontiguousarray(array)).astype(array.dtype)
+
+
 def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None):
-    """y_c = x_c @ M_c (+ b); with ``upstream`` (dy) also dW, from dM_c = x_c^T @ dy_c (conv.correlate's contract)."""
+    """y_c = x_c @ M_c (+ b); with ``upstream`` (dy) also dW, from dM_c = x_c^T @ dy_c."""
     xp = get_array_module()
     channels = geo.in_channels
     multiplier = _sizes(geo)[2]
@@ -145,7 +178,7 @@ def correlate(x, weight, geo, bias=None, compute_output=True, upstream=None):
 
 
 def correlate_transpose(grad, weight, geo, bias=None):
-    """dx_c = dy_c @ M_c^T (+ bias per channel of dx): conv.correlate_transpose's contract."""
+    """dx_c = dy_c @ M_c^T (+ bias per channel of dx)."""
     xp = get_array_module()
     channels = geo.in_channels
     multiplier = _sizes(geo)[2]

@@ -1,4 +1,4 @@
-"""Hyper-parameter arithmetic shared by convolution and pooling: pairs, padding, output sizes, errors."""
+"""Window geometry shared by convolution and pooling: pairs, padding, output sizes and their errors."""
 from __future__ import annotations
 
 import math
