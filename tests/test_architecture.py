@@ -79,11 +79,6 @@ def test_imports_point_downward_only():
     assert not violations, "upward imports:\n" + "\n".join(violations)
 
 
-# Modules that still import NumPy while their rewrite is under way; an entry that no longer does fails the test, so
-# the list only shrinks. nn/conv.py: its padding helpers become F.pad (issue 15, the conv slice).
-NUMPY_IMPORT_PENDING = {"cnnkit/nn/conv.py"}
-
-
 def _numpy_imports(path):
     for node in ast.walk(ast.parse(path.read_text())):
         names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
@@ -98,11 +93,7 @@ def test_ops_and_layers_take_the_array_module_from_the_backend(package):
     offenders = []
     for path in sorted((PACKAGE / package).rglob("*.py")):
         name = str(path.relative_to(PACKAGE.parent))
-        lines = list(_numpy_imports(path))
-        if name not in NUMPY_IMPORT_PENDING:
-            offenders += [f"{name}:{line}" for line in lines]
-        elif not lines:
-            offenders.append(f"{name} no longer imports numpy: drop it from NUMPY_IMPORT_PENDING")
+        offenders += [f"{name}:{line}" for line in _numpy_imports(path)]
     assert not offenders, "use backend.get_array_module(), not numpy directly: " + ", ".join(offenders)
 
 
