@@ -114,7 +114,7 @@ def _write_html(path, demo):
 
 
 def write_conv_demo(path, **settings):
-    """Write the demo for ``settings`` (see :data:`cnnkit.viz.conv_demo.DEFAULTS`) to ``path``: ``.gif`` (one
+    """Write the demo for ``settings`` (see ``cnnkit.viz.conv_demo.DEFAULTS``) to ``path``: ``.gif`` (one
     frame per output position, looping), ``.png`` (``name_000.png``, ``name_001.png``, ...) or ``.html``; returns
     the list of files written."""
     path = os.fspath(path)
