@@ -169,6 +169,8 @@ def hello():
     total = dist.all_reduce(np.array([rank + 1.0]))
     assert total[0] == size * (size + 1) / 2
     assert dist.local_world_size() == size and dist.local_rank() == rank  # one machine
+    blas = cnnkit.backend.blas_num_threads()  # narrowed to each rank's share, or every rank's BLAS takes every core
+    assert blas is None or blas == cnnkit.backend.get_num_threads(), (blas, cnnkit.backend.get_num_threads())
     if rank == 0:
         print(f"OK hello {size} ranks, {cnnkit.backend.get_num_threads()} threads each", flush=True)
 

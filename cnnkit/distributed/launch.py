@@ -39,8 +39,10 @@ def init(threads=None):
     """Join the job (MPI when launched by mpiexec/mpirun/srun, else a one-process world); returns (rank, size).
 
     Each process then splits its ops over ``threads`` threads: by default the machine's cores divided by
-    the processes on it, unless $OMP_NUM_THREADS or $OPENBLAS_NUM_THREADS says otherwise. Under MPI an
-    uncaught exception on any rank ends every rank (``abort_on_exception``).
+    the processes on it, unless $OMP_NUM_THREADS or $OPENBLAS_NUM_THREADS says otherwise. With several
+    processes, NumPy's BLAS is narrowed to the same count (``CNNKIT_BLAS_THREADS=native`` keeps it): its
+    default of every core in every process oversubscribes the machine. Under MPI an uncaught exception on
+    any rank ends every rank (``abort_on_exception``).
     """
     size = comm.world_size()  # imports mpi4py, which initializes MPI, when a launcher started us
     if not _initialized["done"]:
@@ -49,4 +51,6 @@ def init(threads=None):
             threads = max(1, (os.cpu_count() or 1) // max(1, local_world_size()))
         if threads is not None:
             backend.set_num_threads(int(threads))
+            if size > 1 and os.environ.get("CNNKIT_BLAS_THREADS", "").lower() != "native":
+                backend.set_blas_num_threads(int(threads))
     return comm.rank(), size
