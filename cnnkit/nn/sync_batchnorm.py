@@ -90,7 +90,7 @@ class SyncBatchNorm(_BatchNorm):
     """
 
     _expected_dims = (2, 3, 4, 5)
-    _shape_text = "an (N, C, ...) input with 2 to 5 dimensions"
+    _shape_text = "a 2-D to 5-D (N, C, ...)"
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  process_group=None):
