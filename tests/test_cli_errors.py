@@ -52,6 +52,7 @@ NUMERIC_MISTAKES = [
     ("train --seed -1", "--seed"),
     ("train --patience 0", "--patience"),
     ("train --warmup-epochs -1", "--warmup-epochs"),
+    ("train --workers -1", "--workers"),
     ("eval {ckpt} --batch-size 0", "--batch-size"),
     ("export {ckpt} out.onnx --opset 0", "--opset"),
     ("models --num-classes 0", "--num-classes"),

@@ -106,7 +106,7 @@ def add_parser(subparsers):
                      help="continue from a checkpoint, run directory or runs/latest; settings not given "
                           "again are taken from the checkpoint")
     run.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch only)")
-    run.add_argument("--workers", type=int, metavar="K",
+    run.add_argument("--workers", type=numbers.non_negative_int, metavar="K",
                      help="load training batches in K worker processes (default 0: in the training process); "
                           "the batches are the same for any K")
     run.add_argument("--sync-bn", action="store_true", default=None,
@@ -137,8 +137,6 @@ def resolve_config(args, saved=None):
         config["lr"] = DEFAULT_LR[config["optimizer"]]
     if config["epochs"] < 1 or config["batch_size"] < 1:
         raise ValueError("--epochs and --batch-size must be at least 1")
-    if config["workers"] < 0:
-        raise ValueError(f"--workers must be 0 or more, got {config['workers']}")
     if config["data_dir"] is not None:
         # absolute, so 'cnnkit eval' and '--resume' find the files from any working directory
         config["data_dir"] = os.path.abspath(os.path.expanduser(config["data_dir"]))
