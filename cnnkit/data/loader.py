@@ -78,11 +78,6 @@ def default_collate(batch):
                     "return arrays, numbers, tuples or dicts from the data set, or pass collate_fn")
 
 
-def _load_batch(dataset, collate_fn, indices, seed, epoch):
-    """Fetch and collate one batch, each sample with its own augmentation generator (seed, epoch, index)."""
-    return collate_fn(load_samples(dataset, indices, seed, epoch))
-
-
 def _prefetch_worker(load, batches, out_queue, stop):
     """Producer thread: put ('batch', b) for each batch, ('error', exc) on failure, then ('end', None)."""
 
@@ -119,21 +114,25 @@ class _LoaderIterator:
         def indices(batch):
             return order[batch * size:(batch + 1) * size]
 
-        def load(batch):
-            return _load_batch(dataset, collate, indices(batch), seed, epoch)
+        def load(batch):  # each sample with its own augmentation generator (seed, epoch, index)
+            return collate(load_samples(dataset, indices(batch), seed, epoch))
 
         self._load = load
         self._thread = None
         self._pool = None
         if loader.num_workers > 0 and start_batch < self._total:
-            self._pool = loader._worker_pool()
+            pool = self._pool = loader._worker_pool()
             loader._passes += 1
             self._pass = loader._passes
+
+            def submit(batch, key=self._pass):
+                pool.submit((key, batch), indices(batch), seed, epoch)
+
+            self._submit = submit
             ahead = min(self._total, start_batch + loader.num_workers * loader.prefetch_factor)
             for batch in range(start_batch, ahead):
-                self._pool.submit((self._pass, batch), indices(batch), seed, epoch)
+                submit(batch)
             self._submitted = ahead
-            self._indices = indices
         elif loader.prefetch > 0 and start_batch < self._total:
             self._queue = queue.Queue(maxsize=loader.prefetch)
             self._stop = threading.Event()
@@ -154,8 +153,7 @@ class _LoaderIterator:
             raise StopIteration
         if self._pool is not None:
             if self._submitted < self._total:
-                self._pool.submit((self._pass, self._submitted), self._indices(self._submitted), self._loader.seed,
-                                  self._epoch)
+                self._submit(self._submitted)
                 self._submitted += 1
             try:
                 batch = self._pool.take((self._pass, self._next_batch))
