@@ -49,7 +49,8 @@ class Trainer:
     Started as one of several MPI processes (``mpiexec``), each process trains a ``DistributedDataParallel``
     copy on its loader's share of every batch (a ``DistributedSampler``), losses, accuracies and validation
     results are summed over processes, a stop request on any process stops all at the same step, and only
-    rank 0 logs and writes files (then every process waits for it).
+    rank 0 writes files (then every process waits for it). Epoch lines go to ``log`` and the progress bar on
+    every rank: pass ``log=None, progress=False`` on the others to keep them quiet, as ``cnnkit train`` does.
     """
 
     def __init__(self, model, optimizer, train_loader, val_loader=None, *, epochs=10, scheduler=None,
