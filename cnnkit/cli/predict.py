@@ -52,12 +52,12 @@ def load_image(path, channels, size, invert=False):
 
     ``invert``: True, False or ``"auto"`` (invert when the image's border is mostly light).
     """
-    from PIL import Image, ImageOps
-
     try:
-        image = read_image(path)
+        image = read_image(path)  # without Pillow: an ImportError that says how to install it
     except ImageInputError as error:
         raise ValueError(str(error)) from None
+    from PIL import Image, ImageOps
+
     with image:
         image = ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB")
         if invert == "auto":
