@@ -118,7 +118,7 @@ def _step_split(name, repeat):
 
 
 def run_on_ranks(args):
-    distributed.init()  # one thread per rank on 2 cores
+    distributed.init()  # each rank gets its share of the cores (one thread each on a 2-core machine)
     repeat = args.repeat
     allreduce, latency = _allreduce_times(repeat)
     splits = {name: _step_split(name, repeat) for name in ("LeNet-5", "ResNet-18 CIFAR")}
