@@ -1,4 +1,5 @@
-"""The one place that picks the array module, the default dtype, the random generator and the thread counts.
+"""The one place that picks the array module, the default dtype, the random generator, the thread counts and
+the kernel mode (``use_kernels``), and that reaches NumPy's BLAS.
 
 Ops never import NumPy themselves: they call ``get_array_module()`` (``xp``), so a CuPy
 backend can later be switched in here without touching an op. Importing cnnkit changes nothing

@@ -282,7 +282,7 @@ def _conv2d_spec(name, cases, gradcheck_cases, **kwargs):
     return OpSpec(name, cases, ours=cnnkit_op("conv2d"), theirs=_torch_conv2d_on_padded,
                   gradcheck_cases=gradcheck_cases,
                   kernel_ops=("conv2d", "conv2d_input_grad", "conv2d_backward", "channel_sum"),
-                  kernel_cases=_kernel_cases(lambda kind: targeted_conv2d_cases(kind), gradcheck_cases), **kwargs)
+                  kernel_cases=_kernel_cases(targeted_conv2d_cases, gradcheck_cases), **kwargs)
 
 
 SPECS = [
@@ -292,11 +292,10 @@ SPECS = [
     OpSpec("conv_transpose2d", conv_transpose2d_cases(), gradcheck_cases=conv_transpose2d_cases(small=True),
            errors=CONV_TRANSPOSE2D_ERRORS,
            kernel_ops=("conv2d", "conv2d_input_grad", "channel_sum"),
-           kernel_cases=_kernel_cases(lambda kind: targeted_transpose_cases(kind),
-                                      conv_transpose2d_cases(small=True), transpose=True)),
+           kernel_cases=_kernel_cases(targeted_transpose_cases, conv_transpose2d_cases(small=True), transpose=True)),
     OpSpec("conv_transpose2d_depthwise", conv_transpose2d_cases(depthwise=True), ours=cnnkit_op("conv_transpose2d"),
            theirs=torch_op("conv_transpose2d"), gradcheck_cases=conv_transpose2d_cases(small=True, depthwise=True),
            kernel_ops=("conv2d_input_grad",),
-           kernel_cases=_kernel_cases(lambda kind: targeted_transpose_cases(kind),
+           kernel_cases=_kernel_cases(targeted_transpose_cases,
                                       conv_transpose2d_cases(small=True, depthwise=True), transpose=True)),
 ]

@@ -299,10 +299,11 @@ def test_threaded_conv_weight_gradient_is_the_same_on_every_run(monkeypatch):
     weight = rng.standard_normal((64, 1, 3, 3)).astype(np.float32)
     geo = conv_geometry(x.shape, weight.shape, 1, 1, 1, 64)
     upstream = rng.standard_normal((32, 64, 16, 16)).astype(np.float32)
-    assert plan_for(geo).threads == 2 and len(list(plan_for(geo).chunks())) > 2
+    plan = plan_for(geo)
+    assert plan.threads == 2 and len(list(plan.chunks())) > 2
     grads = [conv.correlate(x, None, geo, compute_output=False, upstream=upstream)[1] for _ in range(20)]
     expected = sum(conv.correlate(x[start:stop], None, conv_geometry(x[start:stop].shape, weight.shape, 1, 1, 1, 64),
                                   compute_output=False, upstream=upstream[start:stop])[1].astype(np.float64)
-                   for start, stop in plan_for(geo).chunks())
+                   for start, stop in plan.chunks())
     assert all(np.array_equal(grad, grads[0]) for grad in grads)
     np.testing.assert_allclose(grads[0], expected, rtol=1e-5, atol=1e-4)

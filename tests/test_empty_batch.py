@@ -1,7 +1,7 @@
 """A batch of zero samples gives what torch gives: an empty output of the right shape, and empty gradients.
 
-Covered here: linear, activations, dropout, flatten-style layers and losses. Convolution, pooling and batch
-norm are covered with their rewrite.
+Covered here: linear, activations, dropout, flatten-style layers and losses. Convolution is covered in
+tests/test_conv.py, pooling and batch norm in tests/test_pooling.py (on the kernels and the reference path).
 """
 import numpy as np
 import pytest

@@ -8,7 +8,7 @@ import pytest
 from cnnkit import backend, kernels
 
 
-class _Doubling(kernels.Kernel):
+class _BigOnly(kernels.Kernel):
     name, op = "seamtest.big", "seamtest"
 
     def applies(self, size):
@@ -17,8 +17,8 @@ class _Doubling(kernels.Kernel):
 
 @pytest.fixture(scope="module", autouse=True)
 def _registered():
-    if not any(k.name == _Doubling.name for k in kernels.registered("seamtest")):
-        kernels.register(_Doubling)
+    if not any(k.name == _BigOnly.name for k in kernels.registered("seamtest")):
+        kernels.register(_BigOnly)
 
 
 def test_auto_picks_a_kernel_that_applies_and_reference_picks_none():
@@ -42,7 +42,7 @@ def test_a_kernel_name_that_does_not_exist_is_a_clear_error():
 
 def test_registering_a_name_twice_is_refused():
     with pytest.raises(ValueError, match="already registered"):
-        kernels.register(_Doubling)
+        kernels.register(_BigOnly)
 
 
 def test_the_environment_variable_sets_the_default():

@@ -5,6 +5,9 @@ import pytest
 import cnnkit
 import cnnkit.functional as F
 import cnnkit.nn as nn
+from cnnkit import backend, kernels
+from cnnkit.nn.normalization import fusable_relu
+from cnnkit.nn.utils import fuse
 
 torch = pytest.importorskip("torch")
 TNN = torch.nn
@@ -164,8 +167,6 @@ def test_batchnorm1d_matches_torch(shape):
 @pytest.fixture
 def threads(request, monkeypatch):
     """Run the test with cnnkit's thread count set to the parameter (set_num_threads), then as it was."""
-    from cnnkit import backend
-
     monkeypatch.setattr(backend, "_num_threads", backend._num_threads)  # only restores the setting afterwards
     backend.set_num_threads(request.param)
     return request.param
@@ -177,8 +178,6 @@ def test_chunked_batchnorm_in_many_chunks_on_threads_matches_torch(threads, relu
     """Samples of over 1 MiB make the chunked kernel use one chunk per sample, shared out over threads: the
     chunks' sums are added up afterwards, so the statistics, the gradients and the fused clamp must come out
     as in one pass."""
-    from cnnkit import backend, kernels
-
     x, tx = _pair((5, 3, 300, 350), scale=3.0)
     ours, theirs = _batch_norm_pair("BatchNorm2d")
     with backend.use_kernels("batch_norm.chunked"), kernels.record_picks() as picks:
@@ -201,8 +200,6 @@ def test_chunked_batchnorm_in_many_chunks_on_threads_matches_torch(threads, relu
 @pytest.mark.parametrize("op", ["relu", "relu6"])
 def test_chunked_relu_on_many_chunks_equals_the_reference(op):
     """Above the clip threshold and over several chunks the kernel gives the reference's values and mask exactly."""
-    from cnnkit import backend, kernels
-
     values = np.random.default_rng(3).standard_normal((3, 7, 130, 131)).astype(np.float32) * 8
     values[0, 0, 0, :3] = [np.nan, np.inf, -np.inf]
     results = []
@@ -272,8 +269,6 @@ def _input_of(module):
 @pytest.mark.parametrize("activation", ["ReLU", "ReLU6"])
 @pytest.mark.parametrize("training", [True, False])
 def test_fuse_runs_batchnorm_and_relu_as_one_op_with_torchs_values_stats_and_grads(activation, training):
-    from cnnkit.nn.utils import fuse
-
     ours = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), getattr(nn, activation)(), nn.Conv2d(4, 2, 1))
     theirs = TNN.Sequential(TNN.Conv2d(3, 4, 3), TNN.BatchNorm2d(4), getattr(TNN, activation)(), TNN.Conv2d(4, 2, 1))
     _copy_params(ours, theirs)
@@ -297,8 +292,6 @@ def test_fuse_runs_batchnorm_and_relu_as_one_op_with_torchs_values_stats_and_gra
 
 
 def test_fused_resnet_blocks_match_the_unfused_ones():
-    from cnnkit.nn.utils import fuse
-
     plain = nn.Sequential(nn.BasicBlock(4, 4), nn.Bottleneck(4, 1))
     fused = fuse(nn.Sequential(nn.BasicBlock(4, 4), nn.Bottleneck(4, 1)))
     fused.load_state_dict(plain.state_dict())
@@ -318,9 +311,6 @@ def test_fused_resnet_blocks_match_the_unfused_ones():
 
 
 def test_hooks_or_a_subclass_keep_batchnorm_and_relu_apart():
-    from cnnkit.nn.normalization import fusable_relu
-    from cnnkit.nn.utils import fuse
-
     norm, relu = nn.BatchNorm2d(4), nn.ReLU()
     assert fusable_relu(norm, relu) == (None,)
     model = fuse(nn.Sequential(norm, relu))

@@ -83,7 +83,6 @@ class Function:
     attribute has it called once the whole ``backward`` pass has finished (DistributedDataParallel's
     gradient averaging).
 
-
     A forward may return a tuple of arrays: ``apply`` then returns a tuple of tensors, and backward
     receives one gradient per output (``backward(*grads)``, None for an output that got none).
     Integer outputs (such as max pooling's switches) are not differentiable.

@@ -32,6 +32,13 @@ def _check_groups(layer, groups):
     return int(groups)
 
 
+def _stride_and_dilation(layer, input_shape, stride, dilation):
+    """The checked (stride, dilation) pairs, after checking that the input's height and width are not empty."""
+    if input_shape[2] <= 0 or input_shape[3] <= 0:
+        raise ValueError(f"{layer}: input of shape {tuple(input_shape)} has an empty height or width")
+    return positive_pair(stride, "stride", layer), positive_pair(dilation, "dilation", layer)
+
+
 def check_bias(layer, bias, channels):
     if bias is not None and tuple(bias.shape) != (channels,):
         raise ValueError(f"{layer}: bias must have shape ({channels},) (one value per output channel), "
@@ -51,10 +58,7 @@ def conv_geometry(input_shape, weight_shape, stride, padding, dilation, groups, 
         raise ValueError(f"{layer}: input of shape {tuple(input_shape)} has {channels} channels but weight of shape "
                          f"{tuple(weight_shape)} with groups={groups} expects {group_channels} x {groups} = "
                          f"{group_channels * groups}; fix in_channels or the previous layer's out_channels")
-    if height <= 0 or width <= 0:
-        raise ValueError(f"{layer}: input of shape {tuple(input_shape)} has an empty height or width")
-    stride = positive_pair(stride, "stride", layer)
-    dilation = positive_pair(dilation, "dilation", layer)
+    stride, dilation = _stride_and_dilation(layer, input_shape, stride, dilation)
     pads = resolve_padding(padding, (height, width), (kh, kw), stride, dilation, layer)
     out_size = tuple(window_output_size(layer, axis, size, k, s, p, d, strict=strict)
                      for axis, size, k, s, p, d in zip(("height", "width"), (height, width), (kh, kw), stride,
@@ -76,10 +80,7 @@ def conv_transpose_geometry(input_shape, weight_shape, stride, padding, output_p
                          "kh, kw)); fix in_channels or the previous layer's out_channels")
     if channels % groups:
         raise ValueError(f"{layer}: in_channels={channels} is not divisible by groups={groups}")
-    if height <= 0 or width <= 0:
-        raise ValueError(f"{layer}: input of shape {tuple(input_shape)} has an empty height or width")
-    stride = positive_pair(stride, "stride", layer)
-    dilation = positive_pair(dilation, "dilation", layer)
+    stride, dilation = _stride_and_dilation(layer, input_shape, stride, dilation)
     if isinstance(padding, str):
         raise ValueError(f"{layer}: padding must be an int, a pair or ((top, bottom), (left, right)), got "
                          f"{padding!r} (string padding is only defined for conv2d)")

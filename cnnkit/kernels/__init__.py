@@ -9,7 +9,9 @@ registered kernel that applies; under a kernel's own name, that kernel where it 
 every case once per kernel this way). A GPU backend would be one more set of kernels registered here.
 
 Kernel sets: ``kernels.conv`` (conv2d, its input gradient, its fused backward and the bias gradient; its
-docstring lists each op's method). A kernel module holds one family: ``conv_im2col`` (chunked, threaded
+docstring lists each op's method), ``kernels.activation`` (relu and relu6), ``kernels.batchnorm`` (batch
+norm, alone or with a fused relu) and ``kernels.pooling`` (max pooling, the window sums of average and Lp
+pooling, adaptive max pooling). A conv kernel module holds one family: ``conv_im2col`` (chunked, threaded
 im2col GEMM and col2im), ``conv_pointwise`` (1x1 without im2col), ``conv_depthwise`` (banded matrices),
 ``conv_dual`` (stride-1 input gradient as a correlation), ``conv_polyphase`` (strided input gradient per
 phase); ``conv_plan`` holds their chunking and column layout, ``threads`` / ``workspace`` / ``copy`` the
@@ -25,6 +27,8 @@ from .. import backend
 __all__ = ["Kernel", "EveryCall", "register", "registered", "pick", "record_picks"]
 
 _registry: dict[str, list] = {}
+
+
 class _Recording(threading.local):
     picks = None  # a class default: reading it on a thread that records nothing raises no AttributeError
 
