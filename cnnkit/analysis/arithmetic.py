@@ -68,8 +68,6 @@ def output_size(size, kernel, stride=1, padding=0, dilation=1, ceil_mode=False):
     dilation = _checked_int(dilation, "dilation", "output_size")
     pads = _checked_padding(padding, "output_size")
     pad_total = pads[0] + pads[1]
-    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
-        raise ValueError(f"output_size: stride must be a positive int (the window's step), got {stride!r}")
     out = window_output_size("output_size", "size", size, kernel, stride, pads, dilation, ceil_mode=ceil_mode)
     effective = dilation * (kernel - 1) + 1
     exact = (size - effective + pad_total) / stride + 1

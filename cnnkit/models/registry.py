@@ -10,7 +10,7 @@ import numbers
 _MODELS: dict = {}
 
 # What each model option holds, across the families; an option not listed is checked against its default.
-POSITIVE_INT_OPTIONS = {"num_classes", "in_channels", "width", "groups", "growth_rate", "bn_size",
+POSITIVE_INT_OPTIONS = {"num_classes", "in_channels", "image_size", "width", "groups", "growth_rate", "bn_size",
                         "num_init_features", "round_nearest"}
 BOOL_OPTIONS = {"small_input", "zero_init_residual", "aux_logits", "transform_input", "batch_norm"}
 PROBABILITY_OPTIONS = {"dropout", "drop_rate"}
@@ -31,7 +31,7 @@ def _is_real(value):
 
 def check_option(model, name, value, default=inspect.Parameter.empty):
     """Raise a TypeError/ValueError naming ``name`` unless ``value`` is the kind of value that option holds."""
-    if name in POSITIVE_INT_OPTIONS or name == "image_size":
+    if name in POSITIVE_INT_OPTIONS:
         if not _is_int(value) or value < 1:
             raise _option_error(model, name, value, "a positive int", not _is_int(value))
     elif name in BOOL_OPTIONS:

@@ -14,7 +14,7 @@ import numpy as np
 from ..autograd import Tensor
 from ..nn import Module, Parameter
 from .errors import OnnxError, onnx_package
-from .ops import OPS, runnable
+from .ops import OPS, const, ints, runnable
 
 STATISTICS_INPUTS = {"BatchNormalization": (3, 4)}  # inputs that are running statistics, not weights
 # The most elements one tensor may have (4 GiB of float32): a model asking for more is refused by name instead
@@ -202,22 +202,18 @@ def _shapes(args):
     return ", ".join(str(tuple(a.shape)) if a is not None else "-" for a in args)
 
 
-def _values(array):
-    return [int(v) for v in np.asarray(getattr(array, "data", array)).reshape(-1)]
-
-
 def _requested_shape(op_type, args):
     """The output shape of an op whose size comes from its input values (not only shapes), else None."""
     try:
         if op_type == "ConstantOfShape":
-            return tuple(_values(args[0]))
+            return tuple(ints(args[0]))
         if op_type == "Expand":
-            return np.broadcast_shapes(tuple(args[0].shape), tuple(_values(args[1])))
+            return np.broadcast_shapes(tuple(args[0].shape), tuple(ints(args[1])))
         if op_type == "Range":
-            start, limit, delta = (float(np.asarray(getattr(a, "data", a)).reshape(-1)[0]) for a in args[:3])
+            start, limit, delta = (float(const(a).reshape(-1)[0]) for a in args[:3])
             return (max(0, int(np.ceil((limit - start) / delta))),) if delta else None
         if op_type == "Pad" and len(args) > 1 and args[1] is not None:
-            pads, shape = _values(args[1]), tuple(args[0].shape)
+            pads, shape = ints(args[1]), tuple(args[0].shape)
             if len(pads) == 2 * len(shape):
                 return tuple(size + pads[i] + pads[i + len(shape)] for i, size in enumerate(shape))
     except (ValueError, TypeError, IndexError, OverflowError):

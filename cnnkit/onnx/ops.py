@@ -54,6 +54,12 @@ def _axes(node, inputs, index=1):
     return None
 
 
+def text_attr(node, name, default):
+    """A string attribute as ``str`` (the protobuf holds bytes), ``default`` when the node has none."""
+    value = node.attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _spatial(node, x, name, default):
     values = node.attrs.get(name)
     return tuple(values) if values else (default,) * (x.ndim - 2)
@@ -65,14 +71,9 @@ def _require_2d(node, x):
 
 
 # ----------------------------------------------------------------------------------------- padding helpers
-def _auto_pad_mode(node):
-    mode = node.attrs.get("auto_pad", b"NOTSET")
-    return mode.decode() if isinstance(mode, bytes) else mode
-
-
 def _auto_pads(node, in_size, kernel, stride, dilation):
     """Explicit ((begin, end), ...) per spatial axis from ``pads`` or ``auto_pad``."""
-    mode = _auto_pad_mode(node)
+    mode = text_attr(node, "auto_pad", "NOTSET")
     rank = len(in_size)
     if mode in ("SAME_UPPER", "SAME_LOWER"):
         pads = []
@@ -115,7 +116,7 @@ def conv_transpose(node, x, weight, bias=None):
     kernel = tuple(weight.shape[2:])
     stride, dilation = _spatial(node, x, "strides", 1), _spatial(node, x, "dilations", 1)
     extra = tuple(node.attrs.get("output_padding", [0, 0]))
-    mode = _auto_pad_mode(node)
+    mode = text_attr(node, "auto_pad", "NOTSET")
     if "output_shape" in node.attrs or mode in ("SAME_UPPER", "SAME_LOWER"):
         # SAME: the output is input * stride; the padding that gives the wanted size is split as for Conv
         wanted = (list(node.attrs["output_shape"])[-2:] if "output_shape" in node.attrs
@@ -516,8 +517,7 @@ def expand(node, x, sizes):
 
 @op("Pad")
 def pad(node, x, pads=None, value=None, axes=None):
-    mode = node.attrs.get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = text_attr(node, "mode", "constant")
     flat = list(node.attrs["pads"]) if "pads" in node.attrs else ints(pads)
     fill = float(const(value)) if value is not None and const(value).size else float(node.attrs.get("value", 0.0))
     axes = ints(axes) if axes is not None else list(range(x.ndim))

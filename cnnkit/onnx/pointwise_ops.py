@@ -9,18 +9,14 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import stack
-from .ops import _auto_pads, _require_2d, _spatial, _tensor, const, is_tensor, op
+from .ops import _auto_pads, _require_2d, _spatial, _tensor, const, is_tensor, op, text_attr
 
 SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875  # the ONNX defaults
 
 
-def _text(value):
-    return value.decode() if isinstance(value, bytes) else value
-
-
 @op("Gelu")
 def gelu(node, x):
-    return F.gelu(_tensor(x), approximate=_text(node.attrs.get("approximate", "none")))
+    return F.gelu(_tensor(x), approximate=text_attr(node, "approximate", "none"))
 
 
 @op("PRelu")

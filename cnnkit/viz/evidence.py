@@ -94,13 +94,18 @@ def _class_index(function, logits, target):
     return int(target)
 
 
+def _conv_layer_names(named_modules):
+    """The names of the modules with a 4-D weight (conv layers) among ``(name, module)`` pairs, in order."""
+    return [name for name, module in named_modules
+            if name and getattr(module, "weight", None) is not None and module.weight.ndim == 4]
+
+
 def find_layer(model, name, function="grad_cam"):
     """The sub-module called ``name`` (a ``named_modules()`` name), with a clear error listing valid names."""
     modules = dict(model.named_modules())
     if isinstance(name, str) and name and name in modules:
         return modules[name]
-    convs = [key for key, module in modules.items() if key and getattr(module, "weight", None) is not None
-             and module.weight.ndim == 4]
+    convs = _conv_layer_names(modules.items())
     shown = convs[-_LISTED_NAMES:] if convs else [key for key in modules if key][:_LISTED_NAMES]
     more = f" (the last {len(shown)} of {len(convs)} conv layers)" if len(convs) > len(shown) else ""
     raise ValueError(f"{function}: {type(model).__name__} has no layer named {name!r}; valid names include "
@@ -109,8 +114,7 @@ def find_layer(model, name, function="grad_cam"):
 
 def last_conv_layer(model):
     """The ``named_modules()`` name of the last module with a 4-D weight (the usual Grad-CAM layer)."""
-    convs = [name for name, module in model.named_modules()
-             if name and getattr(module, "weight", None) is not None and module.weight.ndim == 4]
+    convs = _conv_layer_names(model.named_modules())
     if not convs:
         raise ValueError(f"grad_cam: {type(model).__name__} has no convolutional layer")
     return convs[-1]

@@ -21,7 +21,7 @@ from flask import Flask, abort, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from ..viz import ImageInputError
-from .demo_routes import register_demo_routes
+from .demo_routes import json_error, register_demo_routes
 
 MAX_BODY_BYTES = 1024 * 1024
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -108,7 +108,7 @@ def create_app(predictor):
             _, image = read_image_request()
             answer = predictor.predict(image)
         except (BadRequestError, ImageInputError) as error:
-            return _error(400, str(error))
+            return json_error(400, str(error))
         return jsonify(answer)
 
     register_demo_routes(app, predictor, read_image_request)
@@ -116,23 +116,17 @@ def create_app(predictor):
     @app.errorhandler(HTTPException)
     def http_error(error):
         messages = {413: f"the request body is larger than {MAX_BODY_BYTES} bytes; send a smaller image"}
-        return _error(error.code or 500, messages.get(error.code, error.description))
+        return json_error(error.code or 500, messages.get(error.code, error.description))
 
     @app.errorhandler(MemoryError)
     def out_of_memory(error):
         log.warning("cnnkit.web: out of memory while answering a request")
-        return _error(503, "the server ran out of memory for this request; try again or send a smaller image")
+        return json_error(503, "the server ran out of memory for this request; try again or send a smaller image")
 
     @app.errorhandler(Exception)
     def unexpected_error(error):
         log.exception("cnnkit.web: unexpected error")
         # The details go to the server's log only: they may name files or objects of this machine.
-        return _error(500, "internal error; the server's log has the details")
+        return json_error(500, "internal error; the server's log has the details")
 
     return app
-
-
-def _error(status, message):
-    response = jsonify(error=message, status=status)
-    response.status_code = status
-    return response

@@ -19,7 +19,8 @@ from ..viz.conv_demo import DEFAULTS, conv_demo, demo_parameters, output_size_fo
 DEMO_STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "viz", "static")
 
 
-def _json_error(status, message, **extra):
+def json_error(status, message, **extra):
+    """A JSON error answer ``{"error": message, "status": status, **extra}`` with that status code."""
     response = jsonify(error=message, status=status, **extra)
     response.status_code = status
     return response
@@ -47,11 +48,11 @@ def register_demo_routes(app, predictor, read_image):
         try:
             settings = demo_parameters(**values)
         except ValueError as error:
-            return _json_error(400, str(error))
+            return json_error(400, str(error))
         try:
             return app.response_class(json.dumps(conv_demo(**settings)), mimetype="application/json")
         except ValueError as error:  # cnnkit's own message: the sizes do not tile, or the kernel does not fit
-            return _json_error(400, str(error), formula=output_size_formula(settings))
+            return json_error(400, str(error), formula=output_size_formula(settings))
 
     @app.post("/api/explain")
     def explain_top_class():
@@ -62,5 +63,5 @@ def register_demo_routes(app, predictor, read_image):
                 raise ValueError(f"'method' must be a string, one of {', '.join(predictor.explain_methods)}")
             answer = predictor.explain(image, method)
         except (ValueError, ImageInputError) as error:
-            return _json_error(400, str(error))
+            return json_error(400, str(error))
         return jsonify(answer)
