@@ -72,12 +72,21 @@ def set_rng_state(state: dict) -> None:
 _num_threads = None
 
 
+# the variables that set a thread count for cnnkit's ops, in the order they are read
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def blas_left_native() -> bool:
+    """Whether $CNNKIT_BLAS_THREADS=native asks cnnkit never to change NumPy's BLAS thread count."""
+    return os.environ.get("CNNKIT_BLAS_THREADS", "").lower() == "native"
+
+
 def get_num_threads() -> int:
     """Threads an op may split its work over: set_num_threads, else $OMP_NUM_THREADS, else
     $OPENBLAS_NUM_THREADS (cnnkit's threads do the work BLAS's threads would), else the CPU count."""
     if _num_threads is not None:
         return _num_threads
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for name in THREAD_VARIABLES:
         try:
             return max(1, int(os.environ.get(name, "")))
         except ValueError:
@@ -220,7 +229,7 @@ def tune_process(threads=None, malloc=True, blas=True) -> dict:
     if malloc and not _malloc_tuned and _keep_freed_memory():
         _malloc_tuned = True
         changed["malloc"] = "freed memory kept for reuse (mmap threshold 32 MiB, trim threshold 1 GiB)"
-    if blas and _blas is not None and os.environ.get("CNNKIT_BLAS_THREADS", "").lower() != "native":
+    if blas and _blas is not None and not blas_left_native():
         before = blas_num_threads()
         if before != 1:
             set_blas_num_threads(1)

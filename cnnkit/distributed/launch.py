@@ -8,7 +8,6 @@ from .. import backend, comm
 # per-node rank and size: MPICH/Hydra, Open MPI, Slurm
 _LOCAL_RANK_VARIABLES = ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID")
 _LOCAL_SIZE_VARIABLES = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE")
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _initialized = {"done": False}
 
 
@@ -47,10 +46,10 @@ def init(threads=None):
     size = comm.world_size()  # imports mpi4py, which initializes MPI, when a launcher started us
     if not _initialized["done"]:
         _initialized["done"] = True
-        if threads is None and not any(os.environ.get(name) for name in _THREAD_VARIABLES):
+        if threads is None and not any(os.environ.get(name) for name in backend.THREAD_VARIABLES):
             threads = max(1, (os.cpu_count() or 1) // max(1, local_world_size()))
         if threads is not None:
             backend.set_num_threads(int(threads))
-            if size > 1 and os.environ.get("CNNKIT_BLAS_THREADS", "").lower() != "native":
+            if size > 1 and not backend.blas_left_native():
                 backend.set_blas_num_threads(int(threads))
     return comm.rank(), size

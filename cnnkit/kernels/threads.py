@@ -27,8 +27,7 @@ _blas_open = []  # [block, its count] of every narrow_blas / blas_threads block 
 _blas_found = None  # the count found when the first of them opened: restored when the last one closes
 
 
-CONTROLS_BLAS = (backend.blas_num_threads() is not None
-                 and os.environ.get("CNNKIT_BLAS_THREADS", "").lower() != "native")
+CONTROLS_BLAS = backend.blas_num_threads() is not None and not backend.blas_left_native()
 
 
 def splits_blas_work() -> bool:
