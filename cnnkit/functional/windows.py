@@ -5,21 +5,39 @@ import math
 import numbers
 
 
+# what an int-or-tuple argument is called in errors, by the number of spatial dimensions
+_TUPLE_NAMES = {1: "a 1-tuple", 2: "a pair", 3: "a triple"}
+# the spatial axes as errors name them, by the number of spatial dimensions
+AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+def ntuple(value, dims, name="value", layer="op"):
+    """Return a ``dims``-tuple from an int or a sequence of ``dims`` ints (torch's _single/_pair/_triple)."""
+    if isinstance(value, numbers.Integral):
+        return (int(value),) * dims
+    if (isinstance(value, (tuple, list)) and len(value) == dims
+            and all(isinstance(v, numbers.Integral) for v in value)):
+        return tuple(int(v) for v in value)
+    kind = _TUPLE_NAMES.get(dims, f"a {dims}-tuple")
+    raise TypeError(f"{layer}: {name} must be an int or {kind} of ints, got {value!r}")
+
+
+def positive_ntuple(value, dims, name, layer):
+    """``ntuple`` that also rejects zero and negative sizes."""
+    result = ntuple(value, dims, name, layer)
+    if min(result) <= 0:
+        raise ValueError(f"{layer}: {name} must be positive, got {value!r}")
+    return result
+
+
 def pair(value, name="value", layer="op"):
     """Return ``(h, w)`` from an int or a pair, checking both are integers."""
-    if isinstance(value, numbers.Integral):
-        return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, numbers.Integral) for v in value):
-        return int(value[0]), int(value[1])
-    raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {value!r}")
+    return ntuple(value, 2, name, layer)
 
 
 def positive_pair(value, name, layer):
     """``pair`` that also rejects zero and negative sizes."""
-    result = pair(value, name, layer)
-    if min(result) <= 0:
-        raise ValueError(f"{layer}: {name} must be positive, got {value!r}")
-    return result
+    return positive_ntuple(value, 2, name, layer)
 
 
 def conv_output_size(size, kernel, stride=1, pad_total=0, dilation=1):
@@ -34,45 +52,55 @@ def same_padding(size, kernel, stride=1, dilation=1):
     return total // 2, total - total // 2
 
 
-def resolve_padding(padding, in_size, kernel, stride, dilation, layer="conv2d"):
-    """Normalise ``padding`` to ``((top, bottom), (left, right))``.
+def per_side_form(dims):
+    """How errors spell the per-side padding form for ``dims`` spatial axes, e.g. ((top, bottom), (left, right))."""
+    if dims == 2:
+        return "((top, bottom), (left, right))"
+    return "(" + ", ".join(["(before, after)"] * dims) + ")"
 
-    Accepts an int, a pair ``(ph, pw)``, per-side ``((top, bottom), (left, right))``,
-    ``'valid'`` (no padding) or ``'same'`` (output = ceil(input / stride), as TensorFlow).
+
+def resolve_padding(padding, in_size, kernel, stride, dilation, layer="conv2d"):
+    """Normalise ``padding`` to one (before, after) pair per spatial axis, e.g. ``((top, bottom), (left, right))``.
+
+    Accepts an int, one int per axis ``(ph, pw)``, per-side ``((top, bottom), (left, right))`` (or flat
+    ``(top, bottom, left, right)``), ``'valid'`` (no padding) or ``'same'`` (output = ceil(input / stride),
+    as TensorFlow). The number of axes is ``len(kernel)``.
     """
+    dims = len(kernel)
     if isinstance(padding, str):
         mode = padding.lower()
         if mode == "valid":
-            return (0, 0), (0, 0)
+            return ((0, 0),) * dims
         if mode == "same":
-            return tuple(same_padding(in_size[i], kernel[i], stride[i], dilation[i]) for i in range(2))
-        raise ValueError(f"{layer}: padding must be an int, a pair, ((top, bottom), (left, right)), "
-                         f"'valid' or 'same', got {padding!r}")
-    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(isinstance(p, (tuple, list)) for p in padding):
+            return tuple(same_padding(in_size[i], kernel[i], stride[i], dilation[i]) for i in range(dims))
+        raise ValueError(f"{layer}: padding must be an int, {_TUPLE_NAMES.get(dims, 'a tuple')}, "
+                         f"{per_side_form(dims)}, 'valid' or 'same', got {padding!r}")
+    if (isinstance(padding, (tuple, list)) and len(padding) == dims
+            and all(isinstance(p, (tuple, list)) for p in padding)):
         sides = tuple(pair(tuple(p), "padding", layer) for p in padding)
-    elif (isinstance(padding, (tuple, list)) and len(padding) == 4
+    elif (isinstance(padding, (tuple, list)) and len(padding) == 2 * dims
           and all(isinstance(p, numbers.Integral) for p in padding)):
-        top, bottom, left, right = (int(p) for p in padding)
-        sides = ((top, bottom), (left, right))
+        sides = tuple((int(padding[2 * a]), int(padding[2 * a + 1])) for a in range(dims))
     else:
-        ph, pw = pair(padding, "padding", layer)
-        sides = ((ph, ph), (pw, pw))
-    if min(sides[0] + sides[1]) < 0:
+        sides = tuple((p, p) for p in ntuple(padding, dims, "padding", layer))
+    if min(min(side) for side in sides) < 0:
         raise ValueError(f"{layer}: padding must be non-negative, got {padding!r}")
     return sides
 
 
-def check_input(layer, x_shape, expected_channels=None, name="input", unbatched=False):
-    """Raise a clear error unless the input is N x C x H x W (or C x H x W when ``unbatched``) with C channels."""
+def check_input(layer, x_shape, expected_channels=None, name="input", unbatched=False, dims=2):
+    """Raise a clear error unless the input is (N, C, *spatial) with ``dims`` spatial axes (or (C, *spatial)
+    when ``unbatched``) and C channels."""
     shown = tuple(x_shape)
-    if unbatched and len(x_shape) == 3:
+    if unbatched and len(x_shape) == dims + 1:
         x_shape = (1, *x_shape)
-    if len(x_shape) != 4:
+    axes = ", ".join({1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}.get(dims, ("...",)))
+    if len(x_shape) != dims + 2:
         if unbatched:
-            raise ValueError(f"{layer}: expected a 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape "
-                             f"{tuple(x_shape)}")
-        raise ValueError(f"{layer}: expected a 4-D input (N, C, H, W), got shape {tuple(x_shape)}; "
-                         "add a batch dimension with x.unsqueeze(0) for a single image")
+            raise ValueError(f"{layer}: expected a {dims + 1}-D (C, {axes}) or {dims + 2}-D (N, C, {axes}) input, "
+                             f"got shape {tuple(x_shape)}")
+        raise ValueError(f"{layer}: expected a {dims + 2}-D input (N, C, {axes}), got shape {tuple(x_shape)}; "
+                         "add a batch dimension with x.unsqueeze(0) for a single sample")
     if expected_channels is not None and x_shape[1] != expected_channels:
         raise ValueError(f"{layer}: {name} has {x_shape[1]} channels (shape {shown}) but the layer "
                          f"expects in_channels={expected_channels}; "

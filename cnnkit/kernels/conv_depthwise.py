@@ -37,7 +37,7 @@ def _sizes(geo):
 
 def use_matrix(geo):
     """True for a depthwise geometry whose per-channel matrix is small, and shared by enough images, to beat im2col."""
-    if not geo.depthwise or geo.batch < MIN_BATCH:
+    if len(geo.kernel) != 2 or not geo.depthwise or geo.batch < MIN_BATCH:
         return False
     in_pixels, out_pixels, multiplier = _sizes(geo)
     entries = in_pixels * out_pixels * multiplier

@@ -61,7 +61,7 @@ def flipped_weight(weight, groups):
 
 
 def _applies(geo):
-    return geo.batch > 0 and dual_is_faster(geo) and dual_pads(geo) is not None
+    return len(geo.kernel) == 2 and geo.batch > 0 and dual_is_faster(geo) and dual_pads(geo) is not None
 
 
 class DualInputGrad(Kernel):

@@ -19,7 +19,7 @@ class ChunkedIm2col(Kernel):
     name, op = "conv2d.im2col", "conv2d"
 
     def applies(self, geo):
-        return geo.batch > 0
+        return len(geo.kernel) == 2 and geo.batch > 0
 
     def correlate(self, x, weight, geo, bias=None, compute_output=True, upstream=None, out=None, sum_input=False):
         """The op "conv2d" contract: ``(y or None, dW or None[, sum_{n,h,w} x])``; ``out``: where to write y."""
@@ -108,7 +108,7 @@ class ChunkedCol2im(Kernel):
     name, op = "conv2d_input_grad.col2im", "conv2d_input_grad"
 
     def applies(self, geo):
-        return geo.batch > 0
+        return len(geo.kernel) == 2 and geo.batch > 0
 
     def correlate_transpose(self, grad, weight, geo, bias=None):
         """The op "conv2d_input_grad" contract: conv2d's input gradient, which is conv_transpose2d's output."""
@@ -155,7 +155,8 @@ def col2im_chunks(grad, weight, geo, bias=None):
 
 
 class ChannelSumGemv(Kernel):
-    """sum over N, H, W per channel as one matrix-vector product with ones per (sample, channel) row."""
+    """sum over the batch and every spatial axis per channel as one matrix-vector product with ones per
+    (sample, channel) row (any number of spatial axes)."""
 
     name, op = "channel_sum.gemv", "channel_sum"
 

@@ -250,7 +250,8 @@ def run_chunks(run, geo, dtype):
 
 
 def chunk_sums(block):
-    """sum over n, h, w of block (n, C, h, w) per channel, in float64: one matrix-vector product with ones."""
+    """sum over n and the spatial axes of block (n, C, ...) per channel, in float64: one matrix-vector product with
+    ones."""
     xp = get_array_module()
     count, channels = block.shape[:2]
     rows = block.reshape(count * channels, -1)

@@ -13,7 +13,7 @@ class Pointwise(Kernel):
     name, op = "conv2d.pointwise", "conv2d"
 
     def applies(self, geo):
-        return geo.batch > 0 and plan_for(geo).pointwise
+        return len(geo.kernel) == 2 and geo.batch > 0 and plan_for(geo).pointwise
 
     def correlate(self, x, weight, geo, bias=None, compute_output=True, upstream=None, out=None, sum_input=False):
         """The op "conv2d" contract (see conv_im2col.ChunkedIm2col.correlate)."""
