@@ -7,8 +7,15 @@ from __future__ import annotations
 import numbers
 
 from .im2col import ConvGeometry
-from .windows import AXIS_NAMES, check_input, ntuple, per_side_form, positive_ntuple, resolve_padding, \
-    window_output_size
+from .windows import (
+    AXIS_NAMES,
+    check_input,
+    ntuple,
+    per_side_form,
+    positive_ntuple,
+    resolve_padding,
+    window_output_size,
+)
 
 # how errors name the kernel axes of a weight, by the number of spatial dimensions
 _KERNEL_AXES = {1: "k", 2: "kh, kw", 3: "kd, kh, kw"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 import numbers
 
-
 # what an int-or-tuple argument is called in errors, by the number of spatial dimensions
 _TUPLE_NAMES = {1: "a 1-tuple", 2: "a pair", 3: "a triple"}
 # the spatial axes as errors name them, by the number of spatial dimensions

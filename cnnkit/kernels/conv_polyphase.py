@@ -56,7 +56,8 @@ class PolyphaseInputGrad(Kernel):
     name, op = "conv2d_input_grad.polyphase", "conv2d_input_grad"
 
     def applies(self, geo):
-        return len(geo.kernel) == 2 and geo.batch > 0 and geo.depthwise and geo.stride != (1, 1) and geo.dilation == (1, 1)
+        return (len(geo.kernel) == 2 and geo.batch > 0 and geo.depthwise and geo.stride != (1, 1)
+                and geo.dilation == (1, 1))
 
     def correlate_transpose(self, grad, weight, geo, bias=None):
         """The op "conv2d_input_grad" contract (see conv_im2col.ChunkedCol2im.correlate_transpose)."""
