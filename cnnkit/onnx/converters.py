@@ -15,7 +15,7 @@ from ..autograd.tensor import _Cast
 from ..functional import activation as act
 from ..functional import deform, padding, pooling
 from ..functional import normalization as norm
-from ..functional.conv import Conv2dFunction, ConvTranspose2dFunction
+from ..functional.conv import ConvNdFunction, ConvTransposeNdFunction
 from ..functional.linear import _Linear
 from ..functional.pooling import _averaging_matrix
 from ..functional.shuffle import _ChannelShuffle
@@ -33,7 +33,7 @@ def converts(*kinds):
 
 
 def _onnx_pads(pairs):
-    """((top, bottom), (left, right)) -> ONNX's [top, left, bottom, right]."""
+    """((top, bottom), (left, right)) -> ONNX's [top, left, bottom, right] (any number of axes: begins, then ends)."""
     return [int(p[0]) for p in pairs] + [int(p[1]) for p in pairs]
 
 
@@ -42,7 +42,7 @@ def _out_shape(out):
 
 
 # ----------------------------------------------------------------------------------------- convolution
-@converts(Conv2dFunction)
+@converts(ConvNdFunction)
 def _conv(g, fn, names, tensors, out):
     geo = fn.geo
     inputs = names if names[2] else names[:2]
@@ -50,13 +50,13 @@ def _conv(g, fn, names, tensors, out):
                   pads=_onnx_pads(geo.pads), dilations=list(geo.dilation), group=int(geo.groups))
 
 
-@converts(ConvTranspose2dFunction)
+@converts(ConvTransposeNdFunction)
 def _conv_transpose(g, fn, names, tensors, out):
     geo = fn.geo  # the geometry of the conv whose input gradient this is: its input is our output
     inputs = names if names[2] else names[:2]
     in_size, out_size = geo.out_size, geo.in_size
     output_padding = [out_size[a] - ((in_size[a] - 1) * geo.stride[a] - sum(geo.pads[a])
-                                     + geo.dilation[a] * (geo.kernel[a] - 1) + 1) for a in range(2)]
+                                     + geo.dilation[a] * (geo.kernel[a] - 1) + 1) for a in range(geo.dims)]
     return g.node("ConvTranspose", inputs, kernel_shape=list(geo.kernel), strides=list(geo.stride),
                   pads=_onnx_pads(geo.pads), dilations=list(geo.dilation), group=int(geo.groups),
                   output_padding=[int(p) for p in output_padding])

@@ -148,8 +148,9 @@ def export(model, input_size, path, opset=17, metadata=None):
     onnx = onnx_package()
     if not 13 <= int(opset) <= 21:
         raise ValueError(f"export: opset must be between 13 and 21, got {opset}")
-    if len(tuple(input_size)) != 3:
-        raise ValueError(f"export: input_size is one sample's (channels, height, width), got {tuple(input_size)}; "
+    if len(tuple(input_size)) not in (2, 3, 4):
+        raise ValueError(f"export: input_size is one sample's (channels, height, width) (or (channels, length), "
+                         f"(channels, depth, height, width) for 1-D and 3-D models), got {tuple(input_size)}; "
                          "for MNIST-size digits use (1, 28, 28)")
     proto = build_graph(model, input_size, int(opset))
     if metadata:

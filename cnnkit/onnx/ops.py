@@ -101,25 +101,35 @@ def _fits_window(pads, kernel):
 
 
 # ----------------------------------------------------------------------------------------- convolution
+def _conv_dims(node, x):
+    """The number of spatial axes of a Conv / ConvTranspose input: 1, 2 or 3 (cnnkit's conv1d/2d/3d)."""
+    dims = x.ndim - 2
+    if dims not in (1, 2, 3):
+        raise OnnxError(f"{node.describe()}: only 1-D, 2-D and 3-D (N, C, ...) inputs are supported, got shape "
+                        f"{tuple(x.shape)}")
+    return dims
+
+
 @op("Conv")
 def conv(node, x, weight, bias=None):
-    _require_2d(node, x)
+    dims = _conv_dims(node, x)
     kernel = tuple(weight.shape[2:])
     stride, dilation = _spatial(node, x, "strides", 1), _spatial(node, x, "dilations", 1)
     pads = _auto_pads(node, x.shape[2:], kernel, stride, dilation)
-    return F.conv2d(x, _tensor(weight), _tensor(bias), stride, pads, dilation, node.attrs.get("group", 1))
+    convolve = (F.conv1d, F.conv2d, F.conv3d)[dims - 1]
+    return convolve(x, _tensor(weight), _tensor(bias), stride, pads, dilation, node.attrs.get("group", 1))
 
 
 @op("ConvTranspose")
 def conv_transpose(node, x, weight, bias=None):
-    _require_2d(node, x)
+    dims = _conv_dims(node, x)
     kernel = tuple(weight.shape[2:])
     stride, dilation = _spatial(node, x, "strides", 1), _spatial(node, x, "dilations", 1)
-    extra = tuple(node.attrs.get("output_padding", [0, 0]))
+    extra = tuple(node.attrs.get("output_padding", [0] * dims))
     mode = text_attr(node, "auto_pad", "NOTSET")
     if "output_shape" in node.attrs or mode in ("SAME_UPPER", "SAME_LOWER"):
         # SAME: the output is input * stride; the padding that gives the wanted size is split as for Conv
-        wanted = (list(node.attrs["output_shape"])[-2:] if "output_shape" in node.attrs
+        wanted = (list(node.attrs["output_shape"])[-dims:] if "output_shape" in node.attrs
                   else [size * s for size, s in zip(x.shape[2:], stride)])
         pads = []
         for size, k, s, d, e, want in zip(x.shape[2:], kernel, stride, dilation, extra, wanted):
@@ -131,11 +141,12 @@ def conv_transpose(node, x, weight, bias=None):
     crop = tuple((max(begin, 0), max(end, 0)) for begin, end in pads)
     grow = tuple((max(-begin, 0), max(-end, 0)) for begin, end in pads)
     group = node.attrs.get("group", 1)
+    transpose = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[dims - 1]
     if not any(sum(pair) for pair in grow):
-        return F.conv_transpose2d(x, _tensor(weight), _tensor(bias), stride, crop, extra, group, dilation)
+        return transpose(x, _tensor(weight), _tensor(bias), stride, crop, extra, group, dilation)
     # A negative pad asks for more output than the kernels reach: those rows and columns hold only the bias.
-    out = _pre_pad(F.conv_transpose2d(x, _tensor(weight), None, stride, crop, extra, group, dilation), grow, 0.0)
-    return out if bias is None else out + _tensor(bias).reshape(1, -1, 1, 1)
+    out = _pre_pad(transpose(x, _tensor(weight), None, stride, crop, extra, group, dilation), grow, 0.0)
+    return out if bias is None else out + _tensor(bias).reshape((1, -1) + (1,) * dims)
 
 
 def _tensor(value):
