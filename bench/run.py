@@ -114,19 +114,21 @@ def _has(*names):
 
 
 # --------------------------------------------------------------------------------------------- conv cases
-def _conv_case(name, batch, channels, size, out_channels, kernel, stride=1, dilation=1, groups=1):
+def _conv_case(name, batch, channels, size, out_channels, kernel, stride=1, dilation=1, groups=1, dims=2):
     padding = dilation * (kernel // 2)
 
     @case(name)
     def build(torch):
-        x = _pair_of_tensors(torch, _data((batch, channels, size, size)))
-        w = _pair_of_tensors(torch, _data((out_channels, channels // groups, kernel, kernel), seed=2) * 0.1)
+        op = f"conv{dims}d"
+        sizes = size if isinstance(size, tuple) else (size,) * dims
+        x = _pair_of_tensors(torch, _data((batch, channels) + sizes))
+        w = _pair_of_tensors(torch, _data((out_channels, channels // groups) + (kernel,) * dims, seed=2) * 0.1)
         b = _pair_of_tensors(torch, _data((out_channels,), seed=3))
-        out_size = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+        out_sizes = tuple((s + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1 for s in sizes)
         kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-        return _forward_backward(lambda *t: F.conv2d(*t, **kwargs),
-                                 lambda *t: torch.nn.functional.conv2d(*t, **kwargs),
-                                 torch, [x, w, b], (batch, out_channels, out_size, out_size))
+        return _forward_backward(lambda *t: getattr(F, op)(*t, **kwargs),
+                                 lambda *t: getattr(torch.nn.functional, op)(*t, **kwargs),
+                                 torch, [x, w, b], (batch, out_channels) + out_sizes)
 
 
 for _n, _c, _h, _k, _r in [(64, 3, 32, 64, 3), (64, 64, 32, 64, 3), (64, 128, 16, 128, 3), (32, 256, 8, 256, 3),
@@ -136,6 +138,8 @@ _conv_case("conv2d fwd+bwd N64 C64 32x32 K128 3x3 stride2", 64, 64, 32, 128, 3, 
 _conv_case("conv2d fwd+bwd N64 C64 32x32 K128 1x1", 64, 64, 32, 128, 1)
 _conv_case("conv2d fwd+bwd N64 C128 16x16 K128 3x3 depthwise", 64, 128, 16, 128, 3, groups=128)
 _conv_case("conv2d fwd+bwd N64 C64 32x32 K64 3x3 dilation2", 64, 64, 32, 64, 3, dilation=2)
+_conv_case("conv1d fwd+bwd N32 C64 L1024 K64 k3", 32, 64, 1024, 64, 3, dims=1)
+_conv_case("conv3d fwd+bwd N4 C16 16x16x32 K32 3x3x3", 4, 16, (16, 16, 32), 32, 3, dims=3)
 
 
 @case("conv_transpose2d fwd+bwd N64 C64 16x16 K32 4x4 stride2")
