@@ -5,10 +5,19 @@ Everything here is computed from the formulas (never looked up), so the numbers 
 """
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import asdict, dataclass, field
 
-from ..functional.windows import leaves_pixels_unused, pair, positive_pair, resolve_padding, window_output_size
+from ..functional.windows import (
+    AXIS_NAMES,
+    leaves_pixels_unused,
+    ntuple,
+    pair,
+    positive_ntuple,
+    resolve_padding,
+    window_output_size,
+)
 from .receptive_field import AxisField, number
 
 __all__ = ["OutputSize", "output_size", "pool_output_size", "FieldRow", "ReceptiveField", "receptive_field",
@@ -99,7 +108,8 @@ class FieldRow:
 
 @dataclass
 class ReceptiveField:
-    """Receptive field (rf), jump and first-unit centre (start) after each layer, as (h, w) pairs."""
+    """Receptive field (rf), jump and first-unit centre (start) after each layer, as (h, w) pairs (one value per
+    axis for 1-D and 3-D layers)."""
 
     rows: list
 
@@ -133,9 +143,8 @@ class ReceptiveField:
 
 
 def _hw(value):
-    if isinstance(value, tuple) and len(value) == 2:
-        a, b = (number(v) if isinstance(v, (int, float)) else v for v in value)
-        return f"{a}x{b}"
+    if isinstance(value, tuple) and 1 <= len(value) <= 3 and all(isinstance(v, (int, float)) for v in value):
+        return "x".join(str(number(v)) for v in value)
     return str(value)
 
 
@@ -162,32 +171,45 @@ def _layer_spec(layer, index):
                     f"or a module with kernel_size, got {type(layer).__name__}")
 
 
+def _spatial_dims(specs, input_size):
+    """How many spatial axes a layer list describes: input_size's length, else the first tuple kernel's, else 2."""
+    if isinstance(input_size, (tuple, list)) and 1 <= len(input_size) <= 3:
+        return len(input_size)
+    for spec in specs:
+        if isinstance(spec[1], (tuple, list)) and 1 <= len(spec[1]) <= 3:
+            return len(spec[1])
+    return 2
+
+
 def receptive_field(layers, input_size=None):
     """Receptive field of a chain: RF_out = RF_in + (k_eff - 1)*jump_in, k_eff = d*(k - 1) + 1, jump_out = jump_in*s.
 
     ``layers`` are (kernel, stride, padding, dilation) tuples (trailing items optional), dicts with
-    those keys, or Conv2d/pooling modules; kernels may be (kh, kw). With ``input_size`` (H, W) the
-    output size of every layer is listed too (and 'same' padding is allowed).
+    those keys, or Conv1d/2d/3d/pooling modules; kernels may be (kh, kw) (or (k,) and (kd, kh, kw) for 1-D
+    and 3-D chains). With ``input_size`` (H, W) (or (L,), (D, H, W)) the output size of every layer is
+    listed too (and 'same' padding is allowed).
     """
-    fields = (AxisField(), AxisField())
-    size = None if input_size is None else pair(input_size, "input_size", "receptive_field")
+    specs = [_layer_spec(layer, index) for index, layer in enumerate(layers)]
+    dims = _spatial_dims(specs, input_size)
+    fields = (AxisField(),) * dims
+    size = None if input_size is None else ntuple(input_size, dims, "input_size", "receptive_field")
     if size is not None and min(size) < 1:
         raise ValueError(f"receptive_field: input_size must be positive, got {input_size!r}")
     rows = []
-    for index, layer in enumerate(layers):
-        name, kernel, stride, padding, dilation = _layer_spec(layer, index)
-        kernel = positive_pair(kernel, "kernel", f"receptive_field layer {name}")
-        stride = positive_pair(stride, "stride", f"receptive_field layer {name}")
-        dilation = positive_pair(dilation, "dilation", f"receptive_field layer {name}")
+    for name, kernel, stride, padding, dilation in specs:
+        kernel = positive_ntuple(kernel, dims, "kernel", f"receptive_field layer {name}")
+        stride = positive_ntuple(stride, dims, "stride", f"receptive_field layer {name}")
+        dilation = positive_ntuple(dilation, dims, "dilation", f"receptive_field layer {name}")
         if isinstance(padding, str) and size is None:
             raise ValueError(f"receptive_field: layer {name} uses padding={padding!r}, which needs input_size")
-        pads = resolve_padding(padding, size or (0, 0), kernel, stride, dilation, layer=f"receptive_field layer {name}")
-        fields = tuple(fields[a].window(kernel[a], stride[a], pads[a][0], dilation[a]) for a in range(2))
+        pads = resolve_padding(padding, size or (0,) * dims, kernel, stride, dilation,
+                               layer=f"receptive_field layer {name}")
+        fields = tuple(fields[a].window(kernel[a], stride[a], pads[a][0], dilation[a]) for a in range(dims))
         if size is not None:
-            size = tuple(window_output_size(name, ("height", "width")[a], size[a], kernel[a], stride[a], pads[a],
-                                            dilation[a]) for a in range(2))
+            size = tuple(window_output_size(name, AXIS_NAMES[dims][a], size[a], kernel[a], stride[a], pads[a],
+                                            dilation[a]) for a in range(dims))
         rows.append(FieldRow(name, kernel, stride, tuple(pads[a][0] if pads[a][0] == pads[a][1] else pads[a]
-                                                         for a in range(2)),
+                                                         for a in range(dims)),
                              dilation, tuple(number(f.rf) for f in fields), tuple(number(f.jump) for f in fields),
                              tuple(number(f.start) for f in fields), size))
     return ReceptiveField(rows)
@@ -195,8 +217,10 @@ def receptive_field(layers, input_size=None):
 
 # ---------------------------------------------------------------------------------------------- counting
 def conv_params(in_channels, out_channels, kernel_size, groups=1, bias=True):
-    """Parameters of a conv: C_out * (C_in/groups) * kh * kw (+ C_out biases)."""
-    kh, kw = positive_pair(kernel_size, "kernel_size", "conv_params")
+    """Parameters of a conv: C_out * (C_in/groups) * kh * kw (+ C_out biases); kernel_size may also be (k,) or
+    (kd, kh, kw)."""
+    dims = len(kernel_size) if isinstance(kernel_size, (tuple, list)) and 1 <= len(kernel_size) <= 3 else 2
+    kernel = positive_ntuple(kernel_size, dims, "kernel_size", "conv_params")
     in_channels = _checked_int(in_channels, "in_channels", "conv_params")
     out_channels = _checked_int(out_channels, "out_channels", "conv_params")
     if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
@@ -204,15 +228,17 @@ def conv_params(in_channels, out_channels, kernel_size, groups=1, bias=True):
     if in_channels % groups or out_channels % groups:
         raise ValueError(f"conv_params: in_channels={in_channels} and out_channels={out_channels} must both be "
                          f"divisible by groups={groups}")
-    return out_channels * (in_channels // groups) * kh * kw + (out_channels if bias else 0)
+    return out_channels * (in_channels // groups) * math.prod(kernel) + (out_channels if bias else 0)
 
 
 def conv_macs(in_channels, out_channels, kernel_size, output_size=(1, 1), groups=1):
-    """Multiply-accumulates of a conv: C_out * H_out * W_out * (C_in/groups) * kh * kw (per image, bias excluded)."""
-    out_h, out_w = pair(output_size, "output_size", "conv_macs")
-    if min(out_h, out_w) < 0:
+    """Multiply-accumulates of a conv: C_out * H_out * W_out * (C_in/groups) * kh * kw (per image, bias excluded);
+    output_size may also be (L,) or (D, H, W)."""
+    dims = len(output_size) if isinstance(output_size, (tuple, list)) and 1 <= len(output_size) <= 3 else 2
+    out_size = ntuple(output_size, dims, "output_size", "conv_macs")
+    if min(out_size) < 0:
         raise ValueError(f"conv_macs: output_size must be non-negative, got {output_size!r}")
-    return conv_params(in_channels, out_channels, kernel_size, groups, bias=False) * out_h * out_w
+    return conv_params(in_channels, out_channels, kernel_size, groups, bias=False) * math.prod(out_size)
 
 
 @dataclass

@@ -13,45 +13,66 @@ Rules, by what a layer is (recognised by its attributes, so any module shaped li
   an unknown layer that resizes the map is treated as k = s = in/out (shrinking) or jump *= in/out
   (growing), and a note says so.
 
-MACs: conv C_out*H_out*W_out*(C_in/groups)*kh*kw, transposed conv C_in*H_in*W_in*(C_out/groups)*kh*kw,
-Linear in*out per row, everything else 0 (normalisation, activations and pooling are not multiply-adds
-of weights; bias additions are not counted). All per batch.
+Every rule runs per spatial axis, so 1-D (N, C, L) and 3-D (N, C, D, H, W) models follow the same
+rules as images.
+
+MACs: conv C_out*H_out*W_out*(C_in/groups)*kh*kw, transposed conv C_in*H_in*W_in*(C_out/groups)*kh*kw
+(L or D*H*W and the matching kernel in 1-D and 3-D), Linear in*out per row, everything else 0
+(normalisation, activations and pooling are not multiply-adds of weights; bias additions are not
+counted). All per batch.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
-from ..functional.windows import leaves_pixels_unused, pair, resolve_padding
+from ..functional.windows import leaves_pixels_unused, ntuple, resolve_padding
 from .receptive_field import AxisField, adaptive_window
 
 
 @dataclass(frozen=True)
 class Field:
-    """Receptive field of the units of one tensor along (h, w), and whether they see the whole input."""
+    """Receptive field of the units of one tensor along each spatial axis ((h, w) for images), and whether they
+    see the whole input."""
 
-    h: AxisField = AxisField()
-    w: AxisField = AxisField()
+    axes: tuple = (AxisField(), AxisField())
     is_global: bool = False
+
+    @classmethod
+    def blank(cls, dims):
+        """The field of the input itself, with ``dims`` spatial axes."""
+        return cls((AxisField(),) * dims)
+
+    @property
+    def h(self):
+        """The field along the height (the second-last axis; a 1-D signal has a height of 1)."""
+        return self.axes[-2] if len(self.axes) >= 2 else AxisField()
+
+    @property
+    def w(self):
+        """The field along the width (the last axis, the length of a 1-D signal)."""
+        return self.axes[-1]
 
     def merge(self, other):
         if other is None:
             return self
-        return Field(self.h.merge(other.h), self.w.merge(other.w), self.is_global or other.is_global)
+        return Field(tuple(mine.merge(theirs) for mine, theirs in zip(self.axes, other.axes)),
+                     self.is_global or other.is_global)
 
     def globalised(self):
         """Every unit now depends on the whole input; the local field (the conv path) is kept for later layers."""
         return replace(self, is_global=True)
 
     def reported(self, image_size):
-        """(rf_h, rf_w) to show: the local field, at least the whole image once the field is global."""
+        """The rf per axis to show: the local field, at least the whole input once the field is global."""
         if not self.is_global:
-            return self.h.rf, self.w.rf
-        return max(self.h.rf, image_size[0]), max(self.w.rf, image_size[1])
+            return tuple(axis.rf for axis in self.axes)
+        return tuple(max(axis.rf, size) for axis, size in zip(self.axes, image_size))
 
 
-def spatial(tensor):
-    """(H, W) of an N x C x H x W tensor, else None."""
-    return tuple(tensor.shape[2:]) if tensor is not None and tensor.ndim == 4 else None
+def spatial(tensor, dims=2):
+    """The ``dims`` spatial sizes of an (N, C, *spatial) tensor ((H, W) of N x C x H x W by default), else None."""
+    return tuple(tensor.shape[2:]) if tensor is not None and tensor.ndim == dims + 2 else None
 
 
 def kind(module):
@@ -69,11 +90,12 @@ def kind(module):
 
 
 def _window_params(module, in_size):
-    kernel = pair(tuple(module.kernel_size) if isinstance(module.kernel_size, list) else module.kernel_size,
-                  "kernel_size", type(module).__name__)
+    dims, name = len(in_size), type(module).__name__
+    kernel = ntuple(tuple(module.kernel_size) if isinstance(module.kernel_size, list) else module.kernel_size, dims,
+                    "kernel_size", name)
     stride = getattr(module, "stride", None)
-    stride = kernel if stride is None or stride == () else pair(stride, "stride", type(module).__name__)
-    dilation = pair(getattr(module, "dilation", 1), "dilation", type(module).__name__)
+    stride = kernel if stride is None or stride == () else ntuple(stride, dims, "stride", name)
+    dilation = ntuple(getattr(module, "dilation", 1), dims, "dilation", name)
     pads = resolve_padding(getattr(module, "padding", 0), in_size, kernel, stride, dilation, type(module).__name__)
     return kernel, stride, pads, dilation
 
@@ -91,7 +113,8 @@ class LayerEffect:
 
 def layer_effect(module, in_field, input_tensor, output_tensor, image_size):
     """Apply the rule for ``module`` to the field of its input; count its MACs."""
-    in_size, out_size = spatial(input_tensor), spatial(output_tensor)
+    dims = len(in_field.axes)
+    in_size, out_size = spatial(input_tensor, dims), spatial(output_tensor, dims)
     layer_kind = kind(module)
     effect = LayerEffect(in_field, macs=_macs(module, layer_kind, input_tensor, output_tensor))
     if layer_kind == "linear":
@@ -101,36 +124,41 @@ def layer_effect(module, in_field, input_tensor, output_tensor, image_size):
         return effect
     if layer_kind == "window":
         kernel, stride, pads, dilation = _window_params(module, in_size)
-        effect.field = replace(in_field, h=in_field.h.window(kernel[0], stride[0], pads[0][0], dilation[0]),
-                               w=in_field.w.window(kernel[1], stride[1], pads[1][0], dilation[1]))
+        effect.field = replace(in_field, axes=tuple(field.window(kernel[a], stride[a], pads[a][0], dilation[a])
+                                                    for a, field in enumerate(in_field.axes)))
         if not getattr(module, "ceil_mode", False):
-            details = [_unused_detail(in_size[a], kernel[a], stride[a], pads[a], dilation[a]) for a in range(2)]
+            details = [_unused_detail(in_size[a], kernel[a], stride[a], pads[a], dilation[a]) for a in range(dims)]
             if any(details):
                 effect.unused_pixels = True
-                if details[0] == details[1]:
-                    effect.unused_detail = f"H and W: {details[0]}"
+                letters = _AXIS_LETTERS[dims]
+                if dims > 1 and all(detail == details[0] for detail in details):
+                    effect.unused_detail = f"{' and '.join(letters)}: {details[0]}"
                 else:
-                    effect.unused_detail = "; ".join(f"{axis}: {detail}" for axis, detail in zip("HW", details)
+                    effect.unused_detail = "; ".join(f"{axis}: {detail}" for axis, detail in zip(letters, details)
                                                      if detail)
     elif layer_kind == "transposed":
         kernel, stride, pads, dilation = _window_params(module, in_size)
-        effect.field = replace(in_field, h=in_field.h.transposed(kernel[0], stride[0], pads[0][0], dilation[0]),
-                               w=in_field.w.transposed(kernel[1], stride[1], pads[1][0], dilation[1]))
-    elif out_size is not None and out_size == (1, 1) and in_size != (1, 1):
+        effect.field = replace(in_field, axes=tuple(field.transposed(kernel[a], stride[a], pads[a][0], dilation[a])
+                                                    for a, field in enumerate(in_field.axes)))
+    elif out_size is not None and set(out_size) == {1} and set(in_size) != {1}:
         effect.field = in_field.globalised()
     elif layer_kind == "adaptive":
         axes = []
-        for axis, field in enumerate((in_field.h, in_field.w)):
+        for axis, field in enumerate(in_field.axes):
             largest, stride = adaptive_window(in_size[axis], out_size[axis])
             axes.append(AxisField(field.rf + (largest - 1) * field.jump, field.jump * stride,
                                   field.start + (largest - 1) / 2 * field.jump))
-        effect.field = replace(in_field, h=axes[0], w=axes[1])
+        effect.field = replace(in_field, axes=tuple(axes))
     elif out_size is None and output_tensor is not None and _numel(output_tensor) < _numel(input_tensor):
         effect.field = in_field.globalised()
         effect.note = f"{type(module).__name__} reduces the map to a vector: taken as seeing the whole input"
     elif out_size is not None and out_size != in_size:
         effect.field, effect.note = resized_field(in_field, in_size, out_size, type(module).__name__)
     return effect
+
+
+# how the unused-pixel notes name the spatial axes, by their number
+_AXIS_LETTERS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
 def _unused_detail(size, kernel, stride, pads, dilation):
@@ -151,15 +179,15 @@ def _unused_detail(size, kernel, stride, pads, dilation):
 def resized_field(in_field, in_size, out_size, what):
     """Field after an unrecognised resize: k = s = in/out when shrinking, jump *= in/out when growing."""
     axes = []
-    for axis, field in enumerate((in_field.h, in_field.w)):
+    for axis, field in enumerate(in_field.axes):
         ratio = in_size[axis] / out_size[axis]
         if ratio > 1:
             axes.append(AxisField(field.rf + (ratio - 1) * field.jump, field.jump * ratio, field.start))
         else:
             axes.append(AxisField(field.rf, field.jump * ratio, field.start))
-    note = (f"{what} resizes {in_size[0]}x{in_size[1]} -> {out_size[0]}x{out_size[1]} without a known rule: "
+    note = (f"{what} resizes {'x'.join(map(str, in_size))} -> {'x'.join(map(str, out_size))} without a known rule: "
             "receptive field estimated as a window with kernel = stride = in/out")
-    return replace(in_field, h=axes[0], w=axes[1]), note
+    return replace(in_field, axes=tuple(axes)), note
 
 
 def _numel(tensor):
@@ -173,13 +201,12 @@ def _macs(module, layer_kind, input_tensor, output_tensor):
     weight = getattr(module, "weight", None)
     if weight is None or output_tensor is None or not hasattr(weight, "shape"):
         return 0
-    if layer_kind == "window" and len(weight.shape) == 4:
-        per_output = weight.shape[1] * weight.shape[2] * weight.shape[3]
-        return int(output_tensor.data.size) * per_output
-    if layer_kind == "transposed" and len(weight.shape) == 4 and input_tensor is not None:
-        # weight is (C_in, C_out/groups, kh, kw): every input value is spread over C_out/groups * kh * kw outputs.
-        per_input = weight.shape[1] * weight.shape[2] * weight.shape[3]
-        return int(input_tensor.data.size) * per_input
+    if layer_kind == "window" and 3 <= len(weight.shape) <= 5:
+        return int(output_tensor.data.size) * math.prod(weight.shape[1:])
+    if layer_kind == "transposed" and 3 <= len(weight.shape) <= 5 and input_tensor is not None:
+        # weight is (C_in, C_out/groups, *kernel): every input value is spread over C_out/groups * prod(kernel)
+        # outputs.
+        return int(input_tensor.data.size) * math.prod(weight.shape[1:])
     if layer_kind == "linear" and len(weight.shape) == 2:
         return int(output_tensor.data.size) * weight.shape[1]
     return 0

@@ -1,10 +1,10 @@
-"""``shapes_only(model)``: a context in which plain Conv2d and Linear layers return zeros of their output shape.
+"""``shapes_only(model)``: a context in which plain Conv1d/2d/3d and Linear layers return zeros of their output shape.
 
 A summary needs shapes, not values, and these two layers are nearly all of a forward pass's time
 (VGG-16 at 224x224: 15.5 G multiply-adds, seconds in NumPy; the rest of the pass is a fraction of
 that). The output shape comes from the same geometry the convolution itself checks with, and any
 call whose shape cannot be worked out that way (wrong channel count, odd input) runs the real
-layer, so its own error message is raised. Subclasses of Conv2d/Linear always run for real.
+layer, so its own error message is raised. Subclasses of these layers always run for real.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..functional.conv import conv_geometry
 
 def _conv_shape(conv, x):
     geometry = conv_geometry(tuple(x.shape), tuple(conv.weight.shape), conv.stride, conv.padding, conv.dilation,
-                             conv.groups, conv.strict, conv.layer_name)
+                             conv.groups, conv.strict, conv.layer_name, conv.dims)
     return (x.shape[0], conv.weight.shape[0], *geometry.out_size)
 
 
@@ -28,7 +28,7 @@ def _linear_shape(linear, x):
     return (*x.shape[:-1], linear.out_features)
 
 
-_SHAPE_RULES = {nn.Conv2d: _conv_shape, nn.Linear: _linear_shape}
+_SHAPE_RULES = {nn.Conv1d: _conv_shape, nn.Conv2d: _conv_shape, nn.Conv3d: _conv_shape, nn.Linear: _linear_shape}
 
 
 def _zeros_like_output(module, rule):
@@ -47,7 +47,7 @@ def _zeros_like_output(module, rule):
 
 @contextmanager
 def shapes_only(model):
-    """Within the block, exact ``Conv2d``/``Linear`` layers of ``model`` skip their arithmetic (zeros out)."""
+    """Within the block, exact ``Conv1d/2d/3d``/``Linear`` layers of ``model`` skip their arithmetic (zeros out)."""
     patched = []
     for module in model.modules():
         rule = _SHAPE_RULES.get(type(module))

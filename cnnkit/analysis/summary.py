@@ -42,6 +42,8 @@ class LayerRecord:
     rf_global: bool = False
     container: bool = False
     repeated: bool = False
+    rf_axes: tuple = ()  # rf and jump per spatial axis: (L,), (H, W) or (D, H, W); rf_h/rf_w are the last two
+    jump_axes: tuple = ()
 
     @property
     def flops(self):
@@ -49,11 +51,11 @@ class LayerRecord:
 
     @property
     def rf(self):
-        return number(max(self.rf_h, self.rf_w))
+        return number(max((self.rf_h, self.rf_w) + tuple(self.rf_axes)))
 
     @property
     def jump(self):
-        return number(max(self.jump_h, self.jump_w))
+        return number(max((self.jump_h, self.jump_w) + tuple(self.jump_axes)))
 
     def to_dict(self):
         return {"name": self.name, "type": self.type, "output_shape": self.output_shape, "params": self.params,
@@ -61,7 +63,8 @@ class LayerRecord:
                 "rf_h": number(self.rf_h), "rf_w": number(self.rf_w), "jump": self.jump,
                 "jump_h": number(self.jump_h), "jump_w": number(self.jump_w), "memory": self.memory,
                 "unused_pixels": self.unused_pixels, "unused_detail": self.unused_detail,
-                "rf_global": self.rf_global, "container": self.container, "repeated": self.repeated}
+                "rf_global": self.rf_global, "container": self.container, "repeated": self.repeated,
+                "rf_axes": [number(v) for v in self.rf_axes], "jump_axes": [number(v) for v in self.jump_axes]}
 
 
 @dataclass
@@ -123,13 +126,13 @@ def _count(value):
 def _rf_text(layer):
     if layer.rf_global:
         return "all"
-    return f"{number(layer.rf_h)}x{number(layer.rf_w)}"
+    return "x".join(str(number(v)) for v in (layer.rf_axes or (layer.rf_h, layer.rf_w)))
 
 
 def _jump_text(layer):
     if layer.rf_global:
         return "-"
-    return f"{number(layer.jump_h)}x{number(layer.jump_w)}"
+    return "x".join(str(number(v)) for v in (layer.jump_axes or (layer.jump_h, layer.jump_w)))
 
 
 def format_table(result):
@@ -167,7 +170,8 @@ def format_table(result):
             f"Params size: {_size(result.param_memory)}",
             f"Estimated total: {_size(result.input_memory + result.activation_memory + result.param_memory)}",
             "=" * rule,
-            "RF: receptive field in input pixels (h x w), 'all' = depends on the whole input; "
+            "RF: receptive field in input pixels (h x w; L for 1-D, d x h x w for 3-D inputs), 'all' = depends on "
+            "the whole input; "
             "Jump: input pixels between neighbouring outputs.",
             "MACs: conv/linear multiply-accumulates for the batch (other layers 0); FLOPs = 2 x MACs."]
     if any(layer.container for layer in result.layers):
@@ -236,14 +240,17 @@ class _FieldTracker:
         """A non-module op keeps the field unless it reduces or resizes the spatial map."""
         if merged is None or not parents:
             return merged
-        in_size, out_size = spatial(parents[0]), spatial(node)
-        if in_size is None or in_size == (1, 1):
+        dims = len(self.image_size)
+        in_size, out_size = spatial(parents[0], dims), spatial(node, dims)
+        if in_size is None or set(in_size) == {1}:
             return merged
+        rank = dims + 2
         axis = getattr(fn, "axis", "absent")
-        axes = () if axis == "absent" else (tuple(range(4)) if axis is None else
-                                            tuple(a % 4 for a in (axis if isinstance(axis, tuple) else (axis,))))
-        reduces = type(fn).__name__ in ("Sum", "Mean", "Max") and (2 in axes or 3 in axes)
-        if reduces or out_size == (1, 1) or (out_size is None and node.data.size < parents[0].data.size):
+        axes = () if axis == "absent" else (tuple(range(rank)) if axis is None else
+                                            tuple(a % rank for a in (axis if isinstance(axis, tuple) else (axis,))))
+        reduces = type(fn).__name__ in ("Sum", "Mean", "Max") and any(a >= 2 for a in axes)
+        if reduces or (out_size is not None and set(out_size) == {1}) or (
+                out_size is None and node.data.size < parents[0].data.size):
             return merged.globalised()
         if out_size is not None and out_size != in_size and node.ndim == parents[0].ndim:
             result, note = resized_field(merged, in_size, out_size, f"the op {type(fn).__name__} (not a module)")
@@ -270,7 +277,8 @@ class _Recorder:
     def __call__(self, module, inputs, output):
         inputs_found, outputs = _tensors(inputs), _tensors(output)
         first_input = inputs_found[0] if inputs_found else None
-        in_field = (self.tracker.get(first_input) if first_input is not None else None) or Field()
+        blank = Field.blank(len(self.image_size))
+        in_field = (self.tracker.get(first_input) if first_input is not None else None) or blank
         if _is_layer(module):
             self._layer(module, first_input, in_field, outputs)
         elif self.containers and module is not self.model:
@@ -308,7 +316,8 @@ class _Recorder:
         self.records.insert(position, record)
 
     def _record(self, module, outputs, params, field, effect, repeated=False):
-        rf_h, rf_w = field.reported(self.image_size)
+        rf_axes = field.reported(self.image_size)
+        rf_h, rf_w = (1,) * (2 - len(rf_axes)) + rf_axes[-2:]  # a 1-D signal is one row of height 1
         return LayerRecord(
             name=self.names.get(id(module), type(module).__name__), type=type(module).__name__,
             output_shape=[list(t.shape) for t in outputs], params=sum(int(p.data.size) for p in params),
@@ -316,13 +325,14 @@ class _Recorder:
             macs=effect.macs if effect else 0, rf_h=rf_h, rf_w=rf_w, jump_h=field.h.jump, jump_w=field.w.jump,
             memory=sum(int(t.data.nbytes) for t in outputs), unused_pixels=bool(effect and effect.unused_pixels),
             unused_detail=effect.unused_detail if effect else "", rf_global=field.is_global,
-            container=effect is None, repeated=repeated)
+            container=effect is None, repeated=repeated, rf_axes=rf_axes, jump_axes=tuple(a.jump for a in field.axes))
 
 
 def _record(model, x, containers, skip_arithmetic):
     """One forward pass of ``model`` on ``x`` in eval mode with the recorder hooked on every module."""
-    recorder = _Recorder(model, tuple(x.shape[2:4]) if x.ndim == 4 else (1, 1), containers)
-    recorder.tracker.set(x, Field())
+    # images, 1-D signals (N, C, L) and volumes (N, C, D, H, W); anything else has no spatial field
+    recorder = _Recorder(model, tuple(x.shape[2:]) if 3 <= x.ndim <= 5 else (1, 1), containers)
+    recorder.tracker.set(x, Field.blank(len(recorder.image_size)))
     handles = [module.register_forward_hook(recorder) for module in model.modules()]
     modes = {id(module): module.training for module in model.modules()}
     model.eval()
