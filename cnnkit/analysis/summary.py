@@ -369,7 +369,7 @@ def summary(model, input_size=(3, 224, 224), batch_size=1, dtype=None, container
     (following the data flow, the largest over parallel branches), output bytes and whether the window
     leaves pixels unused. The model runs in eval mode (restored afterwards); totals are over
     ``model.parameters()``. ``containers=True`` also lists Sequential/blocks (indented). ``input_data``
-    replaces the random input. Conv2d and Linear layers only produce zeros of their output shape
+    replaces the random input. Conv1d/2d/3d and Linear layers only produce zeros of their output shape
     (see ``shapes_only``), which makes VGG-16 at 224x224 take a fraction of a second instead of
     seconds; ``run_layers=True`` (or a pass that fails that way) computes them for real.
     """
