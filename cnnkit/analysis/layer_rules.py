@@ -71,7 +71,7 @@ class Field:
 
 
 def spatial(tensor, dims=2):
-    """The ``dims`` spatial sizes of an (N, C, *spatial) tensor ((H, W) of N x C x H x W by default), else None."""
+    """The ``dims`` spatial sizes of an ``(N, C, *spatial)`` tensor ((H, W) of N x C x H x W by default), else None."""
     return tuple(tensor.shape[2:]) if tensor is not None and tensor.ndim == dims + 2 else None
 
 

@@ -65,13 +65,13 @@ def _per_channel(bias, geo):
 
 
 def _to_matrix(array, geo):
-    """(N, K, *out_size) -> (groups, K/groups, N*prod(out_size)), the GEMM layout of an output or its gradient."""
+    """``(N, K, *out_size) -> (groups, K/groups, N*prod(out_size))``, the GEMM layout of an output or its gradient."""
     channels = array.shape[1]
     return get_array_module().moveaxis(array, 1, 0).reshape(geo.groups, channels // geo.groups, -1)
 
 
 def _from_matrix(matrix, geo):
-    """(groups, K/groups, N*prod(out_size)) -> (N, K, *out_size): the inverse of ``_to_matrix``."""
+    """``(groups, K/groups, N*prod(out_size)) -> (N, K, *out_size)``: the inverse of ``_to_matrix``."""
     xp = get_array_module()
     return xp.ascontiguousarray(xp.moveaxis(matrix.reshape((geo.out_channels, geo.batch) + geo.out_size), 0, 1))
 
@@ -131,7 +131,7 @@ def _array(value):
 
 # ------------------------------------------------------------------------------------------------ public ops
 def on_batch(input, run, dims=2):
-    """``run`` on a batch: an unbatched (C, *spatial) input runs as a batch of one and comes back unbatched, as
+    """``run`` on a batch: an unbatched ``(C, *spatial)`` input runs as a batch of one and comes back unbatched, as
     in torch."""
     if len(_shape(input)) != dims + 1:
         return run(input)

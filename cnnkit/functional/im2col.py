@@ -1,6 +1,6 @@
 """im2col and col2im, the textbook way, in any number of spatial dimensions: every window becomes one column.
 
-For x (N, C, *size) and a kernel (k_1, ..., k_d) the columns are ``cols[g, (c, *taps), (n, *out)] =
+For x ``(N, C, *size)`` and a kernel (k_1, ..., k_d) the columns are ``cols[g, (c, *taps), (n, *out)] =
 x_pad[n, g*C/groups + c, out_1*s_1 + tap_1*d_1, ..., out_d*s_d + tap_d*d_d]``: one row per weight of a
 group's filter, one column per output position. A convolution is then one matrix product per group,
 ``W_g @ cols[g]``. col2im is the adjoint: it adds every column entry back onto the input element it was
@@ -18,7 +18,8 @@ __all__ = []  # used by name from cnnkit.functional.conv
 
 
 class ConvGeometry:
-    """Sizes of one correlation y = x (*) w: x (N, C, *in_size), w (K, C/groups, *kernel), y (N, K, *out_size).
+    """Sizes of one correlation y = x (*) w: x ``(N, C, *in_size)``, w ``(K, C/groups, *kernel)``,
+    y ``(N, K, *out_size)``.
 
     Every spatial tuple (``in_size``, ``kernel``, ``stride``, ``dilation``, ``out_size``) has one entry per
     spatial axis; ``pads`` one (before, after) pair per axis, e.g. ((top, bottom), (left, right)) in 2-D.
@@ -58,7 +59,7 @@ class ConvGeometry:
 
 
 def windows(x_pad, geo, writeable=False):
-    """The zero-copy strided view v[n, c, *taps, *out] = x_pad[n, c, out_1*s_1 + tap_1*d_1, ...]."""
+    """The zero-copy strided view ``v[n, c, *taps, *out] = x_pad[n, c, out_1*s_1 + tap_1*d_1, ...]``."""
     n_stride, c_stride, *axis_strides = x_pad.strides
     shape = x_pad.shape[:2] + geo.kernel + geo.out_size
     strides = ((n_stride, c_stride) + tuple(s * d for s, d in zip(axis_strides, geo.dilation))
@@ -79,7 +80,7 @@ def im2col(x, geo):
 
 
 def col2im(cols, geo):
-    """x (N, C, *size) with x_pad[n, c, out*s + tap*d ...] += cols[c, *taps, n, *out]: im2col's adjoint."""
+    """x ``(N, C, *size)`` with ``x_pad[n, c, out*s + tap*d ...] += cols[c, *taps, n, *out]``: im2col's adjoint."""
     xp = get_array_module()
     dims = geo.dims
     cols = cols.reshape((geo.in_channels,) + geo.kernel + (geo.batch,) + geo.out_size)

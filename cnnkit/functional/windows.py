@@ -88,8 +88,8 @@ def resolve_padding(padding, in_size, kernel, stride, dilation, layer="conv2d"):
 
 
 def check_input(layer, x_shape, expected_channels=None, name="input", unbatched=False, dims=2):
-    """Raise a clear error unless the input is (N, C, *spatial) with ``dims`` spatial axes (or (C, *spatial)
-    when ``unbatched``) and C channels."""
+    """Raise a clear error unless the input is ``(N, C, *spatial)`` with ``dims`` spatial axes (or
+    ``(C, *spatial)`` when ``unbatched``) and C channels."""
     shown = tuple(x_shape)
     if unbatched and len(x_shape) == dims + 1:
         x_shape = (1, *x_shape)
