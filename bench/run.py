@@ -139,7 +139,7 @@ _conv_case("conv2d fwd+bwd N64 C64 32x32 K128 1x1", 64, 64, 32, 128, 1)
 _conv_case("conv2d fwd+bwd N64 C128 16x16 K128 3x3 depthwise", 64, 128, 16, 128, 3, groups=128)
 _conv_case("conv2d fwd+bwd N64 C64 32x32 K64 3x3 dilation2", 64, 64, 32, 64, 3, dilation=2)
 _conv_case("conv1d fwd+bwd N32 C64 L1024 K64 k3", 32, 64, 1024, 64, 3, dims=1)
-_conv_case("conv3d fwd+bwd N4 C16 16x16x32 K32 3x3x3", 4, 16, (16, 16, 32), 32, 3, dims=3)
+_conv_case("conv3d fwd+bwd N2 C16 16x16x32 K32 3x3x3", 2, 16, (16, 16, 32), 32, 3, dims=3)
 
 
 @case("conv_transpose2d fwd+bwd N64 C64 16x16 K32 4x4 stride2")
