@@ -14,8 +14,9 @@ norm, alone or with a fused relu) and ``kernels.pooling`` (max pooling, the wind
 pooling, adaptive max pooling). A conv kernel module holds one family: ``conv_im2col`` (chunked, threaded
 im2col GEMM and col2im), ``conv_pointwise`` (1x1 without im2col), ``conv_depthwise`` (banded matrices),
 ``conv_dual`` (stride-1 input gradient as a correlation), ``conv_polyphase`` (strided input gradient per
-phase); ``conv_plan`` holds their chunking and column layout, ``threads`` / ``workspace`` / ``copy`` the
-shared infrastructure.
+phase), ``conv1d_as_2d`` (1-D convolutions run on the 2-D kernels as images of height 1; 3-D ones have no
+kernels and run the reference); ``conv_plan`` holds their chunking and column layout, ``threads`` /
+``workspace`` / ``copy`` the shared infrastructure.
 """
 from __future__ import annotations
 
