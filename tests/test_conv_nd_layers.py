@@ -90,3 +90,14 @@ def test_layer_errors_name_the_layer_and_shapes():
         nn.ConvTranspose3d(3, 8, (3, 3))
     with pytest.raises(ValueError, match=r"Conv1d.*reflect padding \(3, 3\) must be smaller than the input length 3"):
         nn.Conv1d(1, 1, 3, padding=3, padding_mode="reflect")(cnnkit.tensor(np.zeros((1, 1, 3), np.float32)))
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_empty_batch_gives_empty_output_and_zero_gradients(name):
+    dims = LAYERS[name]
+    layer = getattr(nn, name)(3, 4, 3)
+    x = cnnkit.tensor(np.zeros((0, 3) + (5,) * dims, np.float32), requires_grad=True)
+    y = layer(x)
+    assert y.shape[:2] == (0, 4)
+    y.backward(np.zeros(y.shape, np.float32))
+    assert x.grad.shape == x.shape and not layer.weight.grad.any() and not layer.bias.grad.any()
