@@ -11,6 +11,8 @@ from cnnkit import nn
 
 torch = pytest.importorskip("torch")
 
+from test_conv import _check_layer_matches_torch  # noqa: E402
+
 LAYERS = {"Conv1d": 1, "Conv3d": 3, "ConvTranspose1d": 1, "ConvTranspose3d": 3}
 CONFIGS = {
     "Conv1d": [dict(in_channels=3, out_channels=8, kernel_size=3),
@@ -40,14 +42,7 @@ def test_layer_matches_torch_keys_repr_and_values(name, config):
     ours.load_state_dict({key: value.detach() for key, value in theirs.state_dict().items()})
     dims = LAYERS[name]
     x = np.random.default_rng(0).standard_normal((2, config["in_channels"]) + (7, 6, 5)[:dims])
-    ours_x, theirs_x = cnnkit.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
-    ours_y, theirs_y = ours(ours_x), theirs(theirs_x)
-    np.testing.assert_allclose(ours_y.data, theirs_y.detach().numpy(), atol=1e-10)
-    upstream = np.random.default_rng(1).standard_normal(ours_y.shape)
-    ours_y.backward(upstream)
-    theirs_y.backward(torch.tensor(upstream))
-    np.testing.assert_allclose(ours_x.grad, theirs_x.grad.numpy(), atol=1e-10)
-    np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), atol=1e-10)
+    _check_layer_matches_torch(ours, theirs, x)
     # an unbatched (C, *spatial) sample gives an unbatched output, as in torch
     single = ours(cnnkit.tensor(x[0])).data
     np.testing.assert_allclose(single, theirs(torch.tensor(x[0])).detach().numpy(), atol=1e-10)
