@@ -11,7 +11,8 @@ from .steps import evaluate, make_step
 class Program:
     """The compiled call for one input shape: copy the input in, run the steps, copy the output out.
 
-    ``names`` lists each step's op (with its fusions, e.g. "Conv2dFunction+BatchNorm+relu"), ``buffer_bytes``
+    ``names`` lists each step's op with its fusions (e.g. "Conv2d+BatchNorm+relu"; "(recorded forward)" marks
+    an op run by its own Function), ``buffer_bytes``
     the memory of the planned buffers (weights and the kernels' own scratch not counted).
     """
 
@@ -48,8 +49,9 @@ def compile_trace(x, output, ops):
             arrays[node.output] = evaluate(node, inputs)
         else:
             arrays[node.output], flats[node.output] = pool.take(node.shape, node.dtype)
-            steps.append(make_step(node, inputs, arrays[node.output]))
-            names.append(node.name)
+            step, fell_back = make_step(node, inputs, arrays[node.output])
+            steps.append(step)
+            names.append(node.name + (" (recorded forward)" if fell_back else ""))
         for value in set(node.refs()):
             root = root_of(value, views)
             if last[root] == index and root in flats:

@@ -56,8 +56,9 @@ class FrozenModel:
         with self._lock:
             program = self._programs.get(x.shape) or self.program(x)
             if x.dtype != program.input.dtype:
-                raise TypeError(f"frozen {type(self.model).__name__}: expected a {program.input.dtype} input, got "
-                                f"{x.dtype} (shape {tuple(x.shape)}); convert it with x.astype({str(program.input.dtype)!r})")
+                dtype = program.input.dtype
+                raise TypeError(f"frozen {type(self.model).__name__}: expected a {dtype} input, got {x.dtype} "
+                                f"(shape {tuple(x.shape)}); convert it with x.astype({str(dtype)!r})")
             out = program.run(x)
         return Tensor(out) if isinstance(input, Tensor) else out
 

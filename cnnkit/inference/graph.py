@@ -43,7 +43,7 @@ class Node:
 
     @property
     def name(self):
-        parts = [type(self.fn).__name__.lstrip("_")]
+        parts = [type(self.fn).__name__.lstrip("_").removesuffix("Function")]
         if self.batch_norm is not None:
             parts.append("BatchNorm")
         if self.activation is not None:

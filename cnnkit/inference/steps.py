@@ -30,10 +30,10 @@ def makes(*kinds):
 
 
 def make_step(node, inputs, out):
-    """The node's step: its op's array code, or its recorded Function's forward where the op has none here."""
+    """(step, fell_back): its op's array code, or (where there is none here) its recorded Function's forward."""
     maker = STEPS.get(type(node.fn))
     step = maker(node, inputs, out) if maker is not None else None
-    return step if step is not None else fallback_step(node, inputs, out)
+    return (step, False) if step is not None else (fallback_step(node, inputs, out), True)
 
 
 def fallback_step(node, inputs, out):
@@ -73,7 +73,7 @@ def with_activation(compute, activation, out):
 
 # ------------------------------------------------------------------------------------------ convolution
 def batch_norm_affine(fn, weight, bias):
-    """(scale, shift) per channel in float64 with norm(x) = x * scale + shift: gamma / sqrt(var + eps), beta - mean * scale."""
+    """(scale, shift) per channel (float64): x * scale + shift = gamma (x - mean) / sqrt(var + eps) + beta."""
     xp = get_array_module()
     scale = 1 / xp.sqrt(fn.running_var.astype("float64") + fn.eps)
     if weight is not None:
@@ -173,20 +173,20 @@ def _sigmoid(node, inputs, out):
 
 
 # ------------------------------------------------------------------------------------------ pooling
-@makes(pooling._MaxPool2d)
-def _max_pool(node, inputs, out):
+def _window_views(x, win, fill_value):
+    """(one view per kernel tap of the padded input, (padded interior, x) to copy before each call or None).
+
+    The border of the padded input is ``fill_value``, written once; without padding the views read x itself.
+    """
     xp = get_array_module()
-    if node.fn.return_indices or node.output_index is not None:
-        return None
-    x, win = inputs[0], node.fn.win
     (top, _), (left, _) = win.pads
     height, width = win.in_size
     need_h, need_w = win.needed
     fill = None
     if top == 0 and left == 0 and need_h <= height and need_w <= width:
         source = x
-    else:  # a -inf border that never wins, made once; each call copies x into its interior
-        source = xp.full(x.shape[:2] + (need_h, need_w), -xp.inf, dtype=x.dtype)
+    else:
+        source = xp.full(x.shape[:2] + (need_h, need_w), fill_value, dtype=x.dtype)
         rows, cols = min(height, need_h - top), min(width, need_w - left)
         fill = (source[:, :, top:top + rows, left:left + cols], x[:, :, :rows, :cols])
     (kernel_h, kernel_w), (stride_h, stride_w), (dil_h, dil_w) = win.kernel, win.stride, win.dilation
@@ -194,6 +194,13 @@ def _max_pool(node, inputs, out):
     views = [source[:, :, i * dil_h:i * dil_h + (out_h - 1) * stride_h + 1:stride_h,
                     j * dil_w:j * dil_w + (out_w - 1) * stride_w + 1:stride_w]
              for i in range(kernel_h) for j in range(kernel_w)]
+    return views, fill
+
+
+def _reduce_windows(x, win, fill_value, ufunc, out, finish=None):
+    """out = ufunc.reduce over the window taps (maximum, add), then ``finish()``."""
+    xp = get_array_module()
+    views, fill = _window_views(x, win, fill_value)
     first, rest = views[0], views[1:]
 
     def run():
@@ -201,8 +208,25 @@ def _max_pool(node, inputs, out):
             xp.copyto(*fill)
         xp.copyto(out, first)
         for view in rest:
-            xp.maximum(out, view, out=out)
+            ufunc(out, view, out=out)
+        if finish is not None:
+            finish()
     return run
+
+
+@makes(pooling._MaxPool2d)
+def _max_pool(node, inputs, out):
+    if node.fn.return_indices or node.output_index is not None:
+        return None
+    xp = get_array_module()
+    return _reduce_windows(inputs[0], node.fn.win, -xp.inf, xp.maximum, out)  # -inf padding never wins
+
+
+@makes(pooling._AvgPool2d)
+def _avg_pool(node, inputs, out):
+    xp = get_array_module()
+    divisor = node.fn.divisor  # the divisors the traced call computed for these windows
+    return _reduce_windows(inputs[0], node.fn.win, 0, xp.add, out, lambda: xp.divide(out, divisor, out=out))
 
 
 @makes(pooling._AdaptiveAvgPool2d)
@@ -211,13 +235,21 @@ def _adaptive_avg_pool(node, inputs, out):
     x = inputs[0]
     n, c, height, width = x.shape
     out_h, out_w = node.fn.out_size
-    if height % out_h or width % out_w:
-        return None
     if (out_h, out_w) == (1, 1):
         rows, target = x.reshape(n, c, height * width), out.reshape(n, c)
         return lambda: xp.mean(rows, axis=2, out=target)
-    tiles = x.reshape(n, c, out_h, height // out_h, out_w, width // out_w)
-    return lambda: xp.mean(tiles, axis=(3, 5), out=out)
+    if height % out_h == 0 and width % out_w == 0:
+        tiles = x.reshape(n, c, out_h, height // out_h, out_w, width // out_w)
+        return lambda: xp.mean(tiles, axis=(3, 5), out=out)
+    # windows that do not tile: y = A_h @ x @ A_w^T with the averaging matrices of the reference op
+    row_means = pooling._averaging_matrix(height, out_h, x.dtype)
+    col_means = pooling._averaging_matrix(width, out_w, x.dtype).T.copy()
+    half = xp.empty((n, c, out_h, width), x.dtype)
+
+    def run():
+        xp.matmul(row_means, x, out=half)
+        xp.matmul(half, col_means, out=out)
+    return run
 
 
 @makes(A.Mean)
