@@ -22,11 +22,12 @@ class FrozenModel:
     Calls run one at a time (the buffers are shared); the model's train/eval mode is restored after a trace.
     """
 
-    def __init__(self, model, example_input):
+    def __init__(self, model, example_input=None):
         self.model = model
         self._programs = {}
         self._lock = threading.Lock()
-        self.program(_array(example_input))
+        if example_input is not None:
+            self.program(_array(example_input))
 
     def program(self, x):
         """The compiled ``Program`` for inputs shaped like ``x`` (traced and compiled on first use)."""
@@ -71,8 +72,9 @@ def _array(value):
     return value.data if isinstance(value, Tensor) else get_array_module().asarray(value)
 
 
-def freeze(model, example_input):
-    """A ``FrozenModel`` computing ``model``'s eval-mode outputs, compiled for ``example_input``'s shape.
+def freeze(model, example_input=None):
+    """A ``FrozenModel`` computing ``model``'s eval-mode outputs, compiled for ``example_input``'s shape now
+    (or, when it is None, for the first call's input).
 
     Like ``torch.jit.freeze`` over a trace, it records the ops that one call applies: control flow that
     depends on the input's values is fixed as traced, and values computed outside the recorded ops (under
