@@ -8,26 +8,36 @@ im2col kernel followed by the same per-block epilogue.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
-from .activation import clamp_into
+from ..backend import get_array_module, get_num_threads
+from . import conv_depthwise_direct
+from .conv_bands import dense_bands
+from .conv_epilogue import ACTIVATIONS, finish_into
 from .conv_im2col import correlate_chunks
 from .conv_plan import plan_for
+from .threads import parallel_for
 
 __all__ = ["conv_forward", "path_for", "ACTIVATIONS"]
 
-ACTIVATIONS = (None, "relu", "relu6")
-_BOUNDS = {"relu": (0.0, None), "relu6": (0.0, 6.0)}
-
-# Output elements per epilogue block: small enough to still be in cache after the GEMM that wrote it.
-EPILOGUE_ELEMENTS = 1 << 15
+# Output elements per 1x1 tile: small enough to still be in cache when the epilogue reads what the GEMM
+# wrote; tiles are at least MIN_TILE_PIXELS wide, below which a GEMM runs well under BLAS's full speed.
+TILE_ELEMENTS = 1 << 16
+MIN_TILE_PIXELS = 256
+# Up to this many images the per-image paths run; a larger batch has enough samples for the chunked im2col
+# kernel to share over threads, and its per-chunk GEMMs are wider.
+MAX_BATCH = 4
 
 
 def path_for(geo):
-    """The name of the code that runs ``geo``: 'pointwise' or 'im2col'."""
-    plan = plan_for(geo)
-    if geo.kernel == (1, 1) and geo.stride == (1, 1) and not plan.has_padding and geo.in_size == geo.out_size:
+    """The code that runs ``geo``: 'pointwise' (1x1, stride 1, no padding), 'depthwise' (one output channel per
+    input channel), 'bands' (any other geometry, up to MAX_BATCH images) or 'im2col' (larger batches)."""
+    if geo.batch > MAX_BATCH:
+        return "im2col"
+    if (geo.kernel == (1, 1) and geo.stride == (1, 1) and not any(geo.pads[0]) and not any(geo.pads[1])
+            and tuple(geo.in_size) == tuple(geo.out_size)):
         return "pointwise"
-    return "im2col"
+    if conv_depthwise_direct.applies(geo):
+        return "depthwise"
+    return "bands"
 
 
 def conv_forward(x, weight, bias, geo, activation=None, out=None):
@@ -35,17 +45,21 @@ def conv_forward(x, weight, bias, geo, activation=None, out=None):
     xp = get_array_module()
     _check(x, weight, bias, geo, activation, out)
     if out is None:
-        out = xp.empty((geo.batch, geo.out_channels) + geo.out_size, x.dtype)
+        out = xp.empty((geo.batch, geo.out_channels) + tuple(geo.out_size), x.dtype)
     if geo.batch == 0:
         return out
     x = xp.ascontiguousarray(x)
     path = path_for(geo)
     if path == "pointwise":
         _pointwise(x, weight, bias, geo, activation, out)
+    elif path == "depthwise":
+        conv_depthwise_direct.depthwise_direct(x, weight, bias, geo, activation, out)
+    elif path == "bands":
+        dense_bands(x, weight, bias, geo, activation, out)
     else:
         correlate_chunks(x, weight, plan_for(geo), bias, out=out)
         if activation is not None:
-            finish_rows(out.reshape(-1, geo.out_size[0] * geo.out_size[1]), None, activation)
+            finish_into(out, out, None, activation)
     return out
 
 
@@ -63,28 +77,35 @@ def _check(x, weight, bias, geo, activation, out):
                              f"{out.dtype} {tuple(out.shape)} (C-contiguous: {out.flags.c_contiguous})")
 
 
-def finish_rows(rows, bias_rows, activation):
-    """rows (k, pixels) += bias_rows (k,) and clamped by ``activation``, in place, a cache-sized block at a time."""
-    low, high = _BOUNDS.get(activation, (None, None))
-    step = max(1, EPILOGUE_ELEMENTS // max(1, rows.shape[1]))
-    for start in range(0, rows.shape[0], step):
-        block = rows[start:start + step]
-        if bias_rows is not None:
-            block += bias_rows[start:start + step, None]
-        if low is not None:
-            clamp_into(block, low, high, block)
-
-
 def _pointwise(x, weight, bias, geo, activation, out):
-    """1x1, stride 1, no padding: y[n, g] = W_g @ x[n, g] per sample and group, then the epilogue on the block."""
+    """1x1, stride 1, no padding: out[n, g] tile by tile = act(W_g @ x[n, g] + b), no copy of x."""
     xp = get_array_module()
-    groups, pixels = geo.groups, geo.out_size[0] * geo.out_size[1]
+    batch, groups, pixels = geo.batch, geo.groups, geo.out_size[0] * geo.out_size[1]
     k_group, c_group = geo.out_channels // groups, geo.in_channels // groups
     w_mat = weight.reshape(groups, k_group, c_group)
-    bias_mat = None if bias is None else bias.reshape(groups, k_group)
-    for n in range(geo.batch):
-        xs = x[n].reshape(groups, c_group, pixels)
-        ys = out[n].reshape(groups, k_group, pixels)
-        for g in range(groups):
-            xp.matmul(w_mat[g], xs[g], out=ys[g])
-            finish_rows(ys[g], None if bias_mat is None else bias_mat[g], activation)
+    bias_column = None if bias is None else bias.reshape(groups, k_group, 1)
+    images = x.reshape(batch, groups, c_group, pixels)
+    outputs = out.reshape(batch, groups, k_group, pixels)
+    tasks = [(n, g, rows, columns) for n in range(batch) for g in range(groups)
+             for rows, columns in pointwise_tiles(k_group, pixels, batch * groups)]
+
+    def run(task):
+        n, g, (first, stop), (start, end) = task
+        target = outputs[n, g, first:stop, start:end]
+        xp.matmul(w_mat[g, first:stop], images[n, g, :, start:end], out=target)
+        finish_into(target, target, None if bias_column is None else bias_column[g, first:stop], activation)
+
+    parallel_for(lambda task, work: run(task), tasks)
+
+
+def pointwise_tiles(rows, pixels, blocks=1):
+    """[((first, stop) rows, (start, end) pixels)] tiles of an output (rows, pixels) of about TILE_ELEMENTS each,
+    at least one per thread with ``blocks`` such outputs side by side: pixel tiles while they are wide enough
+    for a fast GEMM, row tiles after that."""
+    threads = get_num_threads()
+    wanted = max(-(-rows * pixels // TILE_ELEMENTS), -(-threads // blocks))
+    columns = min(wanted, max(1, pixels // MIN_TILE_PIXELS))
+    row_parts = min(rows, -(-wanted // columns))
+    width, height = -(-pixels // columns), -(-rows // row_parts)
+    return [((first, min(rows, first + height)), (start, min(pixels, start + width)))
+            for first in range(0, rows, height) for start in range(0, pixels, width)]
