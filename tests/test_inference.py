@@ -177,3 +177,15 @@ class _TwoOutputs(nn.Module):
 def test_a_model_without_one_tensor_output_is_refused():
     with pytest.raises(TypeError, match="freeze: _TwoOutputs.forward returned a tuple"):
         freeze(_TwoOutputs(), _images((1, 3, 4, 4)))
+
+
+@pytest.mark.parametrize("layer", [
+    nn.MaxPool2d(3, 2, padding=1), nn.MaxPool2d(2, 2, ceil_mode=True), nn.MaxPool2d(3, 1, dilation=2),
+    nn.MaxPool2d(1), nn.AvgPool2d(3, 2, padding=1), nn.AvgPool2d(3, 2, padding=1, count_include_pad=False),
+    nn.AvgPool2d(2, ceil_mode=True), nn.AvgPool2d(1), nn.AdaptiveAvgPool2d((3, 2)), nn.AdaptiveAvgPool2d(1)],
+    ids=repr)
+def test_pooling_steps_match_the_layers(layer):
+    images = _images((2, 3, 7, 9)) - 3  # mostly negative: a zero border would win a max
+    frozen = freeze(layer, images)
+    assert not any("recorded forward" in step for step in frozen.program(images).names)
+    np.testing.assert_allclose(frozen(images), _eager(layer, images), rtol=1e-6, atol=1e-6)

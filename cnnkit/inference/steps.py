@@ -201,12 +201,14 @@ def _reduce_windows(x, win, fill_value, ufunc, out, finish=None):
     """out = ufunc.reduce over the window taps (maximum, add), then ``finish()``."""
     xp = get_array_module()
     views, fill = _window_views(x, win, fill_value)
-    first, rest = views[0], views[1:]
+    if len(views) == 1:
+        views.append(xp.zeros((), x.dtype) if ufunc is xp.add else views[0])  # the identity of the reduction
+    first, second, rest = views[0], views[1], views[2:]
 
     def run():
         if fill is not None:
             xp.copyto(*fill)
-        xp.copyto(out, first)
+        ufunc(first, second, out=out)
         for view in rest:
             ufunc(out, view, out=out)
         if finish is not None:
