@@ -1,5 +1,7 @@
 """cnnkit.inference.freeze: every zoo model's frozen outputs equal its eager eval outputs; folding, fusion,
 buffer reuse, re-planning for new shapes, float64 and the fallback for ops the compiler does not know."""
+import threading
+
 import numpy as np
 import pytest
 from zoo_init import cheap_random_init, skip_init
@@ -10,6 +12,7 @@ from cnnkit import nn
 from cnnkit.autograd import Function
 from cnnkit.autograd.recording import record
 from cnnkit.inference import FrozenModel, freeze
+from cnnkit.inference.frozen import MAX_SHAPES
 from cnnkit.models import create, list_models
 
 # Smallest native sizes (un-padded stems need more than 32 pixels); every other model runs at 32x32.
@@ -189,3 +192,35 @@ def test_pooling_steps_match_the_layers(layer):
     frozen = freeze(layer, images)
     assert not any("recorded forward" in step for step in frozen.program(images).names)
     np.testing.assert_allclose(frozen(images), _eager(layer, images), rtol=1e-6, atol=1e-6)
+
+
+def test_calls_from_many_threads_take_turns_on_the_shared_buffers():
+    model = create("lenet5", num_classes=10).eval()
+    digits = [_images((1, 1, 28, 28), seed=seed) for seed in range(4)]
+    expected = [_eager(model, digit) for digit in digits]
+    frozen = freeze(model, digits[0])
+    errors = []
+
+    def classify(index):
+        for _ in range(25):
+            if not np.allclose(frozen(digits[index]), expected[index], rtol=1e-5, atol=1e-6):
+                errors.append(index)
+
+    threads = [threading.Thread(target=classify, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads) and errors == []
+
+
+def test_only_the_latest_input_shapes_stay_compiled():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+    frozen = freeze(model)
+    sizes = range(3, 3 + MAX_SHAPES + 1)
+    for size in sizes:
+        frozen(_images((1, 1, size, size)))
+    kept = repr(frozen)
+    assert "(1, 1, 3, 3)" not in kept and f"(1, 1, {sizes[-1]}, {sizes[-1]})" in kept
+    images = _images((1, 1, 3, 3))
+    np.testing.assert_allclose(frozen(images), _eager(model, images), rtol=1e-6, atol=1e-6)  # compiled again
