@@ -90,14 +90,14 @@ def _channels_last(x, taps, bias, geo, activation, out):
 
     parallel_for(fill, row_bands(padded_h, padded_w * channels, target=LAST_BAND_ELEMENTS))
     row, column, channel = padded.strides
+    windows = xp.lib.stride_tricks.as_strided(padded, shape=(kh, kw, out_h, out_w, channels),
+                                              strides=(row * dh, column * dw, row * sh, column * sw, channel),
+                                              writeable=False)
 
     def run(rows, work):
         first, stop = rows
-        windows = xp.lib.stride_tricks.as_strided(
-            padded[first * sh:], shape=(kh, kw, stop - first, out_w, channels),
-            strides=(row * dh, column * dw, row * sh, column * sw, channel), writeable=False)
         y = work.get("y", (stop - first, out_w, channels))
-        xp.einsum("ijhwc,ijc->hwc", windows, taps, out=y)
+        xp.einsum("ijhwc,ijc->hwc", windows[:, :, first:stop], taps, out=y)
         finish_into(out[:, first:stop], y.transpose(2, 0, 1), bias, activation)
 
     parallel_for(run, row_bands(out_h, out_w * channels, target=LAST_BAND_ELEMENTS), lambda: Workspace(x.dtype))
