@@ -10,7 +10,7 @@ import cnnkit.functional as F
 from cnnkit import backend
 from cnnkit.autograd import Tensor
 from cnnkit.functional.conv_checks import conv_geometry
-from cnnkit.kernels import conv_infer
+from cnnkit.kernels import conv_depthwise_direct, conv_infer
 
 
 def _reference(x, weight, bias, geo, activation):
@@ -115,3 +115,11 @@ def test_bad_activation_and_bad_out_are_clear_errors():
         conv_infer.conv_forward(x, weight, None, geo, out=np.zeros((1, 3, 5, 5), np.float64))
     with pytest.raises(ValueError, match=r"input of shape \(1, 2, 6, 5\) does not match"):
         conv_infer.conv_forward(np.zeros((1, 2, 6, 5), np.float32), weight, None, geo)
+
+
+@pytest.mark.parametrize("limit", [1 << 30, 1], ids=["channels_first", "channels_last"])
+@pytest.mark.parametrize("path", ["depthwise", "depthwise_strided", "depthwise_dilated"])
+def test_depthwise_both_layouts(monkeypatch, limit, path):
+    monkeypatch.setattr(conv_depthwise_direct, "CHANNELS_LAST_MIN", limit)
+    for dtype in (np.float32, np.float64):
+        _check_case(PATH_CASES[path], dtype, True, "relu6", True, 3)

@@ -13,13 +13,16 @@ BOUNDS = {None: None, "relu": (0.0, None), "relu6": (0.0, 6.0)}
 
 
 def finish_into(target, block, bias_column, activation):
-    """target = act(block + bias_column): ``bias_column`` (k, 1[, 1]) or None; target may be ``block`` itself."""
+    """target = act(block + bias_column), computed in ``block`` (scratch, or ``target`` itself) and then copied.
+
+    ``bias_column``: (k, 1[, 1]) or None. The arithmetic runs on the block while it is in cache; the target (a
+    strided window of the output) is written once, by the copy.
+    """
     xp = get_array_module()
     bounds = BOUNDS[activation]
     if bias_column is not None:
-        xp.add(block, bias_column, out=target)
-        block = target
+        block += bias_column
     if bounds is not None:
-        clamp_into(block, bounds[0], bounds[1], target)
-    elif block is not target:
+        clamp_into(block, bounds[0], bounds[1], block)
+    if block is not target:
         xp.copyto(target, block)

@@ -14,14 +14,14 @@ from .conv_bands import dense_bands
 from .conv_epilogue import ACTIVATIONS, finish_into
 from .conv_im2col import correlate_chunks
 from .conv_plan import plan_for
-from .threads import parallel_for
+from .threads import blas_threads, parallel_for
 
 __all__ = ["conv_forward", "path_for", "ACTIVATIONS"]
 
-# Output elements per 1x1 tile: small enough to still be in cache when the epilogue reads what the GEMM
-# wrote; tiles are at least MIN_TILE_PIXELS wide, below which a GEMM runs well under BLAS's full speed.
-TILE_ELEMENTS = 1 << 16
-MIN_TILE_PIXELS = 256
+# Output elements per block of the 1x1 epilogue. (Tiling the 1x1 GEMM itself, so that the epilogue finds each
+# tile in cache, measured slower than one GEMM per image: the tiles either write strided rows of ``out`` or
+# go through scratch and a copy, either of which costs what the fused epilogue saves.)
+EPILOGUE_ELEMENTS = 1 << 16
 # Up to this many images the per-image paths run; a larger batch has enough samples for the chunked im2col
 # kernel to share over threads, and its per-chunk GEMMs are wider.
 MAX_BATCH = 4
@@ -78,34 +78,26 @@ def _check(x, weight, bias, geo, activation, out):
 
 
 def _pointwise(x, weight, bias, geo, activation, out):
-    """1x1, stride 1, no padding: out[n, g] tile by tile = act(W_g @ x[n, g] + b), no copy of x."""
+    """1x1, stride 1, no padding: out[n] = W @ x[n] per group, one GEMM straight into ``out`` (threaded by BLAS),
+    then the epilogue over blocks of rows shared by the threads."""
     xp = get_array_module()
     batch, groups, pixels = geo.batch, geo.groups, geo.out_size[0] * geo.out_size[1]
     k_group, c_group = geo.out_channels // groups, geo.in_channels // groups
     w_mat = weight.reshape(groups, k_group, c_group)
-    bias_column = None if bias is None else bias.reshape(groups, k_group, 1)
-    images = x.reshape(batch, groups, c_group, pixels)
-    outputs = out.reshape(batch, groups, k_group, pixels)
-    tasks = [(n, g, rows, columns) for n in range(batch) for g in range(groups)
-             for rows, columns in pointwise_tiles(k_group, pixels, batch * groups)]
+    rows = out.reshape(batch, geo.out_channels, pixels)
+    for n in range(batch):
+        with blas_threads(get_num_threads()):
+            xp.matmul(w_mat, x[n].reshape(groups, c_group, pixels), out=rows[n].reshape(groups, k_group, pixels))
+    if bias is None and activation is None:
+        return
+    bias_column = None if bias is None else bias.reshape(-1, 1)
+    height = max(1, EPILOGUE_ELEMENTS // pixels)
+    blocks = [(n, first, min(geo.out_channels, first + height)) for n in range(batch)
+              for first in range(0, geo.out_channels, height)]
 
-    def run(task):
-        n, g, (first, stop), (start, end) = task
-        target = outputs[n, g, first:stop, start:end]
-        xp.matmul(w_mat[g, first:stop], images[n, g, :, start:end], out=target)
-        finish_into(target, target, None if bias_column is None else bias_column[g, first:stop], activation)
+    def finish(block, work):
+        n, first, stop = block
+        part = rows[n, first:stop]
+        finish_into(part, part, None if bias_column is None else bias_column[first:stop], activation)
 
-    parallel_for(lambda task, work: run(task), tasks)
-
-
-def pointwise_tiles(rows, pixels, blocks=1):
-    """[((first, stop) rows, (start, end) pixels)] tiles of an output (rows, pixels) of about TILE_ELEMENTS each,
-    at least one per thread with ``blocks`` such outputs side by side: pixel tiles while they are wide enough
-    for a fast GEMM, row tiles after that."""
-    threads = get_num_threads()
-    wanted = max(-(-rows * pixels // TILE_ELEMENTS), -(-threads // blocks))
-    columns = min(wanted, max(1, pixels // MIN_TILE_PIXELS))
-    row_parts = min(rows, -(-wanted // columns))
-    width, height = -(-pixels // columns), -(-rows // row_parts)
-    return [((first, min(rows, first + height)), (start, min(pixels, start + width)))
-            for first in range(0, rows, height) for start in range(0, pixels, width)]
+    parallel_for(finish, blocks)

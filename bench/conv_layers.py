@@ -1,0 +1,170 @@
+"""Batch-1 inference convolutions per layer: the eager kernels (conv + bias, then the activation) against
+kernels.conv_infer.conv_forward (bias and activation fused), optionally torch, on ResNet-18's and
+MobileNet-v2's 224x224 layer shapes.
+
+    python bench/conv_layers.py [--threads 2] [--rounds 7] [--repeat 3] [--filter mobilenet] [--torch] [--clock cpu]
+
+The callables are interleaved round by round (old, new, torch, old, new, torch, ...), each round keeping the
+minimum of ``--repeat`` runs; the table gives the minimum and the median over the rounds, per layer and
+summed over each network's layers (weighted by how often the shape occurs).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+ARGS = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ARGS.add_argument("--threads", type=int, default=2)
+ARGS.add_argument("--rounds", type=int, default=7)
+ARGS.add_argument("--repeat", type=int, default=3)
+ARGS.add_argument("--filter", default="")
+ARGS.add_argument("--torch", action="store_true", help="a torch column too (its OpenMP threads slow the others)")
+ARGS.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                  help="wall time, or this process's CPU time (with --threads 1: barely disturbed by other jobs)")
+ARGS = ARGS.parse_args() if __name__ == "__main__" else ARGS.parse_args([])
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(ARGS.threads)
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # as bench/run.py: idle BLAS workers stop spinning soon
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from cnnkit.functional import conv as conv_module  # noqa: E402
+from cnnkit.functional.conv_checks import conv_geometry  # noqa: E402
+from cnnkit.kernels import conv_infer  # noqa: E402
+
+# (network, count, in_channels, size, out_channels, kernel, stride, groups, activation); padding kernel // 2
+LAYERS = [
+    ("resnet18", 1, 3, 224, 64, 7, 2, 1, "relu"),
+    ("resnet18", 4, 64, 56, 64, 3, 1, 1, "relu"),
+    ("resnet18", 1, 64, 56, 128, 3, 2, 1, "relu"),
+    ("resnet18", 1, 64, 56, 128, 1, 2, 1, None),
+    ("resnet18", 3, 128, 28, 128, 3, 1, 1, "relu"),
+    ("resnet18", 1, 128, 28, 256, 3, 2, 1, "relu"),
+    ("resnet18", 1, 128, 28, 256, 1, 2, 1, None),
+    ("resnet18", 3, 256, 14, 256, 3, 1, 1, "relu"),
+    ("resnet18", 1, 256, 14, 512, 3, 2, 1, "relu"),
+    ("resnet18", 1, 256, 14, 512, 1, 2, 1, None),
+    ("resnet18", 3, 512, 7, 512, 3, 1, 1, "relu"),
+    ("mobilenet_v2", 1, 3, 224, 32, 3, 2, 1, "relu6"),
+    ("mobilenet_v2", 1, 32, 112, 32, 3, 1, 32, "relu6"),
+    ("mobilenet_v2", 1, 32, 112, 16, 1, 1, 1, None),
+    ("mobilenet_v2", 1, 16, 112, 96, 1, 1, 1, "relu6"),
+    ("mobilenet_v2", 1, 96, 112, 96, 3, 2, 96, "relu6"),
+    ("mobilenet_v2", 1, 96, 56, 24, 1, 1, 1, None),
+    ("mobilenet_v2", 2, 24, 56, 144, 1, 1, 1, "relu6"),
+    ("mobilenet_v2", 1, 144, 56, 144, 3, 1, 144, "relu6"),
+    ("mobilenet_v2", 1, 144, 56, 24, 1, 1, 1, None),
+    ("mobilenet_v2", 1, 144, 56, 144, 3, 2, 144, "relu6"),
+    ("mobilenet_v2", 1, 144, 28, 32, 1, 1, 1, None),
+    ("mobilenet_v2", 3, 32, 28, 192, 1, 1, 1, "relu6"),
+    ("mobilenet_v2", 2, 192, 28, 192, 3, 1, 192, "relu6"),
+    ("mobilenet_v2", 2, 192, 28, 32, 1, 1, 1, None),
+    ("mobilenet_v2", 1, 192, 28, 192, 3, 2, 192, "relu6"),
+    ("mobilenet_v2", 1, 192, 14, 64, 1, 1, 1, None),
+    ("mobilenet_v2", 4, 64, 14, 384, 1, 1, 1, "relu6"),
+    ("mobilenet_v2", 4, 384, 14, 384, 3, 1, 384, "relu6"),
+    ("mobilenet_v2", 3, 384, 14, 64, 1, 1, 1, None),
+    ("mobilenet_v2", 1, 384, 14, 96, 1, 1, 1, None),
+    ("mobilenet_v2", 3, 96, 14, 576, 1, 1, 1, "relu6"),
+    ("mobilenet_v2", 2, 576, 14, 576, 3, 1, 576, "relu6"),
+    ("mobilenet_v2", 2, 576, 14, 96, 1, 1, 1, None),
+    ("mobilenet_v2", 1, 576, 14, 576, 3, 2, 576, "relu6"),
+    ("mobilenet_v2", 1, 576, 7, 160, 1, 1, 1, None),
+    ("mobilenet_v2", 3, 160, 7, 960, 1, 1, 1, "relu6"),
+    ("mobilenet_v2", 3, 960, 7, 960, 3, 1, 960, "relu6"),
+    ("mobilenet_v2", 2, 960, 7, 160, 1, 1, 1, None),
+    ("mobilenet_v2", 1, 960, 7, 320, 1, 1, 1, None),
+    ("mobilenet_v2", 1, 320, 7, 1280, 1, 1, 1, "relu6"),
+]
+
+
+def _layer(channels, size, out_channels, kernel, stride, groups, activation, torch):
+    """(old, new, torch or None) callables for one layer, after checking that new matches old."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, channels, size, size)).astype(np.float32)
+    weight = (rng.standard_normal((out_channels, channels // groups, kernel, kernel)) * 0.1).astype(np.float32)
+    bias = rng.standard_normal(out_channels).astype(np.float32)
+    args = (x.shape, weight.shape, stride, kernel // 2, 1, groups)
+    high = {"relu": np.inf, "relu6": 6.0}.get(activation)
+
+    def old():  # what an eager no_grad forward runs: the conv kernel with its bias, then a new activated array
+        y = conv_module.correlate(x, weight, conv_geometry(*args), bias)[0]
+        return y if high is None else np.clip(y, 0, high)
+
+    geo = conv_geometry(*args)
+    out = np.empty((1, out_channels) + geo.out_size, np.float32)
+
+    def new():
+        return conv_infer.conv_forward(x, weight, bias, geo, activation, out=out)
+
+    np.testing.assert_allclose(new(), old(), rtol=1e-4, atol=1e-4)
+    theirs = None
+    if torch is not None:
+        tx, tw, tb = (torch.from_numpy(a) for a in (x, weight, bias))
+        act = {"relu": torch.relu, "relu6": lambda t: torch.clamp(t, 0, 6)}.get(activation, lambda t: t)
+
+        def theirs():
+            with torch.no_grad():
+                return act(torch.nn.functional.conv2d(tx, tw, tb, stride, kernel // 2, 1, groups))
+    return old, new, theirs
+
+
+def _rounds(callables, rounds, repeat):
+    """Per callable, the best of ``repeat`` runs in each of ``rounds`` interleaved rounds, in ms."""
+    clock = time.process_time if ARGS.clock == "cpu" else time.perf_counter
+    times = [[] for _ in callables]
+    for _ in range(rounds):
+        for index, fn in enumerate(callables):
+            fn()
+            best = float("inf")
+            for _ in range(repeat):
+                start = clock()
+                fn()
+                best = min(best, clock() - start)
+            times[index].append(best * 1e3)
+    return times
+
+
+def main():
+    torch = None
+    if ARGS.torch:
+        try:
+            import torch
+
+            torch.set_num_threads(ARGS.threads)
+        except ImportError:
+            torch = None
+    columns = ["old", "new"] + (["torch"] if torch is not None else [])
+    print(f"{ARGS.threads} thread(s), {ARGS.clock} time, {ARGS.rounds} rounds x best of {ARGS.repeat}; ms as min / "
+          f"median over rounds; load average {os.getloadavg()[0]:.2f}")
+    print(f"{'layer':<44}" + "".join(f"{name:>16}" for name in columns) + f"{'new/old':>9}  path")
+    totals = {}
+    for network, count, channels, size, out_channels, kernel, stride, groups, activation in LAYERS:
+        label = (f"{network} {count}x {channels}x{size}x{size} -> {out_channels} {kernel}x{kernel}/{stride}"
+                 f"{' dw' if groups > 1 else ''} {activation or ''}")
+        if ARGS.filter not in label:
+            continue
+        callables = [fn for fn in _layer(channels, size, out_channels, kernel, stride, groups, activation, torch)
+                     if fn is not None]
+        times = _rounds(callables, ARGS.rounds, ARGS.repeat)
+        mins = [min(t) for t in times]
+        medians = [statistics.median(t) for t in times]
+        total = totals.setdefault(network, [[0.0, 0.0] for _ in callables])
+        for index in range(len(callables)):
+            total[index][0] += count * mins[index]
+            total[index][1] += count * medians[index]
+        geo = conv_geometry((1, channels, size, size), (out_channels, channels // groups, kernel, kernel), stride,
+                            kernel // 2, 1, groups)
+        cells = "".join(f"{low:8.3f}/{mid:7.3f}" for low, mid in zip(mins, medians))
+        print(f"{label:<44}{cells}{mins[1] / mins[0]:9.2f}  {conv_infer.path_for(geo)}", flush=True)
+    for network, total in totals.items():
+        cells = "".join(f"{low:8.2f}/{mid:7.2f}" for low, mid in total)
+        print(f"{'sum ' + network:<44}{cells}{total[1][0] / total[0][0]:9.2f}")
+
+
+if __name__ == "__main__":
+    main()
