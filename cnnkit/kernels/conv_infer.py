@@ -9,14 +9,14 @@ im2col kernel followed by the same per-block epilogue.
 from __future__ import annotations
 
 from ..backend import get_array_module, get_num_threads
-from . import conv_depthwise_direct
+from . import Kernel, conv_depthwise_direct
 from .conv_bands import dense_bands
 from .conv_epilogue import ACTIVATIONS, finish_into
-from .conv_im2col import correlate_chunks
+from .conv_im2col import ChunkedIm2col, correlate_chunks
 from .conv_plan import plan_for
 from .threads import blas_threads, parallel_for
 
-__all__ = ["conv_forward", "path_for", "ACTIVATIONS"]
+__all__ = ["conv_forward", "path_for", "ACTIVATIONS", "OneImagePointwise", "OneImageDepthwise", "OneImageBands"]
 
 # Output elements per block of the 1x1 epilogue. (Tiling the 1x1 GEMM itself, so that the epilogue finds each
 # tile in cache, measured slower than one GEMM per image: the tiles either write strided rows of ``out`` or
@@ -101,3 +101,45 @@ def _pointwise(x, weight, bias, geo, activation, out):
         finish_into(part, part, None if bias_column is None else bias_column[first:stop], activation)
 
     parallel_for(finish, blocks)
+
+
+# ------------------------------------------------------------------------------------ kernels for the conv2d op
+class _BatchOfOne(Kernel):
+    """conv2d's forward on one image through ``conv_forward``; weight gradients (``upstream``) and the input
+    sums of conv_transpose2d's backward go to the chunked im2col kernel, which computes them from one set of
+    columns."""
+
+    path = ""
+
+    def applies(self, geo):
+        return geo.batch == 1 and path_for(geo) == self.path
+
+    def correlate(self, x, weight, geo, bias=None, compute_output=True, upstream=None, out=None, sum_input=False):
+        """The op "conv2d" contract (see conv_im2col.ChunkedIm2col.correlate)."""
+        if upstream is not None or sum_input or not compute_output:
+            return _IM2COL.correlate(x, weight, geo, bias, compute_output, upstream, out, sum_input)
+        if out is not None and not out.flags.c_contiguous:
+            out[...] = conv_forward(x, weight, bias, geo)
+            return out, None
+        return conv_forward(x, weight, bias, geo, out=out), None
+
+
+class OneImagePointwise(_BatchOfOne):
+    """1x1, stride 1, no padding, one image: one GEMM into the output, then the bias (any map size)."""
+
+    name, op, path = "conv2d.one_image_pointwise", "conv2d", "pointwise"
+
+
+class OneImageDepthwise(_BatchOfOne):
+    """Depthwise (one output channel per input channel), one image: the direct kernel of conv_depthwise_direct."""
+
+    name, op, path = "conv2d.one_image_depthwise", "conv2d", "depthwise"
+
+
+class OneImageBands(_BatchOfOne):
+    """Any other geometry, one image: bands of output rows (conv_bands), shared over the threads."""
+
+    name, op, path = "conv2d.one_image_bands", "conv2d", "bands"
+
+
+_IM2COL = ChunkedIm2col()
