@@ -32,9 +32,12 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # as bench/run.py: idle B
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from cnnkit.functional import conv as conv_module  # noqa: E402
+from cnnkit import kernels  # noqa: E402
 from cnnkit.functional.conv_checks import conv_geometry  # noqa: E402
 from cnnkit.kernels import conv_infer  # noqa: E402
+
+# The conv2d kernels as they were before the one-image kernels: "old" runs the first of these that applies.
+EAGER_KERNELS = [k for k in kernels.registered("conv2d") if not k.name.startswith("conv2d.one_image")]
 
 # (network, count, in_channels, size, out_channels, kernel, stride, groups, activation); padding kernel // 2
 LAYERS = [
@@ -91,8 +94,9 @@ def _layer(channels, size, out_channels, kernel, stride, groups, activation, tor
     args = (x.shape, weight.shape, stride, kernel // 2, 1, groups)
     high = {"relu": np.inf, "relu6": 6.0}.get(activation)
 
-    def old():  # what an eager no_grad forward runs: the conv kernel with its bias, then a new activated array
-        y = conv_module.correlate(x, weight, conv_geometry(*args), bias)[0]
+    def old():  # an eager no_grad forward before conv_infer: the conv kernel with its bias, then the activation
+        geo = conv_geometry(*args)
+        y = next(k for k in EAGER_KERNELS if k.applies(geo)).correlate(x, weight, geo, bias)[0]
         return y if high is None else np.clip(y, 0, high)
 
     geo = conv_geometry(*args)

@@ -14,14 +14,17 @@ from .conv_bands import dense_bands
 from .conv_epilogue import ACTIVATIONS, finish_into
 from .conv_im2col import ChunkedIm2col, correlate_chunks
 from .conv_plan import plan_for
-from .threads import blas_threads, parallel_for
+from .threads import parallel_for
 
 __all__ = ["conv_forward", "path_for", "ACTIVATIONS", "OneImagePointwise", "OneImageDepthwise", "OneImageBands"]
 
 # Output elements per block of the 1x1 epilogue. (Tiling the 1x1 GEMM itself, so that the epilogue finds each
-# tile in cache, measured slower than one GEMM per image: the tiles either write strided rows of ``out`` or
+# tile in cache, measured slower than one GEMM per thread: the tiles either write strided rows of ``out`` or
 # go through scratch and a copy, either of which costs what the fused epilogue saves.)
 EPILOGUE_ELEMENTS = 1 << 16
+# Threads share a 1x1 output by ranges of pixels of at least this many (a GEMM that narrow still runs near
+# full speed), by ranges of output channels on smaller maps.
+MIN_PART_PIXELS = 256
 # Up to this many images the per-image paths run; a larger batch has enough samples for the chunked im2col
 # kernel to share over threads, and its per-chunk GEMMs are wider.
 MAX_BATCH = 4
@@ -78,29 +81,45 @@ def _check(x, weight, bias, geo, activation, out):
 
 
 def _pointwise(x, weight, bias, geo, activation, out):
-    """1x1, stride 1, no padding: out[n] = W @ x[n] per group, one GEMM straight into ``out`` (threaded by BLAS),
-    then the epilogue over blocks of rows shared by the threads."""
+    """1x1, stride 1, no padding: out[n, g] = act(W_g @ x[n, g] + b), GEMMs straight into ``out``, one part of
+    the output per thread (each GEMM on a one-thread BLAS), the epilogue on each part's rows after its GEMM."""
     xp = get_array_module()
     batch, groups, pixels = geo.batch, geo.groups, geo.out_size[0] * geo.out_size[1]
     k_group, c_group = geo.out_channels // groups, geo.in_channels // groups
     w_mat = weight.reshape(groups, k_group, c_group)
-    rows = out.reshape(batch, geo.out_channels, pixels)
-    for n in range(batch):
-        with blas_threads(get_num_threads()):
-            xp.matmul(w_mat, x[n].reshape(groups, c_group, pixels), out=rows[n].reshape(groups, k_group, pixels))
-    if bias is None and activation is None:
-        return
-    bias_column = None if bias is None else bias.reshape(-1, 1)
-    height = max(1, EPILOGUE_ELEMENTS // pixels)
-    blocks = [(n, first, min(geo.out_channels, first + height)) for n in range(batch)
-              for first in range(0, geo.out_channels, height)]
+    bias_column = None if bias is None else bias.reshape(groups, k_group, 1)
+    images = x.reshape(batch, groups, c_group, pixels)
+    outputs = out.reshape(batch, groups, k_group, pixels)
+    tasks = [(n, g, part) for n in range(batch) for g in range(groups)
+             for part in output_parts(k_group, pixels, batch * groups)]
 
-    def finish(block, work):
-        n, first, stop = block
-        part = rows[n, first:stop]
-        finish_into(part, part, None if bias_column is None else bias_column[first:stop], activation)
+    def run(task, work):
+        n, g, ((first, stop), (start, end)) = task
+        target = outputs[n, g, first:stop, start:end]
+        xp.matmul(w_mat[g, first:stop], images[n, g, :, start:end], out=target)
+        if bias is None and activation is None:
+            return
+        height = max(1, EPILOGUE_ELEMENTS // (end - start))
+        for top in range(first, stop, height):
+            rows = outputs[n, g, top:min(stop, top + height), start:end]
+            finish_into(rows, rows, None if bias_column is None else bias_column[g, top:top + rows.shape[0]],
+                        activation)
 
-    parallel_for(finish, blocks)
+    parallel_for(run, tasks)
+
+
+def output_parts(rows, pixels, blocks=1):
+    """[((first, stop) rows, (start, end) pixels)]: one part of an output (rows, pixels) per thread (with
+    ``blocks`` outputs side by side, enough parts for every thread): ranges of pixels, or ranges of rows on maps
+    too small to give each part MIN_PART_PIXELS."""
+    parts = -(-get_num_threads() // blocks)
+    if parts == 1:
+        return [((0, rows), (0, pixels))]
+    if pixels >= parts * MIN_PART_PIXELS:
+        width = -(-pixels // parts)
+        return [((0, rows), (start, min(pixels, start + width))) for start in range(0, pixels, width)]
+    height = -(-rows // min(rows, parts))
+    return [((first, min(rows, first + height)), (0, pixels)) for first in range(0, rows, height)]
 
 
 # ------------------------------------------------------------------------------------ kernels for the conv2d op
