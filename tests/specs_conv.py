@@ -220,15 +220,21 @@ def targeted_transpose_cases(draw, kind, small=False):
 
 
 def _one_image_window(draw, kind):
-    """(kernel, stride, dilation, per-side padding) of a one-image case: 1x1 with nothing else for 'pointwise'."""
+    """(groups, in channels, out channels, kernel, stride, dilation, per-side padding) of a one-image case: in =
+    out = groups for 'depthwise', 1x1 with nothing else for 'pointwise'."""
+    if kind == "depthwise":
+        groups = channels = out_channels = draw(st.integers(2, 4))
+    else:
+        groups = draw(st.sampled_from([1, 1, 2]))
+        channels, out_channels = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
     if kind == "pointwise":
-        return (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))
+        return groups, channels, out_channels, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))
     kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     sides = tuple((draw(st.integers(0, min(dilation[a] * (kernel[a] - 1), 2))),
                    draw(st.integers(0, min(dilation[a] * (kernel[a] - 1), 2)))) for a in range(2))
-    return kernel, stride, dilation, sides
+    return groups, channels, out_channels, kernel, stride, dilation, sides
 
 
 @st.composite
@@ -236,12 +242,7 @@ def one_image_conv2d_cases(draw, kind):
     """Batch-1 conv2d cases for the one-image kernels: 'pointwise' (1x1, stride 1, no padding, any map size),
     'depthwise' (one output channel per input channel; any stride, dilation, per-side padding), 'bands' (the
     rest: dense, grouped, depthwise with a channel multiplier)."""
-    if kind == "depthwise":
-        groups = channels = out_channels = draw(st.integers(2, 4))
-    else:
-        groups = draw(st.sampled_from([1, 1, 2]))
-        channels, out_channels = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
-    kernel, stride, dilation, sides = _one_image_window(draw, kind)
+    groups, channels, out_channels, kernel, stride, dilation, sides = _one_image_window(draw, kind)
     size = tuple(max(1, dilation[a] * (kernel[a] - 1) + 1 - sum(sides[a])) + draw(st.integers(0, 5)) for a in range(2))
     x, weight, bias = _conv_tensors(draw, 1, channels, out_channels, groups, size, kernel)
     common = {"stride": stride, "dilation": dilation, "groups": groups}
@@ -253,12 +254,7 @@ def one_image_conv2d_cases(draw, kind):
 def one_image_transpose_cases(draw, kind):
     """Batch-1 conv_transpose2d cases whose conv2d geometry (dY plays its input in backward) a one-image kernel
     serves: 'pointwise' (1x1, stride 1, no padding), 'depthwise' (in = out = groups), 'bands' (the rest)."""
-    if kind == "depthwise":
-        groups = channels = out_channels = draw(st.integers(2, 4))
-    else:
-        groups = draw(st.sampled_from([1, 1, 2]))
-        channels, out_channels = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
-    kernel, stride, _, sides = _one_image_window(draw, kind)
+    groups, channels, out_channels, kernel, stride, _, sides = _one_image_window(draw, kind)
     padding = tuple(min(sides[a]) for a in range(2))
     output_padding = tuple(draw(st.integers(0, stride[a] - 1)) for a in range(2))
     size = tuple(1 + max(0, -(-(2 * padding[a] - (kernel[a] - 1) - output_padding[a]) // stride[a]))
