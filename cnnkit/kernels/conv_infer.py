@@ -1,10 +1,23 @@
-"""Inference convolutions: y = act(W (*) x + b) in one call, fast for a batch of one.
+"""Inference convolutions: y = act(W (*) x + b) in one call, for a batch of one (and small batches).
 
 ``conv_forward(x, weight, bias, geo, activation, out)`` is the forward 2-D correlation of a compiled
-inference path (no gradient, no autograd): the bias and the activation ("relu", "relu6") are applied to
-each block of output rows right after the GEMM that wrote it, while the block is still in cache. Which
-code runs depends on the geometry (``path_for``); every geometry has one, the last being the chunked
-im2col kernel followed by the same per-block epilogue.
+inference path: no gradient, no autograd, the bias and the activation (None, "relu", "relu6") applied to each
+block of output right after the GEMM or multiply-adds that wrote it, while it is in cache, and the result
+written into ``out`` when given. ``path_for(geo)`` picks the code by a rule on the geometry alone:
+
+* 'pointwise': 1x1, stride 1, no padding. One GEMM per thread straight into ``out`` (each thread a range of
+  pixels, or of output channels on maps under 2 x MIN_PART_PIXELS), then the epilogue on its rows.
+* 'depthwise': one output channel per input channel (``conv_depthwise_direct``): an einsum over the padded
+  channels-last image from 64 channels, shifted multiply-adds on channels-first blocks below.
+* 'bands': every other geometry up to MAX_BATCH images (``conv_bands``): im2col of a band of output rows, one
+  GEMM, the epilogue, bands shared over the threads.
+* 'im2col': larger batches, the chunked im2col kernel (which shares samples over the threads), the
+  activation after it.
+
+The threads share each layer through cnnkit's pool with NumPy's BLAS on one thread each: no GEMM here is
+threaded by BLAS itself, which on a busy machine slowed single GEMMs tens of times (its threads wait for
+cores by spinning). The ``OneImage*`` kernels at the end register the first three paths for the conv2d op at
+batch 1, so an eager forward under ``no_grad`` runs them too.
 """
 from __future__ import annotations
 
@@ -70,6 +83,9 @@ def _check(x, weight, bias, geo, activation, out):
     """Clear errors for an activation this path does not fuse and an ``out`` it cannot write into."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"conv_forward: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
+        raise TypeError(f"conv_forward: input ({x.dtype}), weight ({weight.dtype}) and bias "
+                        f"({None if bias is None else bias.dtype}) must have the same dtype; convert them first")
     shape = (geo.batch, geo.out_channels) + tuple(geo.out_size)
     if tuple(x.shape) != (geo.batch, geo.in_channels) + tuple(geo.in_size):
         raise ValueError(f"conv_forward: input of shape {tuple(x.shape)} does not match the geometry's "
