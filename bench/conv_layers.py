@@ -32,54 +32,18 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # as bench/run.py: idle B
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from cnnkit.functional import conv as conv_module  # noqa: E402
+from cnnkit import kernels  # noqa: E402
 from cnnkit.functional.conv_checks import conv_geometry  # noqa: E402
 from cnnkit.kernels import conv_infer  # noqa: E402
 
-# (network, count, in_channels, size, out_channels, kernel, stride, groups, activation); padding kernel // 2
-LAYERS = [
-    ("resnet18", 1, 3, 224, 64, 7, 2, 1, "relu"),
-    ("resnet18", 4, 64, 56, 64, 3, 1, 1, "relu"),
-    ("resnet18", 1, 64, 56, 128, 3, 2, 1, "relu"),
-    ("resnet18", 1, 64, 56, 128, 1, 2, 1, None),
-    ("resnet18", 3, 128, 28, 128, 3, 1, 1, "relu"),
-    ("resnet18", 1, 128, 28, 256, 3, 2, 1, "relu"),
-    ("resnet18", 1, 128, 28, 256, 1, 2, 1, None),
-    ("resnet18", 3, 256, 14, 256, 3, 1, 1, "relu"),
-    ("resnet18", 1, 256, 14, 512, 3, 2, 1, "relu"),
-    ("resnet18", 1, 256, 14, 512, 1, 2, 1, None),
-    ("resnet18", 3, 512, 7, 512, 3, 1, 1, "relu"),
-    ("mobilenet_v2", 1, 3, 224, 32, 3, 2, 1, "relu6"),
-    ("mobilenet_v2", 1, 32, 112, 32, 3, 1, 32, "relu6"),
-    ("mobilenet_v2", 1, 32, 112, 16, 1, 1, 1, None),
-    ("mobilenet_v2", 1, 16, 112, 96, 1, 1, 1, "relu6"),
-    ("mobilenet_v2", 1, 96, 112, 96, 3, 2, 96, "relu6"),
-    ("mobilenet_v2", 1, 96, 56, 24, 1, 1, 1, None),
-    ("mobilenet_v2", 2, 24, 56, 144, 1, 1, 1, "relu6"),
-    ("mobilenet_v2", 1, 144, 56, 144, 3, 1, 144, "relu6"),
-    ("mobilenet_v2", 1, 144, 56, 24, 1, 1, 1, None),
-    ("mobilenet_v2", 1, 144, 56, 144, 3, 2, 144, "relu6"),
-    ("mobilenet_v2", 1, 144, 28, 32, 1, 1, 1, None),
-    ("mobilenet_v2", 3, 32, 28, 192, 1, 1, 1, "relu6"),
-    ("mobilenet_v2", 2, 192, 28, 192, 3, 1, 192, "relu6"),
-    ("mobilenet_v2", 2, 192, 28, 32, 1, 1, 1, None),
-    ("mobilenet_v2", 1, 192, 28, 192, 3, 2, 192, "relu6"),
-    ("mobilenet_v2", 1, 192, 14, 64, 1, 1, 1, None),
-    ("mobilenet_v2", 4, 64, 14, 384, 1, 1, 1, "relu6"),
-    ("mobilenet_v2", 4, 384, 14, 384, 3, 1, 384, "relu6"),
-    ("mobilenet_v2", 3, 384, 14, 64, 1, 1, 1, None),
-    ("mobilenet_v2", 1, 384, 14, 96, 1, 1, 1, None),
-    ("mobilenet_v2", 3, 96, 14, 576, 1, 1, 1, "relu6"),
-    ("mobilenet_v2", 2, 576, 14, 576, 3, 1, 576, "relu6"),
-    ("mobilenet_v2", 2, 576, 14, 96, 1, 1, 1, None),
-    ("mobilenet_v2", 1, 576, 14, 576, 3, 2, 576, "relu6"),
-    ("mobilenet_v2", 1, 576, 7, 160, 1, 1, 1, None),
-    ("mobilenet_v2", 3, 160, 7, 960, 1, 1, 1, "relu6"),
-    ("mobilenet_v2", 3, 960, 7, 960, 3, 1, 960, "relu6"),
-    ("mobilenet_v2", 2, 960, 7, 160, 1, 1, 1, None),
-    ("mobilenet_v2", 1, 960, 7, 320, 1, 1, 1, None),
-    ("mobilenet_v2", 1, 320, 7, 1280, 1, 1, 1, "relu6"),
-]
+# The conv2d kernels as they were before the one-image kernels: "old" runs the first of these that applies.
+EAGER_KERNELS = [k for k in kernels.registered("conv2d") if not k.name.startswith("conv2d.one_image")]
+
+# bench/conv_layers.txt: one layer shape a line, "#" lines are comments
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "conv_layers.txt")) as _table:
+    LAYER_LINES = [line.split() for line in _table if line.strip() and not line.startswith("#")]
+LAYERS = [(name, *map(int, numbers), None if activation == "-" else activation)
+          for name, *numbers, activation in LAYER_LINES]
 
 
 def _layer(channels, size, out_channels, kernel, stride, groups, activation, torch):
@@ -91,8 +55,9 @@ def _layer(channels, size, out_channels, kernel, stride, groups, activation, tor
     args = (x.shape, weight.shape, stride, kernel // 2, 1, groups)
     high = {"relu": np.inf, "relu6": 6.0}.get(activation)
 
-    def old():  # what an eager no_grad forward runs: the conv kernel with its bias, then a new activated array
-        y = conv_module.correlate(x, weight, conv_geometry(*args), bias)[0]
+    def old():  # an eager no_grad forward before conv_infer: the conv kernel with its bias, then the activation
+        geo = conv_geometry(*args)
+        y = next(k for k in EAGER_KERNELS if k.applies(geo)).correlate(x, weight, geo, bias)[0]
         return y if high is None else np.clip(y, 0, high)
 
     geo = conv_geometry(*args)

@@ -115,6 +115,8 @@ def test_bad_activation_and_bad_out_are_clear_errors():
         conv_infer.conv_forward(x, weight, None, geo, out=np.zeros((1, 3, 5, 5), np.float64))
     with pytest.raises(ValueError, match=r"input of shape \(1, 2, 6, 5\) does not match"):
         conv_infer.conv_forward(np.zeros((1, 2, 6, 5), np.float32), weight, None, geo)
+    with pytest.raises(TypeError, match=r"conv_forward: input \(float32\), weight \(float64\)"):
+        conv_infer.conv_forward(x, weight.astype(np.float64), None, geo)
 
 
 @pytest.mark.parametrize("limit", [1 << 30, 1], ids=["channels_first", "channels_last"])
@@ -123,3 +125,24 @@ def test_depthwise_both_layouts(monkeypatch, limit, path):
     monkeypatch.setattr(conv_depthwise_direct, "CHANNELS_LAST_MIN", limit)
     for dtype in (np.float32, np.float64):
         _check_case(PATH_CASES[path], dtype, True, "relu6", True, 3)
+
+
+@pytest.mark.parametrize("weight_shape, groups, expected", [
+    ((8, 4, 1, 1), 1, "conv2d.one_image_pointwise"),
+    ((4, 1, 3, 3), 4, "conv2d.one_image_depthwise"),
+    ((8, 4, 3, 3), 1, "conv2d.one_image_bands"),
+])
+def test_eager_batch_of_one_forward_runs_the_one_image_kernels(weight_shape, groups, expected):
+    """Under no_grad a batch of one takes conv_forward's paths through the kernel seam; a batch of two does not."""
+    from cnnkit import kernels
+    from cnnkit.autograd import no_grad
+
+    rng = np.random.default_rng(1)
+    weight, bias = rng.standard_normal(weight_shape), rng.standard_normal(weight_shape[0])
+    for batch in (1, 2):
+        x = rng.standard_normal((batch, 4, 9, 8))
+        with no_grad(), kernels.record_picks() as picks:
+            y = F.conv2d(Tensor(x), Tensor(weight), Tensor(bias), padding=weight_shape[2] // 2, groups=groups)
+        assert (picks == [expected]) is (batch == 1), picks
+        geo = conv_geometry(x.shape, weight_shape, 1, weight_shape[2] // 2, 1, groups)
+        np.testing.assert_allclose(y.data, _reference(x, weight, bias, geo, None), rtol=1e-10, atol=1e-10)

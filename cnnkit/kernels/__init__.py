@@ -15,7 +15,8 @@ pooling, adaptive max pooling). A conv kernel module holds one family: ``conv_im
 im2col GEMM and col2im), ``conv_pointwise`` (1x1 without im2col), ``conv_depthwise`` (banded matrices),
 ``conv_dual`` (stride-1 input gradient as a correlation), ``conv_polyphase`` (strided input gradient per
 phase); ``conv_plan`` holds their chunking and column layout, ``threads`` / ``workspace`` / ``copy`` the
-shared infrastructure.
+shared infrastructure. ``conv_infer`` is the inference convolution (bias and activation fused, a batch of one:
+``conv_bands``, ``conv_depthwise_direct``, ``conv_epilogue``); its one-image kernels also serve conv2d.
 """
 from __future__ import annotations
 

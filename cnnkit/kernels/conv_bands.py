@@ -15,9 +15,12 @@ from .copy import assign
 from .threads import parallel_for
 from .workspace import Workspace
 
-# Output pixels per band: GEMMs this wide run near BLAS's full speed, while a band's columns (C*kh*kw x
-# this many floats) still fit in a core's L2 cache for the widths of common networks.
-BAND_PIXELS = 512
+# Output pixels per band: wider bands measured faster up to about this many on ResNet-18's layers (fewer BLAS
+# calls and epilogue passes), no faster beyond. Bands with few column rows (C/groups * kh * kw, a first layer
+# on 3 channels) grow to about BAND_ELEMENTS column elements: their GEMMs are cheap and the per-band costs
+# are not.
+BAND_PIXELS = 2048
+BAND_ELEMENTS = 1 << 17
 
 
 def padded_images(x, pads, slack=0):
@@ -43,11 +46,11 @@ def padded_images(x, pads, slack=0):
     return padded, flat
 
 
-def row_bands(rows, row_pixels, images=1, target=BAND_PIXELS):
+def row_bands(rows, row_pixels, images=1, target=None):
     """(first, stop) bands of ``rows`` output rows, about ``target`` pixels each; with ``images`` images side by
     side, enough bands for every thread, and a band count per image that shares evenly over the threads."""
     threads = get_num_threads()
-    count = max(-(-rows * row_pixels // target), -(-threads // images))
+    count = max(-(-rows * row_pixels // (target or BAND_PIXELS)), -(-threads // images))
     if threads > 1:
         count = -(-(-(-images * count // threads) * threads) // images)
     size = -(-rows // min(rows, count))
@@ -70,7 +73,8 @@ def dense_bands(x, weight, bias, geo, activation, out):
         strides=(n_stride, c_stride, h_stride * dh, w_stride * dw, h_stride * sh, w_stride * sw), writeable=False)
     w_mat = xp.ascontiguousarray(weight.reshape(groups, out_channels // groups, inner))
     bias_column = None if bias is None else bias.reshape(groups, out_channels // groups, 1, 1)
-    tasks = [(n, band) for n in range(batch) for band in row_bands(out_h, out_w, batch)]
+    bands = row_bands(out_h, out_w, batch, target=max(BAND_PIXELS, BAND_ELEMENTS // inner))
+    tasks = [(n, band) for n in range(batch) for band in bands]
 
     def run(task, work):
         n, (first, stop) = task
