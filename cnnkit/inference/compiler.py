@@ -12,8 +12,8 @@ class Program:
     """The compiled call for one input shape: copy the input in, run the steps, copy the output out.
 
     ``names`` lists each step's op with its fusions (e.g. "Conv2d+BatchNorm+relu"; "(recorded forward)" marks
-    an op run by its own Function), ``buffer_bytes``
-    the memory of the planned buffers (weights and the kernels' own scratch not counted).
+    an op run by its own Function); ``buffer_bytes`` is the memory of the planned buffers (weights and the
+    kernels' own scratch not counted).
     """
 
     __slots__ = ("input", "output", "steps", "names", "buffer_bytes")
@@ -43,8 +43,9 @@ def compile_trace(x, output, ops):
     steps, names = [], []
     for index, node in enumerate(graph.nodes):
         inputs = [arrays[item.value] if isinstance(item, Ref) else item for item in node.inputs]
-        if node.output in views:
-            arrays[node.output] = inputs[0].reshape(node.shape)
+        view = inputs[0].reshape(node.shape) if node.output in views else None
+        if view is not None and get_array_module().shares_memory(view, inputs[0]):
+            arrays[node.output] = view
         elif not node.refs():  # reads no value: the same on every call
             arrays[node.output] = evaluate(node, inputs)
         else:
