@@ -29,13 +29,14 @@ def _reference(x, weight, bias, geo, activation):
 
 
 @st.composite
-def geometries(draw):
-    """(x shape, weight shape, stride, pads, dilation, groups): dense, grouped, depthwise, 1x1, strided, dilated."""
-    kind = draw(st.sampled_from(["dense", "dense", "pointwise", "depthwise", "grouped"]))
+def geometries(draw, kinds=("dense", "dense", "pointwise", "depthwise", "grouped"), multipliers=(1, 1, 2)):
+    """(x shape, weight shape, stride, pads, dilation, groups): dense, grouped, depthwise (channel multiplier
+    from ``multipliers``), 1x1, strided, dilated."""
+    kind = draw(st.sampled_from(kinds))
     batch = draw(st.integers(1, 3))
     if kind == "depthwise":
         channels = groups = draw(st.integers(2, 9))
-        out_channels = channels * draw(st.sampled_from([1, 1, 2]))
+        out_channels = channels * draw(st.sampled_from(multipliers))
     elif kind == "grouped":
         groups = draw(st.integers(2, 3))
         channels, out_channels = groups * draw(st.integers(1, 4)), groups * draw(st.integers(1, 4))
@@ -123,11 +124,14 @@ def test_bad_activation_and_bad_out_are_clear_errors():
 
 
 @settings(max_examples=40, deadline=None)
-@given(geometries(), st.sampled_from([np.float32, np.float64]), st.sampled_from(conv_infer.ACTIVATIONS),
-       st.integers(0, 2**31 - 1))
+@given(geometries(kinds=("depthwise",), multipliers=(1,)), st.sampled_from([np.float32, np.float64]),
+       st.sampled_from(conv_infer.ACTIVATIONS), st.integers(0, 2**31 - 1))
 def test_depthwise_path_on_random_geometries(case, dtype, activation, seed):
-    """The einsum path on the random depthwise geometries (too few channels to take it by its own rule)."""
+    """The einsum path on random depthwise geometries (too few channels to take it by its own rule)."""
     with mock.patch.object(conv_depthwise_direct, "MIN_CHANNELS", 1):
+        x_shape, w_shape, stride, pads, dilation, groups = case
+        path = conv_infer.path_for(conv_geometry(x_shape, w_shape, stride, pads, dilation, groups))
+        assert path == "depthwise" or (path == "pointwise" and w_shape[2:] == (1, 1))
         _check_case(case, dtype, True, activation, True, seed)
 
 
