@@ -221,9 +221,9 @@ def targeted_transpose_cases(draw, kind, small=False):
 
 def _one_image_window(draw, kind):
     """(groups, in channels, out channels, kernel, stride, dilation, per-side padding) of a one-image case: in =
-    out = groups for 'depthwise', 1x1 with nothing else for 'pointwise'."""
+    out = groups for 'depthwise' (64 or more, the kernel's rule), 1x1 with nothing else for 'pointwise'."""
     if kind == "depthwise":
-        groups = channels = out_channels = draw(st.integers(2, 4))
+        groups = channels = out_channels = draw(st.integers(64, 66))
     else:
         groups = draw(st.sampled_from([1, 1, 2]))
         channels, out_channels = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
@@ -240,8 +240,8 @@ def _one_image_window(draw, kind):
 @st.composite
 def one_image_conv2d_cases(draw, kind):
     """Batch-1 conv2d cases for the one-image kernels: 'pointwise' (1x1, stride 1, no padding, any map size),
-    'depthwise' (one output channel per input channel; any stride, dilation, per-side padding), 'bands' (the
-    rest: dense, grouped, depthwise with a channel multiplier)."""
+    'depthwise' (one output channel per input channel, 64+ channels; any stride, dilation, per-side padding),
+    'bands' (the rest: dense, grouped)."""
     groups, channels, out_channels, kernel, stride, dilation, sides = _one_image_window(draw, kind)
     size = tuple(max(1, dilation[a] * (kernel[a] - 1) + 1 - sum(sides[a])) + draw(st.integers(0, 5)) for a in range(2))
     x, weight, bias = _conv_tensors(draw, 1, channels, out_channels, groups, size, kernel)

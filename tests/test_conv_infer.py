@@ -1,6 +1,8 @@
 """kernels.conv_infer.conv_forward against the reference conv2d (+ bias, + relu / relu6), every geometry and path."""
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -27,13 +29,14 @@ def _reference(x, weight, bias, geo, activation):
 
 
 @st.composite
-def geometries(draw):
-    """(x shape, weight shape, stride, pads, dilation, groups): dense, grouped, depthwise, 1x1, strided, dilated."""
-    kind = draw(st.sampled_from(["dense", "dense", "pointwise", "depthwise", "grouped"]))
+def geometries(draw, kinds=("dense", "dense", "pointwise", "depthwise", "grouped"), multipliers=(1, 1, 2)):
+    """(x shape, weight shape, stride, pads, dilation, groups): dense, grouped, depthwise (channel multiplier
+    from ``multipliers``), 1x1, strided, dilated."""
+    kind = draw(st.sampled_from(kinds))
     batch = draw(st.integers(1, 3))
     if kind == "depthwise":
         channels = groups = draw(st.integers(2, 9))
-        out_channels = channels * draw(st.sampled_from([1, 1, 2]))
+        out_channels = channels * draw(st.sampled_from(multipliers))
     elif kind == "grouped":
         groups = draw(st.integers(2, 3))
         channels, out_channels = groups * draw(st.integers(1, 4)), groups * draw(st.integers(1, 4))
@@ -85,9 +88,10 @@ def test_matches_reference_conv2d(case, dtype, use_bias, activation, use_out, se
 PATH_CASES = {
     "pointwise": ((1, 16, 20, 20), (24, 16, 1, 1), 1, ((0, 0), (0, 0)), 1, 1),
     "pointwise_grouped": ((2, 8, 30, 20), (12, 4, 1, 1), 1, ((0, 0), (0, 0)), 1, 2),
-    "depthwise": ((1, 16, 23, 21), (16, 1, 3, 3), 1, ((1, 1), (1, 1)), 1, 16),
-    "depthwise_strided": ((2, 12, 24, 19), (12, 1, 3, 3), 2, ((1, 1), (0, 1)), 1, 12),
-    "depthwise_dilated": ((1, 5, 17, 16), (5, 1, 3, 5), (3, 2), ((2, 0), (1, 3)), (2, 3), 5),
+    "depthwise": ((1, 64, 13, 11), (64, 1, 3, 3), 1, ((1, 1), (1, 1)), 1, 64),
+    "depthwise_strided": ((2, 70, 14, 9), (70, 1, 3, 3), 2, ((1, 1), (0, 1)), 1, 70),
+    "depthwise_dilated": ((1, 65, 17, 16), (65, 1, 3, 5), (3, 2), ((2, 0), (1, 3)), (2, 3), 65),
+    "bands_depthwise": ((1, 16, 23, 21), (16, 1, 3, 3), 1, ((1, 1), (1, 1)), 1, 16),
     "bands": ((1, 3, 40, 37), (8, 3, 7, 7), 2, ((3, 3), (3, 3)), 1, 1),
     "bands_grouped": ((3, 6, 9, 7), (4, 3, 2, 3), (2, 1), ((1, 0), (0, 2)), (1, 2), 2),
     "im2col": ((6, 3, 9, 7), (4, 3, 2, 3), (2, 1), ((1, 0), (0, 2)), (1, 2), 1),
@@ -119,18 +123,23 @@ def test_bad_activation_and_bad_out_are_clear_errors():
         conv_infer.conv_forward(x, weight.astype(np.float64), None, geo)
 
 
-@pytest.mark.parametrize("limit", [1 << 30, 1], ids=["channels_first", "channels_last"])
-@pytest.mark.parametrize("path", ["depthwise", "depthwise_strided", "depthwise_dilated"])
-def test_depthwise_both_layouts(monkeypatch, limit, path):
-    monkeypatch.setattr(conv_depthwise_direct, "CHANNELS_LAST_MIN", limit)
-    for dtype in (np.float32, np.float64):
-        _check_case(PATH_CASES[path], dtype, True, "relu6", True, 3)
+@settings(max_examples=40, deadline=None)
+@given(geometries(kinds=("depthwise",), multipliers=(1,)), st.sampled_from([np.float32, np.float64]),
+       st.sampled_from(conv_infer.ACTIVATIONS), st.integers(0, 2**31 - 1))
+def test_depthwise_path_on_random_geometries(case, dtype, activation, seed):
+    """The einsum path on random depthwise geometries (too few channels to take it by its own rule)."""
+    with mock.patch.object(conv_depthwise_direct, "MIN_CHANNELS", 1):
+        x_shape, w_shape, stride, pads, dilation, groups = case
+        path = conv_infer.path_for(conv_geometry(x_shape, w_shape, stride, pads, dilation, groups))
+        assert path == "depthwise" or (path == "pointwise" and w_shape[2:] == (1, 1))
+        _check_case(case, dtype, True, activation, True, seed)
 
 
 @pytest.mark.parametrize("weight_shape, groups, expected", [
     ((8, 4, 1, 1), 1, "conv2d.one_image_pointwise"),
-    ((4, 1, 3, 3), 4, "conv2d.one_image_depthwise"),
+    ((64, 1, 3, 3), 64, "conv2d.one_image_depthwise"),
     ((8, 4, 3, 3), 1, "conv2d.one_image_bands"),
+    ((4, 1, 3, 3), 4, "conv2d.one_image_bands"),  # depthwise on few channels
 ])
 def test_eager_batch_of_one_forward_runs_the_one_image_kernels(weight_shape, groups, expected):
     """Under no_grad a batch of one takes conv_forward's paths through the kernel seam; a batch of two does not."""
@@ -140,7 +149,7 @@ def test_eager_batch_of_one_forward_runs_the_one_image_kernels(weight_shape, gro
     rng = np.random.default_rng(1)
     weight, bias = rng.standard_normal(weight_shape), rng.standard_normal(weight_shape[0])
     for batch in (1, 2):
-        x = rng.standard_normal((batch, 4, 9, 8))
+        x = rng.standard_normal((batch, weight_shape[1] * groups, 9, 8))
         with no_grad(), kernels.record_picks() as picks:
             y = F.conv2d(Tensor(x), Tensor(weight), Tensor(bias), padding=weight_shape[2] // 2, groups=groups)
         assert (picks == [expected]) is (batch == 1), picks

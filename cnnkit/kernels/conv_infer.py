@@ -7,10 +7,10 @@ written into ``out`` when given. ``path_for(geo)`` picks the code by a rule on t
 
 * 'pointwise': 1x1, stride 1, no padding. One GEMM per thread straight into ``out`` (each thread a range of
   pixels, or of output channels on maps under 2 x MIN_PART_PIXELS), then the epilogue on its rows.
-* 'depthwise': one output channel per input channel (``conv_depthwise_direct``): an einsum over the padded
-  channels-last image from 64 channels, shifted multiply-adds on channels-first blocks below.
+* 'depthwise': one output channel per input channel, 64+ channels, maps of at most 56x56
+  (``conv_depthwise_direct.applies``): one einsum over a padded channels-last copy per band of rows.
 * 'bands': every other geometry up to MAX_BATCH images (``conv_bands``): im2col of a band of output rows, one
-  GEMM, the epilogue, bands shared over the threads.
+  GEMM (a batch of GEMVs for depthwise), the epilogue, bands shared over the threads.
 * 'im2col': larger batches, the chunked im2col kernel (which shares samples over the threads), the
   activation after it.
 
@@ -44,8 +44,7 @@ MAX_BATCH = 4
 
 
 def path_for(geo):
-    """The code that runs ``geo``: 'pointwise' (1x1, stride 1, no padding), 'depthwise' (one output channel per
-    input channel), 'bands' (any other geometry, up to MAX_BATCH images) or 'im2col' (larger batches)."""
+    """The code that runs ``geo``: 'pointwise', 'depthwise', 'bands' or 'im2col' (see the module docstring)."""
     if geo.batch > MAX_BATCH:
         return "im2col"
     if (geo.kernel == (1, 1) and geo.stride == (1, 1) and not any(geo.pads[0]) and not any(geo.pads[1])
