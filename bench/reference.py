@@ -115,6 +115,7 @@ CONFIGS = {
     "resnet18_cifar": ({"num_classes": 10, "small_input": True}, {"num_classes": 10, "small_input": True}),
     "mobilenet_v2_cifar": ({"num_classes": 10, "small_input": True}, {"num_classes": 10, "small_input": True}),
     "resnet18": ({"num_classes": 1000}, {"num_classes": 1000}),
+    "mobilenet_v2": ({"num_classes": 1000}, {"num_classes": 1000}),
 }
 
 

@@ -2,8 +2,10 @@
 
     python bench/run.py [--threads 2] [--repeat 5] [--rounds 2] [--filter conv] [--json results.json]
 
-Every case is a function ``build(torch) -> (cnnkit_callable, torch_callable)`` registered with
-``@case(name)``; a case whose op cnnkit does not have yet returns ``None`` and prints "n/a".
+Every case is a function ``build(torch) -> (cnnkit_callable, torch_callable[, onnxruntime_callable])``
+registered with ``@case(name)``; a case whose op cnnkit does not have yet returns ``None`` and prints "n/a".
+The inference cases run cnnkit through ``cnnkit.inference.freeze`` and, when onnxruntime is installed, also
+cnnkit's ONNX export of the same model in an onnxruntime session with the same thread count (third column).
 Each callable is warmed up, then run ``--repeat`` times back to back, in ``--rounds`` (2) rounds per library;
 the minimum is reported (the least noisy estimate on a shared machine).
 """
@@ -52,6 +54,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import cnnkit  # noqa: E402
 import cnnkit.backend  # noqa: E402
 import cnnkit.functional as F  # noqa: E402
+from cnnkit.inference import freeze  # noqa: E402
 from cnnkit.nn.utils import fuse  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -192,16 +195,19 @@ def _labels(batch, classes=10, seed=4):
     return np.random.default_rng(seed).integers(0, classes, size=batch).astype(np.int64)
 
 
-def _check_same_logits(torch, ours, theirs, image):
-    """Both models in eval mode must give the same logits on ``image`` (the weights were copied)."""
+def _check_same_logits(torch, ours, theirs, image, frozen=None):
+    """Both models in eval mode (and ``frozen``, given) must give the same logits on ``image`` (same weights)."""
     ours.eval()
     theirs.eval()
     with cnnkit.no_grad(), torch.no_grad():
         expected = theirs(torch.from_numpy(image.copy())).numpy()
-        got = ours(cnnkit.tensor(image.copy())).numpy()
+        outputs = [ours(cnnkit.tensor(image.copy())).numpy()]
+    if frozen is not None:
+        outputs.append(frozen(image.copy()))
     scale = max(1.0, float(np.abs(expected).max()))
-    if not np.allclose(got, expected, rtol=1e-3, atol=1e-3 * scale):
-        raise RuntimeError(f"cnnkit and torch logits differ by {float(np.abs(got - expected).max()):.3g}")
+    for got in outputs:
+        if not np.allclose(got, expected, rtol=1e-3, atol=1e-3 * scale):
+            raise RuntimeError(f"cnnkit and torch logits differ by {float(np.abs(got - expected).max()):.3g}")
 
 
 def _training_case(name, config, batch, image_shape):
@@ -233,30 +239,48 @@ def _training_case(name, config, batch, image_shape):
         return ours_step, theirs_step
 
 
+def _onnxruntime_forward(model, image, threads):
+    """A callable running cnnkit's ONNX export of ``model`` on ``image`` in onnxruntime, or None without it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    import tempfile
+
+    import cnnkit.onnx
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = cnnkit.onnx.export(model, image.shape[1:], os.path.join(folder, "model.onnx"))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: image.copy()}
+    return lambda: session.run(None, feed)
+
+
 def _inference_case(name, config, image_shape):
     @case(name)
     def build(torch):
         ours, theirs, _ = reference.matched_pair(torch, config)
-        fuse(ours)  # BatchNorm + ReLU pairs as one op, as the trainer runs them
         image = _data((1,) + image_shape)
-        _check_same_logits(torch, ours, theirs, image)
-        x, x_torch = cnnkit.tensor(image.copy()), torch.from_numpy(image.copy())
-
-        def ours_forward():
-            with cnnkit.no_grad():
-                ours(x)
+        frozen = freeze(ours, image)  # BatchNorm folded into the convs, ReLUs fused, buffers planned
+        _check_same_logits(torch, ours, theirs, image, frozen)
+        x_torch = torch.from_numpy(image.copy())
 
         def theirs_forward():
             with torch.no_grad():
                 theirs(x_torch)
 
-        return ours_forward, theirs_forward
+        return lambda: frozen(image), theirs_forward, _onnxruntime_forward(ours, image, ARGS.threads)
+
+    return build
 
 
 _training_case("train step LeNet-5 b128 1x28x28 SGD momentum", "lenet5", 128, (1, 28, 28))
 _training_case("train step ResNet-18 CIFAR b64 3x32x32 SGD momentum", "resnet18_cifar", 64, (3, 32, 32))
 _training_case("train step MobileNet-v2 CIFAR b64 3x32x32 SGD momentum", "mobilenet_v2_cifar", 64, (3, 32, 32))
 _inference_case("inference ResNet-18 1x3x224x224", "resnet18", (3, 224, 224))
+_inference_case("inference MobileNet-v2 1x3x224x224", "mobilenet_v2", (3, 224, 224))
 _inference_case("inference LeNet-5 one digit 1x1x28x28", "lenet5", (1, 28, 28))
 
 MEMORY_CASE = "peak RSS growth (MiB) train step ResNet-18 CIFAR b64"
@@ -327,15 +351,21 @@ def _best_time(fn, repeat):
     return best * 1e3
 
 
-def _best_times(ours, theirs, repeat, rounds=2):
+def _best_times(callables, repeat, rounds=2):
+    """The minimum time of each callable (None stays None), ``rounds`` blocks of ``repeat`` runs each."""
     # Back-to-back runs of one library, not alternation: interleaving lets each side's cache and
     # thread-pool state disturb the other (torch's OpenMP pool in particular measured ~1.6x slower).
     # Several rounds, so that a burst of background load during one block does not decide the result.
-    best_ours = best_theirs = float("inf")
+    best = [None if fn is None else float("inf") for fn in callables]
     for _ in range(rounds):
-        best_ours = min(best_ours, _best_time(ours, repeat))
-        best_theirs = min(best_theirs, _best_time(theirs, repeat))
-    return best_ours, best_theirs
+        for index, fn in enumerate(callables):
+            if fn is not None:
+                best[index] = min(best[index], _best_time(fn, repeat))
+    return best
+
+
+def _ort_columns(ours_ms, ort_ms):
+    return f"  {ort_ms:10.2f}  {ours_ms / ort_ms:8.2f}" if ort_ms is not None else ""
 
 
 def run(args):
@@ -352,7 +382,7 @@ def run(args):
           f"threadpoolctl {'used' if THREADPOOLCTL else 'not installed (env vars only)'}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     width = max([len(name) for name, _ in selected] + [len(MEMORY_CASE) if show_memory else 4])
-    print(f"{'case':<{width}}  {'cnnkit ms':>10}  {'torch ms':>10}  {'ratio':>6}")
+    print(f"{'case':<{width}}  {'cnnkit ms':>10}  {'torch ms':>10}  {'ratio':>6}  {'ort ms':>10}  {'/ort':>8}")
     results = []
     for name, build in selected:
         callables = build(torch)
@@ -361,15 +391,19 @@ def run(args):
             results.append({"case": name, "cnnkit_ms": None, "torch_ms": None, "ratio": None})
             continue
         try:
-            ours_ms, theirs_ms = _best_times(*callables, args.repeat, args.rounds)
+            ours_ms, theirs_ms, *ort = _best_times(callables, args.repeat, args.rounds)
         except Exception as error:  # one broken op must not hide the other rows
             print(f"{name:<{width}}  {'error':>10}  {'':>10}  {'':>6}  {type(error).__name__}: {error}")
             results.append({"case": name, "cnnkit_ms": None, "torch_ms": None, "ratio": None,
                             "error": f"{type(error).__name__}: {error}"})
             continue
-        ratio = ours_ms / theirs_ms
-        print(f"{name:<{width}}  {ours_ms:10.2f}  {theirs_ms:10.2f}  {ratio:6.2f}", flush=True)
-        results.append({"case": name, "cnnkit_ms": ours_ms, "torch_ms": theirs_ms, "ratio": ratio})
+        ratio, ort_ms = ours_ms / theirs_ms, (ort or [None])[0]
+        print(f"{name:<{width}}  {ours_ms:10.2f}  {theirs_ms:10.2f}  {ratio:6.2f}{_ort_columns(ours_ms, ort_ms)}",
+              flush=True)
+        row = {"case": name, "cnnkit_ms": ours_ms, "torch_ms": theirs_ms, "ratio": ratio}
+        if ort_ms is not None:
+            row.update(ort_ms=ort_ms, ratio_ort=ours_ms / ort_ms)
+        results.append(row)
     if show_memory:
         # each library in its own fresh process: RSS growth is only comparable from a clean start
         ours_mib, theirs_mib = _memory_growth("cnnkit", args.threads), _memory_growth("torch", args.threads)

@@ -19,6 +19,7 @@ _LAZY_SUBPACKAGES = frozenset({
     "data",        # data sets, transforms and the DataLoader
     "distributed", # data-parallel training over MPI (needs the mpi extra for several processes)
     "functional",  # the ops on tensors (torch.nn.functional)
+    "inference",   # freeze(model, example): a compiled eval-mode forward (BN folded, buffers planned)
     "io",          # checkpoints, safetensors weights, the torch bridge
     "kernels",     # the fast paths beside the reference ops
     "models",      # the model zoo and its registry

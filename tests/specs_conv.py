@@ -219,6 +219,53 @@ def targeted_transpose_cases(draw, kind, small=False):
                                     "groups": groups, "dilation": (1, 1)})
 
 
+def _one_image_window(draw, kind):
+    """(groups, in channels, out channels, kernel, stride, dilation, per-side padding) of a one-image case: in =
+    out = groups for 'depthwise' (64 or more, the kernel's rule), 1x1 with nothing else for 'pointwise'."""
+    if kind == "depthwise":
+        groups = channels = out_channels = draw(st.integers(64, 66))
+    else:
+        groups = draw(st.sampled_from([1, 1, 2]))
+        channels, out_channels = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    if kind == "pointwise":
+        return groups, channels, out_channels, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    sides = tuple((draw(st.integers(0, min(dilation[a] * (kernel[a] - 1), 2))),
+                   draw(st.integers(0, min(dilation[a] * (kernel[a] - 1), 2)))) for a in range(2))
+    return groups, channels, out_channels, kernel, stride, dilation, sides
+
+
+@st.composite
+def one_image_conv2d_cases(draw, kind):
+    """Batch-1 conv2d cases for the one-image kernels: 'pointwise' (1x1, stride 1, no padding, any map size),
+    'depthwise' (one output channel per input channel, 64+ channels; any stride, dilation, per-side padding),
+    'bands' (the rest: dense, grouped)."""
+    groups, channels, out_channels, kernel, stride, dilation, sides = _one_image_window(draw, kind)
+    size = tuple(max(1, dilation[a] * (kernel[a] - 1) + 1 - sum(sides[a])) + draw(st.integers(0, 5)) for a in range(2))
+    x, weight, bias = _conv_tensors(draw, 1, channels, out_channels, groups, size, kernel)
+    common = {"stride": stride, "dilation": dilation, "groups": groups}
+    torch_pads = (sides[1][0], sides[1][1], sides[0][0], sides[0][1])
+    return Case([x, weight, bias], {"padding": sides, **common}, torch_kwargs={"pads": torch_pads, **common})
+
+
+@st.composite
+def one_image_transpose_cases(draw, kind):
+    """Batch-1 conv_transpose2d cases whose conv2d geometry (dY plays its input in backward) a one-image kernel
+    serves: 'pointwise' (1x1, stride 1, no padding), 'depthwise' (in = out = groups), 'bands' (the rest)."""
+    groups, channels, out_channels, kernel, stride, _, sides = _one_image_window(draw, kind)
+    padding = tuple(min(sides[a]) for a in range(2))
+    output_padding = tuple(draw(st.integers(0, stride[a] - 1)) for a in range(2))
+    size = tuple(1 + max(0, -(-(2 * padding[a] - (kernel[a] - 1) - output_padding[a]) // stride[a]))
+                 + draw(st.integers(0, 3)) for a in range(2))
+    x = _data(draw, (1, channels) + size)
+    weight = _data(draw, (channels, out_channels // groups) + kernel)
+    bias = _data(draw, (out_channels,)) if draw(st.booleans()) else None
+    return Case([x, weight, bias], {"stride": stride, "padding": padding, "output_padding": output_padding,
+                                    "groups": groups, "dilation": (1, 1)})
+
+
 def _kernel_cases(targeted, any_cases, transpose=False):
     """kernel name -> cases it applies to, for every conv kernel (the chunked im2col / col2im take any case)."""
     cases = {
@@ -226,6 +273,8 @@ def _kernel_cases(targeted, any_cases, transpose=False):
         "conv2d.pointwise": targeted("pointwise"), "conv2d_input_grad.dual": targeted("dual"),
         "conv2d_input_grad.polyphase": targeted("polyphase"), "channel_sum.gemv": any_cases.map(_with_bias),
     }
+    one_image = one_image_transpose_cases if transpose else one_image_conv2d_cases
+    cases.update({f"conv2d.one_image_{kind}": one_image(kind) for kind in ("pointwise", "depthwise", "bands")})
     if not transpose:
         cases["conv2d_backward.dual"] = targeted("dual")
     return cases

@@ -16,7 +16,7 @@ LAYERS = [
     {"functional"},
     {"nn"},
     {"models"},
-    {"analysis", "optim", "data", "train", "io", "onnx", "viz", "distributed"},
+    {"analysis", "optim", "data", "train", "io", "onnx", "viz", "distributed", "inference"},
     {"cli", "web"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

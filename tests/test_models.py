@@ -7,13 +7,12 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
+from zoo_init import skip_init as _skip_init
 
 import cnnkit
 from cnnkit import functional as F
 from cnnkit.analysis.shapes_only import shapes_only
-from cnnkit.models import _init as models_init
 from cnnkit.models import create, list_models
-from cnnkit.nn import init as nn_init
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn
@@ -89,20 +88,6 @@ def _sgd_step(model, learning_rate=0.01):
     scale = learning_rate / max(1.0, norm)
     for param in model.parameters():
         param.data -= scale * param.grad
-
-
-def _skip_init(monkeypatch):
-    """Replace the random initialisers by zero fills: for checks of counts, keys and shapes only.
-
-    Drawing VGG's 120M random weights costs seconds per model; CI has 2 cores for the whole suite.
-    """
-    def fill(tensor, *args, **kwargs):
-        tensor.data[...] = 0  # Conv2d allocates its weight uninitialised
-        return tensor
-
-    for module, name in ((nn_init, "uniform_"), (nn_init, "normal_"), (nn_init, "trunc_normal_"),
-                         (models_init, "normal_")):
-        monkeypatch.setattr(module, name, fill)
 
 
 def _fast_random_init(model, seed=0):

@@ -8,6 +8,8 @@ import onnx
 import onnxruntime
 import pytest
 from test_models import TORCHVISION_LAYOUTS, _randomise_batch_norm, _skip_init
+from zoo_init import cheap_random_init as _cheap_random_init
+from zoo_init import randomise_statistics as _randomise_statistics
 
 import cnnkit
 from cnnkit import functional as F
@@ -26,40 +28,6 @@ SIZES = {"alexnet": 64, "nin": 72, "lenet5": 28}
 
 def _relative_error(got, expected):
     return float(np.abs(got - expected).max() / np.abs(expected).max())
-
-
-def _cheap_random_init(model, seed=0):
-    """Weights ~ N(0, 1/fan_in) tiled from one 2**20-value draw (VGG's 120M values would take seconds),
-    biases small, BatchNorm running statistics away from (0, 1) so an export mixing them up is caught."""
-    rng = np.random.default_rng(seed)
-    base = rng.standard_normal(1 << 20, dtype=np.float32)
-    for name, param in model.named_parameters():
-        data = param.data
-        if data.ndim > 1:
-            _tile_into(data.reshape(-1), base / np.float32(np.sqrt(data[0].size)))
-        elif not name.endswith("weight"):
-            data[...] = 0.01 * rng.standard_normal(data.shape)
-    _randomise_statistics(model, seed + 1)
-
-
-def _tile_into(flat, values):
-    """Fill ``flat`` with repeats of ``values`` by doubling copies (one pass over the memory)."""
-    filled = min(flat.size, values.size)
-    flat[:filled] = values[:filled]
-    while filled < flat.size:
-        step = min(filled, flat.size - filled)
-        flat[filled:filled + step] = flat[:step]
-        filled += step
-
-
-def _randomise_statistics(model, seed=1):
-    """Non-trivial BatchNorm running statistics, so that an export mixing up mean and var is caught."""
-    rng = np.random.default_rng(seed)
-    for name, buffer in model.named_buffers():
-        if name.endswith("running_mean"):
-            buffer.data[...] = 0.1 * rng.standard_normal(buffer.shape)
-        elif name.endswith("running_var"):
-            buffer.data[...] = 0.75 + 0.5 * rng.random(buffer.shape)
 
 
 def _session(path):

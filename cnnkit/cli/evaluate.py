@@ -5,8 +5,8 @@ import argparse
 import sys
 
 from .. import data
+from ..inference import freeze
 from ..io import load_model, read_metadata, resolve_checkpoint
-from ..nn.utils import fuse
 from ..train import evaluate, format_confusion_matrix
 from ..train.pipeline import describe_data, normalizing_transform
 from . import numbers
@@ -52,7 +52,7 @@ def run_command(args):
         data_dir = args.data_dir or (config.get("data_dir") if dataset == config.get("dataset") else None)
         split = args.split or (config.get("val_split") if dataset == config.get("dataset") else None) or "test"
         description = saved_data if saved_data.get("mean") else describe_data(dataset, data_dir)
-        model = fuse(load_model(path))
+        model = load_model(path)
         drawn = {"image_size": description["image_size"]} if dataset == "shapes" and description.get("resize") else {}
         dataset_split = data.load_dataset(dataset, root=data_dir, split=split,
                                           transform=normalizing_transform(description), download=True, **drawn)
@@ -63,7 +63,7 @@ def run_command(args):
             trained_on = config.get("dataset") or saved_data.get("dataset") or "another data set"
             raise ValueError(f"{path} predicts {num_classes} classes but {dataset} has {data_classes}; evaluate it "
                              f"on a data set with its classes (it was trained on {trained_on})")
-        result = evaluate(model, loader, num_classes, progress=not args.no_progress)
+        result = evaluate(model, loader, num_classes, progress=not args.no_progress, forward=freeze(model))
     except (ValueError, OSError, RuntimeError) as error:  # bad files or flags, missing data, failed download
         print(f"cnnkit eval: error: {error}", file=sys.stderr)
         return 2

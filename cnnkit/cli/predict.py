@@ -7,10 +7,9 @@ import sys
 
 import numpy as np
 
-from ..autograd import Tensor, no_grad
 from ..data.image_file import ImageInputError, read_image
+from ..inference import freeze
 from ..io import load_model, read_metadata, resolve_checkpoint
-from ..nn.utils import fuse
 from ..onnx import load as load_onnx
 from ..train.pipeline import image_side, normalizing_transform
 from . import numbers
@@ -95,7 +94,7 @@ def load_checkpoint_model(path, image_size=None):
     metadata = read_metadata(path)
     description = metadata["extra"].get("data") or {}
     config = metadata.get("model_config") or {}
-    model = fuse(load_model(path))
+    model = load_model(path)
     channels = config.get("in_channels") or description.get("in_channels", 3)
     return model, description, channels, input_size(image_size, description, config)
 
@@ -130,8 +129,8 @@ def run_command(args):
             tensor = transform(image) if transform else np.atleast_3d(image).transpose(2, 0, 1) / np.float32(255)
             batch.append(np.asarray(getattr(tensor, "data", tensor)))
         dtype = next(iter(model.parameters())).dtype
-        with no_grad():
-            logits = model(Tensor(np.stack(batch).astype(dtype))).data
+        images = np.stack(batch).astype(dtype)
+        logits = freeze(model, images)(images)  # the eval-mode outputs, BN folded and ReLUs fused
     except (ValueError, FileNotFoundError, ImportError) as error:
         print(f"cnnkit predict: error: {error}", file=sys.stderr)
         return 2

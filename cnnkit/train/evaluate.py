@@ -32,13 +32,15 @@ def as_labels(labels):
     return np.asarray(labels.data if isinstance(labels, Tensor) else labels, dtype=np.int64)
 
 
-def evaluate(model, loader, num_classes=None, loss_fn=None, progress=False, description="eval"):
+def evaluate(model, loader, num_classes=None, loss_fn=None, progress=False, description="eval", forward=None):
     """Return ``{"loss", "top1", "top5", "confusion", "count"}`` over ``loader`` (accuracies as fractions).
 
     ``loss`` is the sample-weighted mean of ``loss_fn`` (cross-entropy by default);
-    ``confusion[t, p]`` counts samples of class ``t`` predicted as ``p``.
+    ``confusion[t, p]`` counts samples of class ``t`` predicted as ``p``. ``forward`` computes the logits
+    of a batch Tensor instead of ``model`` (e.g. ``cnnkit.inference.freeze(model)``).
     """
     loss_fn = F.cross_entropy if loss_fn is None else loss_fn
+    forward = model if forward is None else forward
     was_training = model.training
     model.eval()
     dtype = model_dtype(model)
@@ -48,7 +50,7 @@ def evaluate(model, loader, num_classes=None, loss_fn=None, progress=False, desc
     try:
         with no_grad():
             for images, labels in loader:
-                logits = model(as_input(images, dtype))
+                logits = forward(as_input(images, dtype))
                 batch_loss = float(loss_fn(logits, as_target(labels)).item())
                 labels = as_labels(labels)
                 scores = logits.data

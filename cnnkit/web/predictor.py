@@ -2,7 +2,8 @@
 
 Thread safety: the model is put in eval mode once and never changed afterwards; each request runs its own
 forward pass under ``no_grad`` and collects its layers' outputs in storage local to its thread
-(:class:`cnnkit.viz.LayerTap`), and everything else a request touches is created for that request.
+(:class:`cnnkit.viz.LayerTap`), and everything else a request touches is created for that request. The
+predictions come from the model frozen for inference (``cnnkit.inference.freeze``), whose calls take turns.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PIL import Image
 
 from ..analysis import summary
 from ..autograd import Tensor
+from ..inference import freeze
 from ..io import load_model, read_metadata
 from ..viz import LayerTap, geometry_from_records, layer_geometry, prepare_image
 from ..viz.evidence import class_activation_map, explain, last_conv_layer
@@ -58,7 +60,12 @@ class Predictor:
         self.dtype = next(iter(model.parameters())).dtype
         self.tap = LayerTap(model)
         self.geometry = layer_geometry(model, (1, self.channels, *self.input_size), tap=self.tap)
-        logits, _ = self.tap.run(Tensor(np.zeros((1, self.channels, *self.input_size), dtype=self.dtype)))
+        blank = np.zeros((1, self.channels, *self.input_size), dtype=self.dtype)
+        logits, records = self.tap.run(Tensor(blank))
+        self.frozen = freeze(self.model, blank)
+        # the feature maps end at the last conv/pool layer called: a request's tapped pass stops there
+        called = [record.name for record in records]
+        self._last_layer = called[-1] if called and called.count(called[-1]) == 1 else None
         num_classes = int(np.asarray(logits.data).shape[-1])
         names = [str(name) for name in (class_names or [])]
         if len(names) != num_classes:
@@ -91,9 +98,10 @@ class Predictor:
     def predict(self, image, top=5):
         """Classify a picture; returns the JSON-ready answer of ``POST /api/predict``."""
         prepared = self.prepare(image)
-        x = Tensor(prepared.array[None].astype(self.dtype))
-        logits, records = self.tap.run(x)
-        probabilities = softmax(np.asarray(logits.data, dtype=np.float64)[0])
+        batch = prepared.array[None].astype(self.dtype)
+        x = Tensor(batch)
+        _, records = self.tap.run(x, stop_after=self._last_layer)
+        probabilities = softmax(self.frozen(batch).astype(np.float64)[0])
         order = np.argsort(-probabilities, kind="stable")[:min(top, len(probabilities))]
         geometries = geometry_from_records(records, id(x), self.input_size)
         layers = []
