@@ -10,11 +10,11 @@ from __future__ import annotations
 from ..autograd import ops as A
 from ..functional import activation as act
 from ..functional import normalization as norm
-from ..functional.conv import Conv2dFunction
+from ..functional.conv import ConvNdFunction
 from ..functional.linear import _Linear
 
 # Nodes whose step applies an activation to its output in the same pass.
-ACTIVATION_HOSTS = (Conv2dFunction, norm._BatchNorm, A.Add, _Linear)
+ACTIVATION_HOSTS = (ConvNdFunction, norm._BatchNorm, A.Add, _Linear)
 ACTIVATIONS = {act._Relu: "relu", act._Relu6: "relu6"}
 
 
@@ -44,6 +44,8 @@ class Node:
     @property
     def name(self):
         parts = [type(self.fn).__name__.lstrip("_").removesuffix("Function")]
+        if hasattr(self.fn, "geo"):  # "ConvNd" says which N: Conv1d, Conv2d, Conv3d
+            parts[0] = parts[0].replace("Nd", f"{len(self.fn.geo.kernel)}d")
         if self.batch_norm is not None:
             parts.append("BatchNorm")
         if self.activation is not None:
@@ -110,7 +112,7 @@ class Graph:
         reader, removed, by = self._sole_reader(), set(), {}
         for node in self.nodes:
             bn = reader.get(node.output)
-            if (type(node.fn) is Conv2dFunction and bn is not None and type(bn.fn) is norm._BatchNorm
+            if (type(node.fn) is ConvNdFunction and bn is not None and type(bn.fn) is norm._BatchNorm
                     and not bn.fn.training and isinstance(bn.inputs[0], Ref) and bn.inputs[0].value == node.output
                     and bn.fn.running_mean is not None and bn.fn.running_var is not None):
                 node.batch_norm = bn

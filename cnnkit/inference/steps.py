@@ -11,7 +11,7 @@ from ..backend import get_array_module
 from ..functional import activation as act
 from ..functional import normalization as norm
 from ..functional import pooling
-from ..functional.conv import Conv2dFunction
+from ..functional.conv import ConvNdFunction, correlate
 from ..functional.linear import _Linear
 from ..functional.shuffle import _ChannelShuffle
 from ..kernels.activation import clamp_into
@@ -89,12 +89,12 @@ def fold_batch_norm(weight, bias, bn_node):
     xp = get_array_module()
     _, bn_weight, bn_bias = bn_node.inputs
     scale, shift = batch_norm_affine(bn_node.fn, bn_weight, bn_bias)
-    folded_weight = (weight * scale.reshape(-1, 1, 1, 1)).astype(weight.dtype)
+    folded_weight = (weight * scale.reshape((-1,) + (1,) * (weight.ndim - 1))).astype(weight.dtype)
     folded_bias = shift if bias is None else shift + bias * scale
     return xp.ascontiguousarray(folded_weight), folded_bias.astype(weight.dtype)
 
 
-@makes(Conv2dFunction)
+@makes(ConvNdFunction)
 def _conv(node, inputs, out):
     xp = get_array_module()
     x, weight, bias = inputs
@@ -102,7 +102,10 @@ def _conv(node, inputs, out):
         weight, bias = fold_batch_norm(weight, bias, node.batch_norm)
     weight = xp.ascontiguousarray(weight)
     geo, activation = node.fn.geo, node.activation
-    return lambda: conv_forward(x, weight, bias, geo, activation, out)
+    if len(geo.kernel) == 2:
+        return lambda: conv_forward(x, weight, bias, geo, activation, out)
+    # 1-D and 3-D: the op's own forward (its kernels or the reference), then the fused activation
+    return with_activation(lambda: xp.copyto(out, correlate(x, weight, geo, bias)[0]), activation, out)
 
 
 @makes(norm._BatchNorm)
