@@ -195,10 +195,10 @@ _ADAPTIVE_MAX_ERRORS = [
 ]
 
 SPECS = [
-    OpSpec("max_pool2d", _MAX, gradcheck_cases=_MAX_SMALL, kernel_ops=("max_pool2d",), errors=_MAX_ERRORS),
+    OpSpec("max_pool2d", _MAX, gradcheck_cases=_MAX_SMALL, kernel_ops=("max_pool",), errors=_MAX_ERRORS),
     OpSpec("max_pool2d[return_indices]", _with_indices(_MAX), ours=cnnkit_op("max_pool2d"),
            theirs=torch_op("max_pool2d"), output=_first, gradcheck_cases=_with_indices(_MAX_SMALL),
-           kernel_ops=("max_pool2d",)),
+           kernel_ops=("max_pool",)),
     OpSpec("avg_pool2d", _window_case("avg"), gradcheck_cases=_window_case("avg", **_SMALL),
            kernel_ops=("window_sum",), errors=_AVG_ERRORS),
     OpSpec("lp_pool2d", _window_case("lp"), gradcheck_cases=_window_case("lp", **_SMALL),
@@ -207,8 +207,8 @@ SPECS = [
     OpSpec("adaptive_avg_pool2d", _adaptive_case(), gradcheck_cases=_adaptive_case(small=True),
            errors=_ADAPTIVE_AVG_ERRORS),
     OpSpec("adaptive_max_pool2d", _adaptive_case(), gradcheck_cases=_adaptive_case(small=True),
-           kernel_ops=("adaptive_max_pool2d", "max_pool2d"), errors=_ADAPTIVE_MAX_ERRORS),
+           kernel_ops=("adaptive_max_pool", "max_pool"), errors=_ADAPTIVE_MAX_ERRORS),
     OpSpec("adaptive_max_pool2d[return_indices]", _with_indices(_adaptive_case()),
            ours=cnnkit_op("adaptive_max_pool2d"), theirs=torch_op("adaptive_max_pool2d"), output=_first,
-           gradcheck_cases=_with_indices(_adaptive_case(small=True)), kernel_ops=("adaptive_max_pool2d", "max_pool2d")),
+           gradcheck_cases=_with_indices(_adaptive_case(small=True)), kernel_ops=("adaptive_max_pool", "max_pool")),
 ]

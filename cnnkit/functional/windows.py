@@ -108,3 +108,49 @@ def window_output_size(layer, axis, size, kernel, stride, pads, dilation, strict
 def leaves_pixels_unused(size, kernel, stride, pad_total, dilation=1):
     """True when (W - F_eff + P_total) / S + 1 is not an integer (the window skips the last pixels)."""
     return (size - (dilation * (kernel - 1) + 1) + pad_total) % stride != 0
+
+
+# ---------------------------------------------------------------------------------------------- any number of axes
+def ntuple(value, dims, name="value", layer="op"):
+    """``value`` as ``dims`` ints: an int repeated on every axis, or a tuple/list of ``dims`` ints."""
+    if isinstance(value, numbers.Integral):
+        return (int(value),) * dims
+    if isinstance(value, (tuple, list)) and len(value) == dims and all(isinstance(v, numbers.Integral) for v in value):
+        return tuple(int(v) for v in value)
+    wanted = "a pair of ints" if dims == 2 else f"a tuple of {dims} int{'s' if dims > 1 else ''}"
+    raise TypeError(f"{layer}: {name} must be an int or {wanted}, got {value!r}")
+
+
+def positive_ntuple(value, dims, name, layer):
+    """``ntuple`` that also rejects zero and negative sizes."""
+    result = ntuple(value, dims, name, layer)
+    if min(result) <= 0:
+        raise ValueError(f"{layer}: {name} must be positive, got {value!r}")
+    return result
+
+
+def resolve_padding_nd(padding, in_size, kernel, stride, dilation, layer="op"):
+    """``padding`` as one (before, after) pair per spatial axis of ``in_size``.
+
+    Accepts an int, one int per axis, one (before, after) pair per axis, the 2 * dims ints of those pairs
+    in axis order, ``'valid'`` (none) or ``'same'`` (output = ceil(input / stride), the odd pixel after).
+    """
+    dims = len(in_size)
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode in ("valid", "same"):
+            return tuple(same_padding(in_size[a], kernel[a], stride[a], dilation[a]) if mode == "same" else (0, 0)
+                         for a in range(dims))
+        raise ValueError(f"{layer}: padding must be an int, {dims} ints, {dims} (before, after) pairs, 'valid' or "
+                         f"'same', got {padding!r}")
+    if isinstance(padding, (tuple, list)) and len(padding) == dims and all(isinstance(p, (tuple, list))
+                                                                           for p in padding):
+        sides = tuple(ntuple(tuple(p), 2, "padding", layer) for p in padding)
+    elif (isinstance(padding, (tuple, list)) and len(padding) == 2 * dims
+          and all(isinstance(p, numbers.Integral) for p in padding)):
+        sides = tuple((int(padding[2 * a]), int(padding[2 * a + 1])) for a in range(dims))
+    else:
+        sides = tuple((p, p) for p in ntuple(padding, dims, "padding", layer))
+    if min(min(side) for side in sides) < 0:
+        raise ValueError(f"{layer}: padding must be non-negative, got {padding!r}")
+    return sides
