@@ -217,7 +217,7 @@ _N_D_ERRORS = {
         ErrorCase([_L], {"kernel_size": 2, "strict": True}, ValueError,
                   r"max_pool1d on .* do not tile the input length: .* = 2\.5 is not an integer"),
         ErrorCase([_L], {"kernel_size": (2, 2)}, TypeError,
-                  r"max_pool1d: kernel_size must be an int or a tuple of 1 int, got \(2, 2\)"),
+                  r"max_pool1d: kernel_size must be an int or a 1-tuple of ints, got \(2, 2\)"),
         ErrorCase([np.zeros((1, 1, 1))], {"kernel_size": 2, "stride": 1, "padding": 1, "dilation": 2}, ValueError,
                   r"window at output position 0 reads only padding"),
     ],
@@ -264,12 +264,13 @@ _N_D_ERRORS = {
                   r"max_unpool3d: indices have shape \(1, 1, 1, 2\) but the input has shape \(1, 1, 1, 1, 2\)"),
     ],
     "adaptive_avg_pool1d": [ErrorCase([_L, 0], {}, ValueError, r"adaptive_avg_pool1d: output_size must be a positive"),
-                            ErrorCase([_L, (2, 2)], {}, ValueError, r"a tuple of 1 of positive ints")],
+                            ErrorCase([_L, (2, 2)], {}, ValueError,
+                                      r"adaptive_avg_pool1d: output_size must be a positive int or a 1-tuple")],
     "adaptive_avg_pool3d": [ErrorCase([_V, (2, 0, 1)], {}, ValueError, r"adaptive_avg_pool3d: output_size must"),
                             ErrorCase([_L, 2], {}, ValueError, r"adaptive_avg_pool3d: expected a 4-D")],
     "adaptive_max_pool1d": [ErrorCase([np.zeros((5,)), 2], {}, ValueError, r"adaptive_max_pool1d: expected a 2-D")],
     "adaptive_max_pool3d": [ErrorCase([_V, (2, 2)], {}, ValueError, r"adaptive_max_pool3d: output_size must be a "
-                                                                    r"positive int or a tuple of 3")],
+                                                                    r"positive int or a triple of positive ints")],
 }
 
 

@@ -603,7 +603,7 @@ def _adaptive_size(layer, output_size, in_size):
     dims = len(in_size)
     sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * dims
     if len(sizes) != dims or not all(s is None or (isinstance(s, numbers.Integral) and s > 0) for s in sizes):
-        wanted = "a pair" if dims == 2 else f"a tuple of {dims}"
+        wanted = {1: "a 1-tuple", 2: "a pair", 3: "a triple"}[dims]
         raise ValueError(f"{layer}: output_size must be a positive int or {wanted} of positive ints/None, "
                          f"got {output_size!r}")
     return tuple(in_size[a] if sizes[a] is None else int(sizes[a]) for a in range(dims))

@@ -117,8 +117,8 @@ def ntuple(value, dims, name="value", layer="op"):
         return (int(value),) * dims
     if isinstance(value, (tuple, list)) and len(value) == dims and all(isinstance(v, numbers.Integral) for v in value):
         return tuple(int(v) for v in value)
-    wanted = "a pair of ints" if dims == 2 else f"a tuple of {dims} int{'s' if dims > 1 else ''}"
-    raise TypeError(f"{layer}: {name} must be an int or {wanted}, got {value!r}")
+    wanted = {1: "a 1-tuple", 2: "a pair", 3: "a triple"}.get(dims, f"a {dims}-tuple")
+    raise TypeError(f"{layer}: {name} must be an int or {wanted} of ints, got {value!r}")
 
 
 def positive_ntuple(value, dims, name, layer):

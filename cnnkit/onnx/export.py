@@ -148,9 +148,10 @@ def export(model, input_size, path, opset=17, metadata=None):
     onnx = onnx_package()
     if not 13 <= int(opset) <= 21:
         raise ValueError(f"export: opset must be between 13 and 21, got {opset}")
-    if len(tuple(input_size)) != 3:
-        raise ValueError(f"export: input_size is one sample's (channels, height, width), got {tuple(input_size)}; "
-                         "for MNIST-size digits use (1, 28, 28)")
+    if len(tuple(input_size)) not in (2, 3, 4):
+        raise ValueError(f"export: input_size is one sample's (channels, length), (channels, height, width) or "
+                         f"(channels, depth, height, width), got {tuple(input_size)}; for MNIST-size digits use "
+                         "(1, 28, 28)")
     proto = build_graph(model, input_size, int(opset))
     if metadata:
         onnx.helper.set_model_props(proto, {str(key): str(value) for key, value in metadata.items()})
