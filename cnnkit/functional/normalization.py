@@ -153,7 +153,7 @@ def batch_norm_layer(input, running_mean, running_var, weight, bias, training, m
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
-    """y = (x - E[x]) / sqrt(Var[x] + eps) * weight + bias per channel (axis 1 of (N, C, *spatial), any spatial rank).
+    """y = (x - E[x]) / sqrt(Var[x] + eps) * weight + bias per channel (axis 1 of ``(N, C, *spatial)``).
 
     Training: batch statistics (biased variance), and the running statistics are updated in place,
     r = (1 - momentum) r + momentum s, with the unbiased variance. Otherwise the running statistics are used.

@@ -1,7 +1,7 @@
 """Pooling ops with torch.nn.functional's names, arguments and semantics, in 1, 2 and 3 spatial dimensions.
 
-One implementation serves every dimension: an input (N, C, *spatial) (also unbatched (C, *spatial)) is padded,
-viewed as (N, C, *out, *kernel) windows without a copy, and reduced. Max pooling records its "switches"
+One implementation serves every dimension: an input ``(N, C, *spatial)`` (also unbatched ``(C, *spatial)``) is
+padded, viewed as ``(N, C, *out, *kernel)`` windows without a copy, and reduced. Max pooling records its "switches"
 (which tap of each window won) and its backward routes each output gradient through its switch; average and
 power-average pooling spread the gradient back over the window. Faster paths for the same ops are kernels
 in ``cnnkit.kernels.pooling``, picked per call.
@@ -466,7 +466,7 @@ def _lp_pool(input, dims, norm_type, kernel_size, stride, ceil_mode, padding, st
 
 
 def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False, padding=0, *, strict=False):
-    """y = (sum over the window of |x|^p)^(1/p) on (N, C, L); see lp_pool2d."""
+    """y = (sum over the window of ``|x|^p``)^(1/p) on (N, C, L); see lp_pool2d."""
     return _lp_pool(input, 1, norm_type, kernel_size, stride, ceil_mode, padding, strict, "lp_pool1d")
 
 
@@ -485,12 +485,12 @@ def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False, paddi
 
 
 def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False, padding=0, *, strict=False):
-    """y = (sum over the window of |x|^p)^(1/p) on (N, C, D, H, W); see lp_pool2d."""
+    """y = (sum over the window of ``|x|^p``)^(1/p) on (N, C, D, H, W); see lp_pool2d."""
     return _lp_pool(input, 3, norm_type, kernel_size, stride, ceil_mode, padding, strict, "lp_pool3d")
 
 
 def window_sum(input, kernel_size, stride=None, dilation=1):
-    """s[n, c, o] = sum of the (dilated) window o of an unpadded (N, C, *spatial) input, any number of spatial axes.
+    """s[n, c, o] = sum of the (dilated) window o of an unpadded ``(N, C, *spatial)`` input (1 to 3 spatial axes).
 
     The building block of ONNX's dilated AveragePool and LpPool, whose padding and divisors cnnkit's pools
     do not take; differentiable.
