@@ -1,6 +1,6 @@
 """Pooling layers in 1, 2 and 3 dimensions with torch.nn's names, arguments and reprs (no state_dict entries).
 
-Each family is one class whose subclasses only say how many spatial axes they pool (``dims``).
+Each family is one class; ``_for_dims`` makes its 1-D, 2-D and 3-D layers, which differ only in ``dims``.
 """
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ def _check_window(layer, dims, kernel_size, stride, dilation=1):
     if stride is not None and not (isinstance(stride, (tuple, list)) and len(stride) == 0):
         positive_ntuple(stride, dims, "stride", layer)
     positive_ntuple(dilation, dims, "dilation", layer)
+
+
+def _for_dims(family, dims, doc=None):
+    """The layer class of ``family`` for ``dims`` spatial axes, named as torch names it (MaxPool2d, ...)."""
+    name = f"{family.__name__.lstrip('_')}{dims}d"
+    return type(name, (family,), {"dims": dims, "__doc__": doc or family.__doc__, "__module__": __name__,
+                                  "__qualname__": name})
 
 
 class _Pool(Module):
@@ -59,23 +66,6 @@ class _MaxPool(_Pool):
         text = (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
         return text + (", strict=True" if self.strict else "")
-
-
-class MaxPool1d(_MaxPool):
-    """Max pooling over (N, C, L) or (C, L); see MaxPool2d."""
-
-    dims = 1
-
-
-class MaxPool2d(_MaxPool):
-    __doc__ = _MaxPool.__doc__
-    dims = 2
-
-
-class MaxPool3d(_MaxPool):
-    """Max pooling over (N, C, D, H, W) or (C, D, H, W); see MaxPool2d."""
-
-    dims = 3
 
 
 class _AvgPool(_Pool):
@@ -124,17 +114,6 @@ class AvgPool1d(_AvgPool):
         self.padding = ntuple(self.padding, 1, "padding", "AvgPool1d")
 
 
-class AvgPool2d(_AvgPool):
-    __doc__ = _AvgPool.__doc__
-    dims = 2
-
-
-class AvgPool3d(_AvgPool):
-    """Average pooling over (N, C, D, H, W) or (C, D, H, W); see AvgPool2d."""
-
-    dims = 3
-
-
 class _LPPool(_Pool):
     """(sum over each window of |x|^p)^(1/p); see ``cnnkit.functional.lp_pool2d`` (|x|, not x as PyTorch).
 
@@ -166,23 +145,6 @@ class _LPPool(_Pool):
         return text + (f", padding={self.padding}" if self.padding else "") + (", strict=True" if self.strict else "")
 
 
-class LPPool1d(_LPPool):
-    """Power-average pooling over (N, C, L) or (C, L); see LPPool2d."""
-
-    dims = 1
-
-
-class LPPool2d(_LPPool):
-    __doc__ = _LPPool.__doc__
-    dims = 2
-
-
-class LPPool3d(_LPPool):
-    """Power-average pooling over (N, C, D, H, W) or (C, D, H, W); see LPPool2d."""
-
-    dims = 3
-
-
 class _MaxUnpool(Module):
     """Partial inverse of max pooling: puts each value back at its recorded index, zeros elsewhere."""
 
@@ -203,24 +165,6 @@ class _MaxUnpool(Module):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-class MaxUnpool1d(_MaxUnpool):
-    """Partial inverse of MaxPool1d."""
-
-    dims = 1
-
-
-class MaxUnpool2d(_MaxUnpool):
-    """Partial inverse of MaxPool2d: puts each value back at its recorded index, zeros elsewhere."""
-
-    dims = 2
-
-
-class MaxUnpool3d(_MaxUnpool):
-    """Partial inverse of MaxPool3d."""
-
-    dims = 3
-
-
 class _AdaptiveAvgPool(Module):
     """Mean over windows chosen so the output is ``output_size`` (None keeps that input size); 1 = global pooling."""
 
@@ -236,23 +180,6 @@ class _AdaptiveAvgPool(Module):
 
     def extra_repr(self):
         return f"output_size={self.output_size}"
-
-
-class AdaptiveAvgPool1d(_AdaptiveAvgPool):
-    """Adaptive average pooling of (N, C, L) or (C, L) to ``output_size`` positions."""
-
-    dims = 1
-
-
-class AdaptiveAvgPool2d(_AdaptiveAvgPool):
-    __doc__ = _AdaptiveAvgPool.__doc__
-    dims = 2
-
-
-class AdaptiveAvgPool3d(_AdaptiveAvgPool):
-    """Adaptive average pooling of (N, C, D, H, W) or (C, D, H, W); 1 = global pooling."""
-
-    dims = 3
 
 
 class _AdaptiveMaxPool(Module):
@@ -273,18 +200,21 @@ class _AdaptiveMaxPool(Module):
         return f"output_size={self.output_size}"
 
 
-class AdaptiveMaxPool1d(_AdaptiveMaxPool):
-    """Adaptive max pooling of (N, C, L) or (C, L) to ``output_size`` positions."""
-
-    dims = 1
-
-
-class AdaptiveMaxPool2d(_AdaptiveMaxPool):
-    __doc__ = _AdaptiveMaxPool.__doc__
-    dims = 2
-
-
-class AdaptiveMaxPool3d(_AdaptiveMaxPool):
-    """Adaptive max pooling of (N, C, D, H, W) or (C, D, H, W); optionally also the flat D*H*W argmax indices."""
-
-    dims = 3
+# the layers themselves: each family for 1, 2 and 3 spatial axes (AvgPool1d, defined above, differs)
+MaxPool1d = _for_dims(_MaxPool, 1, "Max pooling over (N, C, L) or (C, L); see MaxPool2d.")
+MaxPool2d = _for_dims(_MaxPool, 2)
+MaxPool3d = _for_dims(_MaxPool, 3, "Max pooling over (N, C, D, H, W) or (C, D, H, W); see MaxPool2d.")
+AvgPool2d = _for_dims(_AvgPool, 2)
+AvgPool3d = _for_dims(_AvgPool, 3, "Average pooling over (N, C, D, H, W) or (C, D, H, W); see AvgPool2d.")
+LPPool1d = _for_dims(_LPPool, 1, "Power-average pooling over (N, C, L) or (C, L); see LPPool2d.")
+LPPool2d = _for_dims(_LPPool, 2)
+LPPool3d = _for_dims(_LPPool, 3, "Power-average pooling over (N, C, D, H, W) or (C, D, H, W); see LPPool2d.")
+MaxUnpool1d = _for_dims(_MaxUnpool, 1, "Partial inverse of MaxPool1d.")
+MaxUnpool2d = _for_dims(_MaxUnpool, 2)
+MaxUnpool3d = _for_dims(_MaxUnpool, 3, "Partial inverse of MaxPool3d.")
+AdaptiveAvgPool1d = _for_dims(_AdaptiveAvgPool, 1, "Adaptive average pooling of (N, C, L) or (C, L).")
+AdaptiveAvgPool2d = _for_dims(_AdaptiveAvgPool, 2)
+AdaptiveAvgPool3d = _for_dims(_AdaptiveAvgPool, 3, "Adaptive average pooling of (N, C, D, H, W) or (C, D, H, W).")
+AdaptiveMaxPool1d = _for_dims(_AdaptiveMaxPool, 1, "Adaptive max pooling of (N, C, L) or (C, L).")
+AdaptiveMaxPool2d = _for_dims(_AdaptiveMaxPool, 2)
+AdaptiveMaxPool3d = _for_dims(_AdaptiveMaxPool, 3, "Adaptive max pooling of (N, C, D, H, W) or (C, D, H, W).")
