@@ -240,6 +240,48 @@ def test_torch_exported_n_d_pools_load_and_match_torch(dims, size, tmp_path):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+class _Unpooling(nn.Module):
+    """Max pooling whose indices feed an unpooling (SegNet's decoder step) over ``dims`` spatial axes."""
+
+    def __init__(self, dims, keep_size=False):
+        super().__init__()
+        self.pool = getattr(nn, f"MaxPool{dims}d")(2, return_indices=True)
+        self.unpool = getattr(nn, f"MaxUnpool{dims}d")(2)
+        self.keep_size = keep_size
+
+    def forward(self, x):
+        values, indices = self.pool(x)
+        return self.unpool(values * 2, indices, output_size=x.shape if self.keep_size else None) + 1
+
+
+@pytest.mark.parametrize("dims, size", [(1, (3, 12)), (2, (2, 6, 8)), (3, (2, 4, 6, 4))])
+def test_max_pool_indices_and_unpooling_export_as_one_maxpool_maxunpool_pair(dims, size, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from cnnkit.onnx import export, load
+
+    model = _Unpooling(dims)
+    x = _random((3, *size))
+    with cnnkit.no_grad():
+        expected = model(cnnkit.tensor(x)).numpy()
+        path = export(model, size, tmp_path / "unpool.onnx")
+        again = load(path)(x).numpy()
+    nodes = onnx.load(str(path)).graph.node
+    pool, unpool = (next(n for n in nodes if n.op_type == kind) for kind in ("MaxPool", "MaxUnpool"))
+    assert unpool.input[1] == pool.output[1]  # the pool's Indices output feeds the unpooling
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(session.run(None, {"input": x})[0], expected)
+    np.testing.assert_array_equal(again, expected)
+
+
+def test_unpooling_to_a_size_other_than_the_default_is_not_exported(tmp_path):
+    pytest.importorskip("onnx")
+    from cnnkit.onnx import OnnxError, export
+
+    with pytest.raises(OnnxError, match=r"max_unpool to \(7, 8\) instead of its default size \(6, 8\)"):
+        export(_Unpooling(2, keep_size=True), (2, 7, 8), tmp_path / "unpool.onnx")
+
+
 # --------------------------------------------------------------------------------------------------- summary
 @pytest.mark.parametrize("name", ["1d", "3d"])
 def test_summary_lists_n_d_pools_with_their_output_shapes(name):

@@ -252,8 +252,9 @@ class _MaxPool(Function):
         all_minus_inf = xp.isneginf(out)
         if all_minus_inf.any():  # a tie with the -inf padding: PyTorch picks the window's first input pixel
             self.switch = xp.where(all_minus_inf, _first_tap_inside(win), self.switch)
-        if self.return_indices:
-            return out, _max_pool_indices(self.switch, win)
+        if self.return_indices:  # kept: an ONNX export links a MaxUnpool to this pooling through them
+            self.indices = _max_pool_indices(self.switch, win)
+            return out, self.indices
         return out
 
     def _forward_kernel(self, kernel, x):
@@ -575,7 +576,8 @@ def _max_unpool(input, indices, dims, kernel_size, stride, padding, output_size,
                          f"output planes are {'x'.join(str(s) for s in out_size)} (flat indices 0..{plane - 1})"
                          f" for input shape {input_shape}; pass output_size=<shape of the pooled input> or use "
                          f"the kernel_size/stride/padding of the {pool} that made the indices")
-    out = _MaxUnpool.apply(x, indices=index_array.astype(xp.int64, copy=False), out_size=out_size)
+    out = _MaxUnpool.apply(x, indices=index_array.astype(xp.int64, copy=False), out_size=out_size, kernel=kernel,
+                           stride=stride, padding=padding)
     return _unbatched(out, unbatched)
 
 

@@ -127,12 +127,30 @@ def _has_overhang(win):
 
 @converts(pooling._MaxPool)
 def _max_pool(g, fn, names, tensors, out):
-    if fn.return_indices:
-        raise OnnxError("export: max pooling with return_indices=True has no ONNX export here; export the model "
-                        "without the indices")
     win = fn.win  # padding is -inf for max pooling, so a ceil_mode overhang is just more end padding
-    return g.node("MaxPool", names, kernel_shape=list(win.kernel), strides=list(win.stride),
-                  pads=_pool_pads(win, True), dilations=list(win.dilation))
+    attributes = dict(kernel_shape=list(win.kernel), strides=list(win.stride), pads=_pool_pads(win, True),
+                      dilations=list(win.dilation))
+    if not fn.return_indices:
+        return g.node("MaxPool", names, **attributes)
+    values, indices = g.node("MaxPool", names, outputs=2, **attributes)
+    g.pool_indices[id(fn.indices)] = indices  # ONNX's Indices, flat over the whole input, as MaxUnpool reads them
+    return values
+
+
+@converts(pooling._MaxUnpool)
+def _max_unpool(g, fn, names, tensors, out):
+    indices = g.pool_indices.get(id(fn.indices))
+    if indices is None:
+        raise OnnxError("export: a max_unpool's indices must come from a max pooling (return_indices=True) in the "
+                        "same model, so that they can be the MaxPool node's Indices output")
+    default = tuple((size - 1) * s - 2 * p + k for size, s, p, k in
+                    zip(tensors[0].shape[2:], fn.stride, fn.padding, fn.kernel))
+    if tuple(fn.out_size) != default:
+        # ONNX's reference and onnxruntime read the indices of a larger output_shape differently
+        raise OnnxError(f"export: max_unpool to {tuple(fn.out_size)} instead of its default size {default} has no "
+                        "ONNX form that every runtime reads alike; pool an input whose size the windows tile")
+    return g.node("MaxUnpool", [names[0], indices], kernel_shape=list(fn.kernel), strides=list(fn.stride),
+                  pads=[int(p) for p in fn.padding] * 2)
 
 
 @converts(pooling._AvgPool)
