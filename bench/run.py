@@ -173,6 +173,8 @@ _pool_case("max_pool2d 3x3/2 pad1 fwd+bwd N64 C64 32x32", "max_pool2d", (64, 64,
            kernel_size=3, stride=2, padding=1)
 _pool_case("avg_pool2d 2x2 fwd+bwd N64 C64 32x32", "avg_pool2d", (64, 64, 32, 32), (64, 64, 16, 16),
            kernel_size=2, stride=2)
+_pool_case("max_pool3d 3x3x3/2 pad1 fwd+bwd N8 C32 16x16x16", "max_pool3d", (8, 32, 16, 16, 16), (8, 32, 8, 8, 8),
+           kernel_size=3, stride=2, padding=1)
 
 
 @case("batch_norm train fwd+bwd N64 C64 32x32")

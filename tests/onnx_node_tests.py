@@ -58,19 +58,6 @@ def _write_values(numpy_helper, onnx, folder, kind, values, declared):
             file.write(proto.SerializeToString())
 
 
-# 1-D and 3-D pooling waits for cnnkit's N-d ops (issue 18, part 2): until then each must fail
-# with the clear "only 2-D" error, and the suite fails once one of them passes, so that the list shrinks.
-NOT_YET_N_D = frozenset("""
-    test_averagepool_1d_default test_averagepool_3d_default test_averagepool_3d_dilations_small
-    test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False
-    test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True
-    test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False
-    test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True
-    test_lppool_1d_default test_lppool_3d_default
-    test_maxpool_1d_default test_maxpool_3d_default test_maxpool_3d_dilations test_maxpool_3d_dilations_use_ref_impl
-    test_maxpool_3d_dilations_use_ref_impl_large
-""".split())
-
 # Training-mode Dropout draws its mask from a random generator: the expected values come from NumPy's seeded
 # one, so these tests check the definition instead (every output is 0 or x / (1 - ratio), as the mask says).
 RANDOM = frozenset({"test_training_dropout", "test_training_dropout_default", "test_training_dropout_mask",
@@ -219,8 +206,7 @@ def main():
         counts[label] = len(tests) - len(failures)
         for name, reason in failures.items():
             print(f"{label} FAIL {name}: {reason}")
-    print(f"in scope: {len(tests)} tests of {len({t.op_type for t in tests})} operators ({len(NOT_YET_N_D)} of them "
-          f"1-D/3-D); passed: cnnkit "
+    print(f"in scope: {len(tests)} tests of {len({t.op_type for t in tests})} operators; passed: cnnkit "
           f"{counts['cnnkit']}, onnxruntime {counts['onnxruntime']}; left out: {sum(skipped.values())} tests")
     for reason, count in sorted(skipped.items()):
         print(f"  left out {count:3d}: {reason}")

@@ -86,7 +86,7 @@ def _batch_norm_theirs(x, running_mean, running_var, weight, bias, **kwargs):
 def _batch_norm_case(draw, small=False):
     training = draw(st.booleans())
     channels = draw(st.integers(1, 2 if small else 4))
-    dims = draw(st.sampled_from([2, 3, 4]))
+    dims = draw(st.sampled_from([2, 3, 4, 5]))  # (N, C), (N, C, L), (N, C, H, W), (N, C, D, H, W)
     spatial = tuple(draw(st.integers(1, 2 if small else 4)) for _ in range(dims - 2))
     batch = draw(st.sampled_from([1, 2, 3]))
     if training and batch * int(np.prod(spatial)) < 2:

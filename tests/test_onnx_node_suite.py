@@ -6,7 +6,7 @@ pytest.importorskip("onnx")
 
 import onnx_node_tests as node_tests  # noqa: E402
 
-from cnnkit.onnx import SUPPORTED_OPS, OnnxError  # noqa: E402
+from cnnkit.onnx import SUPPORTED_OPS  # noqa: E402
 from cnnkit.onnx.ops import runnable  # noqa: E402
 
 
@@ -19,26 +19,15 @@ def in_scope(request, tmp_path_factory):
 
 def test_node_tests_of_supported_operators_pass(in_scope):
     tests, left_out = in_scope
-    checked = [test for test in tests if test.name not in node_tests.NOT_YET_N_D]
-    failures = {test.name: node_tests.outcome(test, node_tests.run_cnnkit) for test in checked}
+    failures = {test.name: node_tests.outcome(test, node_tests.run_cnnkit) for test in tests}
     failures = {name: reason for name, reason in failures.items() if reason}
     operators = {test.op_type for test in tests}
-    print(f"\nONNX node tests: {len(checked) - len(failures)} of {len(checked)} pass ({len(operators)} operators; "
-          f"{len(tests) - len(checked)} more, 1-D/3-D, wait for the N-d ops); left out: "
-          f"{sum(left_out.values())} tests, {sum(1 for r in left_out if r.startswith('operator'))} operators "
+    print(f"\nONNX node tests: {len(tests) - len(failures)} of {len(tests)} pass ({len(operators)} operators); "
+          f"left out: {sum(left_out.values())} tests, {sum(1 for r in left_out if r.startswith('operator'))} operators "
           f"not supported")
     assert not failures, "\n".join(f"{name}: {reason}" for name, reason in sorted(failures.items()))
     # every operator of the supported set is exercised by at least one of its own node tests, or has none
     assert len(tests) > 400 and len(operators) > 70
-
-
-def test_one_and_three_dimensional_cases_fail_with_a_clear_error(in_scope):
-    tests, _ = in_scope
-    waiting = [test for test in tests if test.name in node_tests.NOT_YET_N_D]
-    assert len(waiting) == len(node_tests.NOT_YET_N_D), "a listed 1-D/3-D test is no longer generated"
-    for test in waiting:
-        with pytest.raises(OnnxError, match=rf"\({test.op_type}\): only 2-D \(N, C, H, W\) inputs"):
-            node_tests.run_cnnkit(test)
 
 
 def test_left_out_tests_are_unsupported_operators_or_types(in_scope):

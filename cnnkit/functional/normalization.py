@@ -123,7 +123,7 @@ def _check_vector(op, name, value, channels, input_shape):
 
 
 def batch_norm_layer(input, running_mean, running_var, weight, bias, training, momentum, eps, layer, relu=None):
-    """batch_norm with errors naming ``layer`` (used by nn.BatchNorm1d/2d); ``relu=(max_value,)`` fuses a relu."""
+    """batch_norm with errors naming ``layer`` (used by nn.BatchNorm1d/2d/3d); ``relu=(max_value,)`` fuses a relu."""
     x = as_float_tensor(layer, input)
     shape = tuple(x.shape)
     if x.ndim < 2:
@@ -153,7 +153,7 @@ def batch_norm_layer(input, running_mean, running_var, weight, bias, training, m
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
-    """y = (x - E[x]) / sqrt(Var[x] + eps) * weight + bias per channel (axis 1 of (N, C) or (N, C, H, W)).
+    """y = (x - E[x]) / sqrt(Var[x] + eps) * weight + bias per channel (axis 1 of ``(N, C, *spatial)``).
 
     Training: batch statistics (biased variance), and the running statistics are updated in place,
     r = (1 - momentum) r + momentum s, with the unbiased variance. Otherwise the running statistics are used.

@@ -5,6 +5,9 @@
 """
 from __future__ import annotations
 
+import itertools
+import math
+
 from ..backend import get_array_module
 from . import EveryCall, Kernel, register
 from .copy import assign
@@ -12,55 +15,63 @@ from .copy import assign
 __all__ = ["OffsetMaxPool", "SeparableWindowSum", "CompareMax", "plane_positions"]
 
 
+def _spatial(slices):
+    """An index that keeps N and C and applies one slice per spatial axis."""
+    return (slice(None), slice(None)) + tuple(slices)
+
+
 def _padded(x, win, fill):
-    """The padded input cut to the rows/columns the windows read (a view when no padding is needed)."""
+    """The padded input cut to the positions the windows read (a view when no padding is needed)."""
     xp = get_array_module()
-    (top, _), (left, _) = win.pads
-    need_h, need_w = win.needed
-    height, width = win.in_size
-    if top == 0 and left == 0 and need_h <= height and need_w <= width:
-        return x[:, :, :need_h, :need_w]
-    buffer = xp.full(x.shape[:2] + (need_h, need_w), fill, dtype=x.dtype)
-    rows, cols = min(height, need_h - top), min(width, need_w - left)
-    assign(buffer[:, :, top:top + rows, left:left + cols], x[:, :, :rows, :cols])
+    befores = [before for before, _ in win.pads]
+    needed = win.needed
+    if not any(befores) and all(need <= size for need, size in zip(needed, win.in_size)):
+        return x[_spatial(slice(0, need) for need in needed)]
+    buffer = xp.full(x.shape[:2] + tuple(needed), fill, dtype=x.dtype)
+    kept = [min(size, need - before) for size, need, before in zip(win.in_size, needed, befores)]
+    assign(buffer[_spatial(slice(before, before + k) for before, k in zip(befores, kept))],
+           x[_spatial(slice(0, k) for k in kept)])
     return buffer
 
 
 def _unpadded(grad_buffer, win):
     """Inverse of ``_padded`` for gradients: the input-sized part, zeros where no window reached."""
     xp = get_array_module()
-    (top, _), (left, _) = win.pads
-    height, width = win.in_size
-    if top == 0 and left == 0 and grad_buffer.shape[2:] == (height, width):
+    befores = [before for before, _ in win.pads]
+    if not any(befores) and grad_buffer.shape[2:] == tuple(win.in_size):
         return grad_buffer
-    grad = xp.zeros(grad_buffer.shape[:2] + (height, width), dtype=grad_buffer.dtype)
-    rows, cols = min(height, grad_buffer.shape[2] - top), min(width, grad_buffer.shape[3] - left)
-    assign(grad[:, :, :rows, :cols], grad_buffer[:, :, top:top + rows, left:left + cols])
+    grad = xp.zeros(grad_buffer.shape[:2] + tuple(win.in_size), dtype=grad_buffer.dtype)
+    kept = [min(size, have - before) for size, have, before in zip(win.in_size, grad_buffer.shape[2:], befores)]
+    assign(grad[_spatial(slice(0, k) for k in kept)],
+           grad_buffer[_spatial(slice(before, before + k) for before, k in zip(befores, kept))])
     return grad
 
 
+def _strided(start, count, stride):
+    """The slice of ``count`` positions from ``start`` in steps of ``stride``."""
+    return slice(start, start + (count - 1) * stride + 1, stride)
+
+
 def _offset_views(buffer, win, contiguous):
-    """One (N, C, out_h, out_w) view per kernel offset (row-major): view[(i, j)][o] = buffer[o * S + (i, j) * d].
+    """One (N, C, *out) view per kernel offset (row-major): view[t][o] = buffer[o * S + t * d].
 
     With ``contiguous`` and a stride > 1 the buffer is first split into stride phases (one strided copy
     per phase used), so that the per-offset elementwise passes run over contiguous rows.
     """
     xp = get_array_module()
-    (kernel_h, kernel_w), (stride_h, stride_w), (dil_h, dil_w) = win.kernel, win.stride, win.dilation
-    out_h, out_w = win.out_size
+    split = contiguous and max(win.stride) > 1
     phases, views = {}, []
-    for i in range(kernel_h):
-        for j in range(kernel_w):
-            row, col = i * dil_h, j * dil_w
-            if not contiguous or (stride_h == 1 and stride_w == 1):
-                views.append(buffer[:, :, row:row + (out_h - 1) * stride_h + 1:stride_h,
-                                    col:col + (out_w - 1) * stride_w + 1:stride_w])
-                continue
-            key = (row % stride_h, col % stride_w)
-            if key not in phases:
-                phases[key] = xp.ascontiguousarray(buffer[:, :, key[0]::stride_h, key[1]::stride_w])
-            first_row, first_col = row // stride_h, col // stride_w
-            views.append(phases[key][:, :, first_row:first_row + out_h, first_col:first_col + out_w])
+    for offset in itertools.product(*(range(k) for k in win.kernel)):
+        starts = [t * d for t, d in zip(offset, win.dilation)]
+        if not split:
+            views.append(buffer[_spatial(_strided(start, out, s)
+                                         for start, out, s in zip(starts, win.out_size, win.stride))])
+            continue
+        key = tuple(start % s for start, s in zip(starts, win.stride))
+        if key not in phases:
+            phases[key] = xp.ascontiguousarray(buffer[_spatial(slice(k, None, s) for k, s in zip(key, win.stride))])
+        views.append(phases[key][_spatial(slice(start // s, start // s + out)
+                                          for start, s, out in zip(starts, win.stride, win.out_size))])
     return views
 
 
@@ -101,10 +112,10 @@ def plane_positions(indices, plane_size):
 
 
 def _scatter_to_planes(grad, indices, plane_shape, overlapping):
-    """Input-shaped gradient: each output gradient added at its flat index in its (n, c) plane."""
+    """Input-shaped gradient: each output gradient added at its flat index in its (n, c) plane (volume)."""
     xp = get_array_module()
     n, c = grad.shape[:2]
-    plane_size = plane_shape[0] * plane_shape[1]
+    plane_size = math.prod(plane_shape)
     flat = xp.zeros(n * c * plane_size, dtype=grad.dtype)
     positions = plane_positions(indices, plane_size)
     if overlapping:
@@ -118,7 +129,7 @@ def _scatter_to_planes(grad, indices, plane_shape, overlapping):
 class OffsetMaxPool(EveryCall):
     """Max pooling as a running maximum over one strided view per kernel offset; switches by counting compares."""
 
-    name, op = "max_pool.offsets", "max_pool2d"
+    name, op = "max_pool.offsets", "max_pool"
 
     def values(self, x, win):
         """The window maxima alone (no switches: nothing will need the gradient or the indices)."""
@@ -141,7 +152,7 @@ class OffsetMaxPool(EveryCall):
 
 @register
 class SeparableWindowSum(Kernel):
-    """Sum over each (undilated) window separably, first along the width, then along the height."""
+    """Sum over each (undilated) window separably: along the last spatial axis first, then each axis before it."""
 
     name, op = "window_sum.separable", "window_sum"
 
@@ -151,38 +162,35 @@ class SeparableWindowSum(Kernel):
 
     def sums(self, x, win):
         """The window sums of x zero-padded."""
-        (kernel_h, kernel_w), (stride_h, stride_w) = win.kernel, win.stride
-        out_h, out_w = win.out_size
-        buffer = _padded(x, win, 0)
-        row_sums = buffer[:, :, :, 0:(out_w - 1) * stride_w + 1:stride_w].copy()
-        for j in range(1, kernel_w):
-            row_sums += buffer[:, :, :, j:j + (out_w - 1) * stride_w + 1:stride_w]
-        sums = row_sums[:, :, 0:(out_h - 1) * stride_h + 1:stride_h].copy()
-        for i in range(1, kernel_h):
-            sums += row_sums[:, :, i:i + (out_h - 1) * stride_h + 1:stride_h]
+        sums = _padded(x, win, 0)
+        for axis in reversed(range(len(win.kernel))):
+            kernel, stride, out = win.kernel[axis], win.stride[axis], win.out_size[axis]
+            before = (slice(None),) * (2 + axis)
+            partial = sums[before + (_strided(0, out, stride),)].copy()
+            for t in range(1, kernel):
+                partial += sums[before + (_strided(t, out, stride),)]
+            sums = partial
         return sums
 
     def spread(self, grad, win):
         """Gradient of ``sums`` on the input: each output gradient spread over its window."""
         xp = get_array_module()
-        (kernel_h, kernel_w), (stride_h, stride_w) = win.kernel, win.stride
-        out_h, out_w = win.out_size
-        need_h, need_w = win.needed
-        n, c = grad.shape[:2]
-        row_grad = xp.zeros((n, c, need_h, out_w), dtype=grad.dtype)
-        for i in range(kernel_h):
-            row_grad[:, :, i:i + (out_h - 1) * stride_h + 1:stride_h] += grad
-        buffer_grad = xp.zeros((n, c, need_h, need_w), dtype=grad.dtype)
-        for j in range(kernel_w):
-            buffer_grad[:, :, :, j:j + (out_w - 1) * stride_w + 1:stride_w] += row_grad
-        return _unpadded(buffer_grad, win)
+        spread = grad
+        for axis in range(len(win.kernel)):
+            kernel, stride, out = win.kernel[axis], win.stride[axis], win.out_size[axis]
+            before = (slice(None),) * (2 + axis)
+            wider = xp.zeros(spread.shape[:2 + axis] + (win.needed[axis],) + spread.shape[3 + axis:], grad.dtype)
+            for t in range(kernel):
+                wider[before + (_strided(t, out, stride),)] += spread
+            spread = wider
+        return _unpadded(spread, win)
 
 
 @register
 class CompareMax(EveryCall):
     """The maximum over a list of equally shaped views and its first position, by running compares."""
 
-    name, op = "adaptive_max_pool.compare", "adaptive_max_pool2d"
+    name, op = "adaptive_max_pool.compare", "adaptive_max_pool"
 
     def forward(self, views):
         """(elementwise max over ``views``, index of the first view holding it; the last NaN wins)."""

@@ -1,4 +1,4 @@
-"""BatchNorm1d/2d and LocalResponseNorm with torch.nn's arguments, reprs and state_dict keys."""
+"""BatchNorm1d/2d/3d and LocalResponseNorm with torch.nn's arguments, reprs and state_dict keys."""
 from __future__ import annotations
 
 import numbers
@@ -13,7 +13,7 @@ from .activation import ReLU, ReLU6
 from .module import Module
 from .parameter import Parameter
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LocalResponseNorm"]
 
 
 class _BatchNorm(Module):
@@ -122,6 +122,13 @@ class BatchNorm2d(_BatchNorm):
 
     _expected_dims = (4,)
     _shape_text = "a 4-D (N, C, H, W)"
+
+
+class BatchNorm3d(_BatchNorm):
+    """Batch normalisation of (N, C, D, H, W): statistics per channel C over N, D, H and W."""
+
+    _expected_dims = (5,)
+    _shape_text = "a 5-D (N, C, D, H, W)"
 
 
 _FUSED_MAX_VALUES = {ReLU: None, ReLU6: 6.0}

@@ -123,7 +123,7 @@ class SyncBatchNorm(_BatchNorm):
 
     @classmethod
     def convert_sync_batchnorm(cls, module, process_group=None):
-        """Return ``module`` with every BatchNorm1d/2d (recursively) replaced by a SyncBatchNorm with its state."""
+        """Return ``module`` with every BatchNorm1d/2d/3d (recursively) replaced by a SyncBatchNorm with its state."""
         if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
             converted = cls(module.num_features, module.eps, module.momentum, module.affine,
                             module.track_running_stats, process_group)

@@ -115,67 +115,97 @@ def _pool_pads(win, extend):
     """ONNX pads of a pooling window; ``extend`` grows the end pads over a ceil_mode overhang."""
     pads = [list(p) for p in win.pads]
     if extend:
-        for axis in range(2):
+        for axis in range(len(win.kernel)):
             overhang = win.needed[axis] - (win.in_size[axis] + sum(win.pads[axis]))
             pads[axis][1] += max(0, overhang)
     return _onnx_pads(pads)
 
 
 def _has_overhang(win):
-    return any(win.needed[a] > win.in_size[a] + sum(win.pads[a]) for a in range(2))
+    return any(win.needed[a] > win.in_size[a] + sum(win.pads[a]) for a in range(len(win.kernel)))
 
 
-@converts(pooling._MaxPool2d)
+@converts(pooling._MaxPool)
 def _max_pool(g, fn, names, tensors, out):
-    if fn.return_indices:
-        raise OnnxError("export: max_pool2d(return_indices=True) has no ONNX export here; export the model "
-                        "without the indices")
     win = fn.win  # padding is -inf for max pooling, so a ceil_mode overhang is just more end padding
-    return g.node("MaxPool", names, kernel_shape=list(win.kernel), strides=list(win.stride),
-                  pads=_pool_pads(win, True), dilations=list(win.dilation))
+    attributes = dict(kernel_shape=list(win.kernel), strides=list(win.stride), pads=_pool_pads(win, True),
+                      dilations=list(win.dilation))
+    if not fn.return_indices:
+        return g.node("MaxPool", names, **attributes)
+    values, indices = g.node("MaxPool", names, outputs=2, **attributes)
+    g.pool_indices[id(fn.indices)] = indices  # ONNX's Indices, flat over the whole input, as MaxUnpool reads them
+    return values
 
 
-@converts(pooling._AvgPool2d)
+@converts(pooling._MaxUnpool)
+def _max_unpool(g, fn, names, tensors, out):
+    indices = g.pool_indices.get(id(fn.indices))
+    if indices is None:
+        raise OnnxError("export: a max_unpool's indices must come from a max pooling (return_indices=True) in the "
+                        "same model, so that they can be the MaxPool node's Indices output")
+    default = tuple((size - 1) * s - 2 * p + k for size, s, p, k in
+                    zip(tensors[0].shape[2:], fn.stride, fn.padding, fn.kernel))
+    if tuple(fn.out_size) != default:
+        # ONNX's reference and onnxruntime read the indices of a larger output_shape differently
+        raise OnnxError(f"export: max_unpool to {tuple(fn.out_size)} instead of its default size {default} has no "
+                        "ONNX form that every runtime reads alike; pool an input whose size the windows tile")
+    return g.node("MaxUnpool", [names[0], indices], kernel_shape=list(fn.kernel), strides=list(fn.stride),
+                  pads=[int(p) for p in fn.padding] * 2)
+
+
+@converts(pooling._AvgPool)
 def _avg_pool(g, fn, names, tensors, out):
     win = fn.win
     if fn.divisor_override is not None:
-        raise OnnxError("export: avg_pool2d(divisor_override=...) has no ONNX equivalent")
+        raise OnnxError("export: average pooling with divisor_override has no ONNX equivalent")
     ceil = _has_overhang(win) and fn.count_include_pad
     return g.node("AveragePool", names, kernel_shape=list(win.kernel), strides=list(win.stride),
                   pads=_pool_pads(win, not ceil), ceil_mode=int(ceil),
                   count_include_pad=int(bool(fn.count_include_pad)))
 
 
-@converts(pooling._LpPool2d)
+@converts(pooling._LpPool)
 def _lp_pool(g, fn, names, tensors, out):
     win = fn.win
     if fn.norm_type != int(fn.norm_type):
-        raise OnnxError(f"export: lp_pool2d with norm_type={fn.norm_type} (ONNX LpPool takes an integer p)")
+        raise OnnxError(f"export: lp pooling with norm_type={fn.norm_type} (ONNX LpPool takes an integer p)")
     return g.node("LpPool", names, kernel_shape=list(win.kernel), strides=list(win.stride),
                   pads=_onnx_pads(win.pads), p=int(fn.norm_type))
 
 
-@converts(pooling._AdaptiveAvgPool2d)
+def _averaged_along(g, name, axis, rank, matrix):
+    """``name`` with spatial ``axis`` (of a rank-``rank`` tensor) multiplied by ``matrix`` (out, in)."""
+    position = 2 + axis
+    if position == rank - 1:  # the last axis: x @ A^T
+        return g.node("MatMul", [name, g.constant(np.ascontiguousarray(matrix.T), "pool_cols")])
+    if position == rank - 2:  # the one before: A @ x
+        return g.node("MatMul", [g.constant(matrix, "pool_rows"), name])
+    swap = list(range(rank))
+    swap[position], swap[rank - 2] = swap[rank - 2], swap[position]
+    moved = g.node("MatMul", [g.constant(matrix, "pool_rows"), g.node("Transpose", [name], perm=swap)])
+    return g.node("Transpose", [moved], perm=swap)
+
+
+@converts(pooling._AdaptiveAvgPool)
 def _adaptive_avg_pool(g, fn, names, tensors, out):
-    height, width = tensors[0].shape[2:]
-    out_h, out_w = fn.out_size
-    if (out_h, out_w) == (1, 1):
+    size = tuple(tensors[0].shape[2:])
+    if all(cells == 1 for cells in fn.out_size):
         return g.node("GlobalAveragePool", names)
-    if height % out_h == 0 and width % out_w == 0:
-        kernel = [height // out_h, width // out_w]
+    if all(length % cells == 0 for length, cells in zip(size, fn.out_size)):
+        kernel = [length // cells for length, cells in zip(size, fn.out_size)]
         return g.node("AveragePool", names, kernel_shape=kernel, strides=kernel)
-    # Uneven (or repeating) windows: the pooling is linear, A_h @ x @ A_w^T with constant averaging matrices.
-    dtype = tensors[0].dtype
-    rows = g.constant(_averaging_matrix(height, out_h, dtype), "pool_rows")
-    cols = g.constant(np.ascontiguousarray(_averaging_matrix(width, out_w, dtype).T), "pool_cols")
-    return g.node("MatMul", [rows, g.node("MatMul", [names[0], cols])])
+    # Uneven (or repeating) windows: the pooling is linear, one constant averaging matrix per axis.
+    dtype, rank, name = tensors[0].dtype, tensors[0].ndim, names[0]
+    for axis in reversed(range(len(size))):
+        name = _averaged_along(g, name, axis, rank, _averaging_matrix(size[axis], fn.out_size[axis], dtype))
+    return name
 
 
-@converts(pooling._AdaptiveMaxPool2d)
+@converts(pooling._AdaptiveMaxPool)
 def _adaptive_max_pool(g, fn, names, tensors, out):
-    if tuple(fn.out_size) == (1, 1):
+    if all(cells == 1 for cells in fn.out_size):
         return g.node("GlobalMaxPool", names)
-    raise OnnxError(f"export: adaptive_max_pool2d to {tuple(fn.out_size)} from {tuple(tensors[0].shape[2:])} "
+    raise OnnxError(f"export: adaptive max pooling to {tuple(fn.out_size)} from {tuple(tensors[0].shape[2:])} "
                     "(uneven windows) has no ONNX equivalent")
 
 

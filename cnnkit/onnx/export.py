@@ -21,6 +21,8 @@ class GraphBuilder:
         self.nodes, self.initializers, self.names, self._count = [], [], {}, 0
         # set by build_graph: the model's state_dict keys, and state_array(array, hint) -> name for raw arrays
         self.state_order, self.state_array = [], None
+        # id of a max pooling's indices array -> the name of the MaxPool node's Indices output (for MaxUnpool)
+        self.pool_indices = {}
 
     def fresh(self, hint):
         self._count += 1

@@ -1,7 +1,7 @@
-"""ONNX pooling operators (MaxPool, AveragePool, LpPool, their global forms, MaxUnpool) on cnnkit's 2-D pools.
+"""ONNX pooling operators (MaxPool, AveragePool, LpPool, their global forms, MaxUnpool) on cnnkit's N-d pools.
 
 Where ONNX allows what the pools do not (dilated average and Lp windows, padding wider than half the
-window with count_include_pad=0), the window sums are a grouped convolution with a kernel of ones.
+window with count_include_pad=0), the windows are summed by ``functional.pooling.window_sum`` and divided here.
 """
 from __future__ import annotations
 
@@ -11,31 +11,31 @@ import numpy as np
 
 from .. import functional as F
 from ..autograd import Tensor
+from ..functional.pooling import window_sum
 from .errors import OnnxError
-from .ops import _auto_pads, _fits_window, _pre_pad, _require_2d, _spatial, _tensor, const, ints, is_tensor, op
+from .ops import _auto_pads, _fits_window, _pre_pad, _spatial, _tensor, const, ints, is_tensor, op
+
+_DIMS = (1, 2, 3)  # spatial axes cnnkit's pools take
+
+
+def _require_pool_dims(node, x):
+    if x.ndim - 2 not in _DIMS:
+        raise OnnxError(f"{node.describe()}: only 1-D, 2-D and 3-D (N, C, L), (N, C, H, W) and (N, C, D, H, W) "
+                        f"inputs are supported, got shape {tuple(x.shape)}")
+
+
+def _pooled(name, x):
+    """cnnkit.functional's ``{name}{d}d`` for x's number of spatial axes."""
+    return getattr(F, f"{name}{x.ndim - 2}d")
 
 
 def _pool_geometry(node, x):
-    """``(x, kernel, stride, dilation, pads, restore)`` of a pooling node, as a 2-D pool.
-
-    A 3-D pool whose window spans only the first spatial axis (torch's LocalResponseNorm export pools
-    (N, 1, C, H, W) with a (size, 1, 1) window) runs as a 2-D pool over (N, 1, C, H * W).
-    """
+    """``(x, kernel, stride, dilation, pads)`` of a pooling node, each per spatial axis."""
+    _require_pool_dims(node, x)
     kernel = tuple(node.attrs["kernel_shape"])
     stride, dilation = _spatial(node, x, "strides", 1), _spatial(node, x, "dilations", 1)
     pads = _auto_pads(node, x.shape[2:], kernel, stride, dilation)
-    restore = None
-    if x.ndim > 4 and all(k == s == d == 1 and p == (0, 0) for k, s, d, p in
-                          zip(kernel[1:], stride[1:], dilation[1:], pads[1:])):
-        restore = tuple(x.shape)
-        x = x.reshape(restore[0], restore[1], restore[2], -1)
-        kernel, stride, dilation, pads = (kernel[0], 1), (stride[0], 1), (dilation[0], 1), (pads[0], (0, 0))
-    _require_2d(node, x)
-    return _tensor(x), kernel, stride, dilation, pads, restore
-
-
-def _restored(out, restore):
-    return out if restore is None else out.reshape(*restore[:2], out.shape[2], *restore[3:])
+    return _tensor(x), kernel, stride, dilation, pads
 
 
 def _ceil(node):
@@ -57,28 +57,29 @@ def max_pool(node, x):
 
 def _max_pool(node, x):
     with_indices = len(node.outputs) > 1 and bool(node.outputs[1])
-    x, kernel, stride, dilation, pads, restore = _pool_geometry(node, x)
-    if with_indices and restore is not None:
-        raise OnnxError(f"{node.describe()}: the Indices output of a pool over (N, C, D, H, W) is not supported")
-    shape, pre_pads = tuple(x.shape), ((0, 0), (0, 0))
+    x, kernel, stride, dilation, pads = _pool_geometry(node, x)
+    shape, pre_pads = tuple(x.shape), ((0, 0),) * len(kernel)
     if not _fits_window(pads, kernel):  # ONNX allows any padding, cnnkit's (torch's) pools at most k // 2
-        x, pre_pads, pads = _pre_pad(x, pads, -math.inf), pads, ((0, 0), (0, 0))
-    result = F.max_pool2d(x, kernel, stride, pads, dilation, ceil_mode=_ceil(node), return_indices=with_indices)
+        x, pre_pads, pads = _pre_pad(x, pads, -math.inf), pads, ((0, 0),) * len(kernel)
+    result = _pooled("max_pool", x)(x, kernel, stride, pads, dilation, ceil_mode=_ceil(node),
+                                    return_indices=with_indices)
     if not with_indices:
-        return _restored(result, restore)
+        return result
     out, plane_indices = result
-    return out, _onnx_indices(const(plane_indices), shape, x.shape[3], pre_pads,
+    return out, _onnx_indices(const(plane_indices), shape, tuple(x.shape[2:]), pre_pads,
                               int(node.attrs.get("storage_order", 0)))
 
 
-def _onnx_indices(plane_indices, shape, padded_width, pre_pads, storage_order):
-    """cnnkit's indices into each (padded) H * W plane as ONNX's: flat over (N, C, H, W), row- or column-major."""
-    batch, channels, height, width = shape
-    rows = plane_indices // padded_width - pre_pads[0][0]
-    cols = plane_indices % padded_width - pre_pads[1][0]
-    within = rows * width + cols if storage_order == 0 else cols * height + rows
-    planes = (np.arange(batch)[:, None, None, None] * channels + np.arange(channels)[None, :, None, None])
-    return (planes * height * width + within).astype(np.int64)
+def _onnx_indices(plane_indices, shape, padded_size, pre_pads, storage_order):
+    """cnnkit's indices into each (padded) plane or volume as ONNX's: flat over the whole (N, C, *spatial) tensor,
+    row-major, or column-major over the spatial axes with ``storage_order`` 1."""
+    positions = np.unravel_index(plane_indices, padded_size)
+    spatial = shape[2:]
+    within = np.ravel_multi_index(tuple(p - before for p, (before, _) in zip(positions, pre_pads)), spatial,
+                                  order="F" if storage_order else "C")
+    batch, channels = shape[:2]
+    planes = np.arange(batch * channels).reshape((batch, channels) + (1,) * len(spatial))
+    return (planes * math.prod(spatial) + within).astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------- sums of windows
@@ -95,11 +96,9 @@ def _window_pads(in_size, kernel, stride, dilation, pads, ceil_mode):
 
 
 def _window_sums(x, kernel, stride, dilation, pads):
-    """The sum of ``x`` (zero-padded by ``pads``) over every dilated window: a grouped conv with ones."""
+    """The sum of ``x`` (zero-padded by ``pads``) over every dilated window."""
     x = _pre_pad(x, pads, 0.0) if any(sum(p) for p in pads) else x
-    channels = x.shape[1]
-    ones = Tensor(np.ones((channels, 1, *kernel), dtype=x.dtype))
-    return F.conv2d(x, ones, None, stride, 0, dilation, channels)
+    return window_sum(x, kernel, stride, dilation)
 
 
 def _counts(in_size, kernel, stride, dilation, pads, grown, include_pad, dtype):
@@ -114,30 +113,27 @@ def _counts(in_size, kernel, stride, dilation, pads, grown, include_pad, dtype):
 # ----------------------------------------------------------------------------------------- average and Lp
 @op("AveragePool")
 def average_pool(node, x):
-    x, kernel, stride, dilation, pads, restore = _pool_geometry(node, x)
+    x, kernel, stride, dilation, pads = _pool_geometry(node, x)
     include = bool(node.attrs.get("count_include_pad", 0))
     if any(d != 1 for d in dilation) or (not include and not _fits_window(pads, kernel)):
         grown = _window_pads(x.shape[2:], kernel, stride, dilation, pads, _ceil(node))
         sums = _window_sums(x, kernel, stride, dilation, grown)
-        return _restored(sums / _counts(x.shape[2:], kernel, stride, dilation, pads, grown, include, x.dtype),
-                         restore)
+        return sums / _counts(x.shape[2:], kernel, stride, dilation, pads, grown, include, x.dtype)
     if not _fits_window(pads, kernel):
-        x, pads = _pre_pad(x, pads, 0.0), ((0, 0), (0, 0))
-    out = F.avg_pool2d(x, kernel, stride, pads, _ceil(node), include)
-    return _restored(out, restore)
+        x, pads = _pre_pad(x, pads, 0.0), ((0, 0),) * len(kernel)
+    return _pooled("avg_pool", x)(x, kernel, stride, pads, _ceil(node), include)
 
 
 @op("LpPool")
 def lp_pool(node, x):
-    x, kernel, stride, dilation, pads, restore = _pool_geometry(node, x)
+    x, kernel, stride, dilation, pads = _pool_geometry(node, x)
     p = float(node.attrs.get("p", 2))
     if any(d != 1 for d in dilation):  # (sum over the window of |x|^p)^(1/p), zeros adding nothing
         grown = _window_pads(x.shape[2:], kernel, stride, dilation, pads, _ceil(node))
-        return _restored(_window_sums(x.abs() ** p, kernel, stride, dilation, grown) ** (1.0 / p), restore)
+        return _window_sums(x.abs() ** p, kernel, stride, dilation, grown) ** (1.0 / p)
     if any(begin != end for begin, end in pads) or not _fits_window(pads, kernel):
-        x, pads = _pre_pad(x, pads, 0.0), ((0, 0), (0, 0))
-    out = F.lp_pool2d(x, p, kernel, stride, _ceil(node), tuple(begin for begin, _ in pads))
-    return _restored(out, restore)
+        x, pads = _pre_pad(x, pads, 0.0), ((0, 0),) * len(kernel)
+    return _pooled("lp_pool", x)(x, p, kernel, stride, _ceil(node), tuple(begin for begin, _ in pads))
 
 
 @op("GlobalAveragePool")
@@ -164,15 +160,16 @@ def max_unpool(node, x, indices, output_shape=None):
 
     The end padding is what the ONNX reference does with a larger ``output_shape`` (onnxruntime differs).
     """
-    _require_2d(node, x)
+    _require_pool_dims(node, x)
     kernel = tuple(node.attrs["kernel_shape"])
     stride = _spatial(node, x, "strides", 1)
-    flat = list(node.attrs.get("pads", [0] * 4))
-    pads = ((flat[0], flat[2]), (flat[1], flat[3]))
+    dims = len(kernel)
+    flat = list(node.attrs.get("pads", [0] * 2 * dims))
+    pads = tuple((flat[a], flat[a + dims]) for a in range(dims))
     size = tuple((length - 1) * s + k - sum(p) for length, s, k, p in zip(x.shape[2:], stride, kernel, pads))
-    # ONNX's indices run over the whole (N, C, H, W) tensor; cnnkit's (torch's) over each H * W plane
-    plane_indices = const(indices).astype(np.int64) % (size[0] * size[1])
-    out = F.max_unpool2d(_tensor(x), plane_indices, kernel, stride, 0, size)
+    # ONNX's indices run over the whole (N, C, *spatial) tensor; cnnkit's (torch's) over each plane or volume
+    plane_indices = const(indices).astype(np.int64) % math.prod(size)
+    out = _pooled("max_unpool", x)(_tensor(x), plane_indices, kernel, stride, 0, size)
     if output_shape is None:
         return out
     wanted = ints(output_shape)[2:]
