@@ -224,3 +224,19 @@ def test_only_the_latest_input_shapes_stay_compiled():
     assert "(1, 1, 3, 3)" not in kept and f"(1, 1, {sizes[-1]}, {sizes[-1]})" in kept
     images = _images((1, 1, 3, 3))
     np.testing.assert_allclose(frozen(images), _eager(model, images), rtol=1e-6, atol=1e-6)  # compiled again
+
+
+@pytest.mark.parametrize("dims", [1, 3])
+def test_one_and_three_dimensional_models_freeze_with_batch_norm_folded(dims):
+    conv, norm, pool, adaptive = {1: (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d),
+                                  3: (nn.Conv3d, nn.BatchNorm3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d)}[dims]
+    model = nn.Sequential(conv(3, 8, 3, padding=1), norm(8), nn.ReLU(), pool(2), conv(8, 4, 1), adaptive(1),
+                          nn.Flatten(), nn.Linear(4, 2))
+    _randomise_batch_norm_scales(model)
+    model[1].running_mean.data[...] = _images((8,), seed=3)
+    model[1].running_var.data[...] = 0.5 + np.abs(_images((8,), seed=4))
+    images = _images((2, 3) + (9,) * dims)
+    expected = _eager(model, images)
+    frozen = freeze(model, images)
+    assert np.abs(frozen(images) - expected).max() <= 1e-5 * np.abs(expected).max()
+    assert frozen.program(images).names[0] == f"Conv{dims}d+BatchNorm+relu"

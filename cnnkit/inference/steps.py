@@ -219,25 +219,29 @@ def _reduce_windows(x, win, fill_value, ufunc, out, finish=None):
     return run
 
 
-@makes(pooling._MaxPool2d)
+@makes(pooling._MaxPool)
 def _max_pool(node, inputs, out):
-    if node.fn.return_indices or node.output_index is not None:
-        return None
+    if node.fn.return_indices or node.output_index is not None or len(node.fn.win.kernel) != 2:
+        return None  # indices, 1-D and 3-D: the recorded op's forward
     xp = get_array_module()
     return _reduce_windows(inputs[0], node.fn.win, -xp.inf, xp.maximum, out)  # -inf padding never wins
 
 
-@makes(pooling._AvgPool2d)
+@makes(pooling._AvgPool)
 def _avg_pool(node, inputs, out):
+    if len(node.fn.win.kernel) != 2:
+        return None
     xp = get_array_module()
     divisor = node.fn.divisor  # the divisors the traced call computed for these windows
     return _reduce_windows(inputs[0], node.fn.win, 0, xp.add, out, lambda: xp.divide(out, divisor, out=out))
 
 
-@makes(pooling._AdaptiveAvgPool2d)
+@makes(pooling._AdaptiveAvgPool)
 def _adaptive_avg_pool(node, inputs, out):
     xp = get_array_module()
     x = inputs[0]
+    if x.ndim != 4:
+        return None
     n, c, height, width = x.shape
     out_h, out_w = node.fn.out_size
     if (out_h, out_w) == (1, 1):
