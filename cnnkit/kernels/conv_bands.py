@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..backend import get_array_module, get_num_threads
 from .conv_epilogue import finish_into
 from .copy import assign
-from .threads import parallel_for
+from .threads import narrow_blas, parallel_for
 from .workspace import Workspace
 
 # Output pixels per band: wider bands measured faster up to about this many on ResNet-18's layers (fewer BLAS
@@ -21,6 +21,9 @@ from .workspace import Workspace
 # are not.
 BAND_PIXELS = 2048
 BAND_ELEMENTS = 1 << 17
+# Layers of fewer multiply-adds run on the calling thread: about a tenth of a millisecond of GEMM, against
+# the tens of microseconds that handing work to another thread and waiting for it cost.
+SPLIT_MIN_MACS = 1 << 22
 
 
 def padded_images(x, pads, slack=0):
@@ -44,6 +47,16 @@ def padded_images(x, pads, slack=0):
     padded[:, :, top:top + height, left + width:] = 0
     assign(padded[:, :, top:top + height, left:left + width], x)
     return padded, flat
+
+
+def share(run, tasks, scratch, split):
+    """[run(task, scratch object)] on cnnkit's threads when ``split``, else on this thread with BLAS on one
+    thread (a small GEMM gains nothing from BLAS's threads and, on a busy machine, waits for them)."""
+    if split:
+        return parallel_for(run, tasks, scratch)
+    with narrow_blas():
+        work = scratch()
+        return [run(task, work) for task in tasks]
 
 
 def row_bands(rows, row_pixels, images=1, target=None):
@@ -87,4 +100,5 @@ def dense_bands(x, weight, bias, geo, activation, out):
         target = out[n, :, first:stop].reshape(groups, out_channels // groups, count, out_w)
         finish_into(target, y.reshape(target.shape), bias_column, activation)
 
-    parallel_for(run, tasks, lambda: Workspace(x.dtype))
+    macs = batch * out_channels * inner * out_h * out_w
+    share(run, tasks, lambda: Workspace(x.dtype), macs >= SPLIT_MIN_MACS)

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 from ..backend import get_array_module, get_num_threads
 from . import Kernel, conv_depthwise_direct
-from .conv_bands import dense_bands
+from .conv_bands import SPLIT_MIN_MACS, dense_bands, share
 from .conv_epilogue import ACTIVATIONS, finish_into
 from .conv_im2col import ChunkedIm2col, correlate_chunks
 from .conv_plan import plan_for
-from .threads import parallel_for
 
 __all__ = ["conv_forward", "path_for", "ACTIVATIONS", "OneImagePointwise", "OneImageDepthwise", "OneImageBands"]
 
@@ -105,8 +104,9 @@ def _pointwise(x, weight, bias, geo, activation, out):
     bias_column = None if bias is None else bias.reshape(groups, k_group, 1)
     images = x.reshape(batch, groups, c_group, pixels)
     outputs = out.reshape(batch, groups, k_group, pixels)
+    split = batch * geo.out_channels * c_group * pixels >= SPLIT_MIN_MACS
     tasks = [(n, g, part) for n in range(batch) for g in range(groups)
-             for part in output_parts(k_group, pixels, batch * groups)]
+             for part in output_parts(k_group, pixels, batch * groups if split else None)]
 
     def run(task, work):
         n, g, ((first, stop), (start, end)) = task
@@ -120,14 +120,14 @@ def _pointwise(x, weight, bias, geo, activation, out):
             finish_into(rows, rows, None if bias_column is None else bias_column[g, top:top + rows.shape[0]],
                         activation)
 
-    parallel_for(run, tasks)
+    share(run, tasks, dict, split)
 
 
 def output_parts(rows, pixels, blocks=1):
     """[((first, stop) rows, (start, end) pixels)]: one part of an output (rows, pixels) per thread (with
-    ``blocks`` outputs side by side, enough parts for every thread): ranges of pixels, or ranges of rows on maps
-    too small to give each part MIN_PART_PIXELS."""
-    parts = -(-get_num_threads() // blocks)
+    ``blocks`` outputs side by side, enough parts for every thread; None: one part, for one thread): ranges of
+    pixels, or ranges of rows on maps too small to give each part MIN_PART_PIXELS."""
+    parts = 1 if blocks is None else -(-get_num_threads() // blocks)
     if parts == 1:
         return [((0, rows), (0, pixels))]
     if pixels >= parts * MIN_PART_PIXELS:
