@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..backend import get_array_module, get_num_threads
 from .conv_epilogue import finish_into
 from .copy import assign
-from .threads import parallel_for
+from .threads import narrow_blas, parallel_for
 from .workspace import Workspace
 
 # Output pixels per band: wider bands measured faster up to about this many on ResNet-18's layers (fewer BLAS
@@ -56,11 +56,14 @@ def padded_images(x, pads, slack=0):
 
 
 def share(run, tasks, scratch, split):
-    """[run(task, scratch object)] on cnnkit's threads when ``split``, else on this thread (BLAS as it is set)."""
+    """[run(task, scratch object)] on cnnkit's threads when ``split``, else on this thread with BLAS on one thread:
+    a GEMM this small gains little from BLAS's threads when cores are free, and on a busy machine it measured
+    up to a hundred times slower, its threads waiting to be scheduled."""
     if split:
         return parallel_for(run, tasks, scratch)
-    work = scratch()
-    return [run(task, work) for task in tasks]
+    with narrow_blas():
+        work = scratch()
+        return [run(task, work) for task in tasks]
 
 
 def row_bands(rows, row_pixels, images=1, target=None):

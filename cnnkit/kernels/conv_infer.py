@@ -15,9 +15,9 @@ written into ``out`` when given. ``path_for(geo)`` picks the code by a rule on t
   activation after it.
 
 The threads share a layer through cnnkit's pool, NumPy's BLAS on one thread each; a layer too small to split
-(``conv_bands.SPLIT_MIN_MACS``) runs on the calling thread with BLAS as it is set. No whole-image GEMM is lent
-to BLAS's own threads: on this project's busy 2-core machine that made single 1x1 and 3x3 GEMMs tens of times
-slower (its threads spin waiting for cores). The ``OneImage*`` kernels at the end register the first three
+(``conv_bands.SPLIT_MIN_MACS``) runs on the calling thread, BLAS on one thread too. No GEMM is lent to BLAS's
+own threads: on this project's busy 2-core machine that made single 1x1 and 3x3 GEMMs tens of times slower
+(its threads wait to be scheduled). The ``OneImage*`` kernels at the end register the first three
 paths for the conv2d op at batch 1, so an eager forward under ``no_grad`` runs them too.
 """
 from __future__ import annotations
