@@ -155,3 +155,16 @@ def test_eager_batch_of_one_forward_runs_the_one_image_kernels(weight_shape, gro
         assert (picks == [expected]) is (batch == 1), picks
         geo = conv_geometry(x.shape, weight_shape, 1, weight_shape[2] // 2, 1, groups)
         np.testing.assert_allclose(y.data, _reference(x, weight, bias, geo, None), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("path", sorted(PATH_CASES))
+def test_each_path_split_over_threads(path, threads):
+    """Every layer split over the threads, whatever its size (small layers run on one thread by default)."""
+    from cnnkit.kernels import conv_bands
+
+    with mock.patch.object(conv_bands, "SPLIT_MIN_MACS", 0), mock.patch.object(conv_infer, "SPLIT_MIN_MACS", 0), \
+            mock.patch.object(conv_depthwise_direct, "SPLIT_MIN_MACS", 0), \
+            mock.patch.object(backend, "_num_threads", threads):
+        for dtype in (np.float32, np.float64):
+            _check_case(PATH_CASES[path], dtype, True, "relu6", True, 5)

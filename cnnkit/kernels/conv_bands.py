@@ -6,13 +6,15 @@ image is cut into bands of output rows instead: a band's columns (C/groups * kh 
 copied from the padded image, multiplied in one GEMM per group, and written to their rows of the output
 with the bias and the activation applied on the way (``conv_epilogue.finish_into``). The bands are shared
 over cnnkit's threads, each calling a one-thread BLAS, so the copies run in parallel with the products.
+Small maps share their output channels over the threads instead (CHANNEL_PARTS_MAX_PIXELS), and small
+layers run on the calling thread (SPLIT_MIN_MACS).
 """
 from __future__ import annotations
 
 from ..backend import get_array_module, get_num_threads
 from .conv_epilogue import finish_into
 from .copy import assign
-from .threads import parallel_for
+from .threads import narrow_blas, parallel_for
 from .workspace import Workspace
 
 # Output pixels per band: wider bands measured faster up to about this many on ResNet-18's layers (fewer BLAS
@@ -21,6 +23,13 @@ from .workspace import Workspace
 # are not.
 BAND_PIXELS = 2048
 BAND_ELEMENTS = 1 << 17
+# Layers of fewer multiply-adds run on the calling thread: about a tenth of a millisecond of GEMM, against
+# the tens of microseconds that handing work to another thread and waiting for it cost.
+SPLIT_MIN_MACS = 1 << 22
+# Below this many output pixels per image the threads share a layer's output channels instead of its rows:
+# on ResNet-18's 14x14 and 7x7 outputs row bands left each GEMM a few dozen columns and measured up to 1.3x
+# slower than channel parts, while on 28x28 (and larger) maps row bands were the faster.
+CHANNEL_PARTS_MAX_PIXELS = 512
 
 
 def padded_images(x, pads, slack=0):
@@ -44,6 +53,17 @@ def padded_images(x, pads, slack=0):
     padded[:, :, top:top + height, left + width:] = 0
     assign(padded[:, :, top:top + height, left:left + width], x)
     return padded, flat
+
+
+def share(run, tasks, scratch, split):
+    """[run(task, scratch object)] on cnnkit's threads when ``split``, else on this thread with BLAS on one thread:
+    a GEMM this small gains little from BLAS's threads when cores are free, and on a busy machine it measured
+    up to a hundred times slower, its threads waiting to be scheduled."""
+    if split:
+        return parallel_for(run, tasks, scratch)
+    with narrow_blas():
+        work = scratch()
+        return [run(task, work) for task in tasks]
 
 
 def row_bands(rows, row_pixels, images=1, target=None):
@@ -73,6 +93,10 @@ def dense_bands(x, weight, bias, geo, activation, out):
         strides=(n_stride, c_stride, h_stride * dh, w_stride * dw, h_stride * sh, w_stride * sw), writeable=False)
     w_mat = xp.ascontiguousarray(weight.reshape(groups, out_channels // groups, inner))
     bias_column = None if bias is None else bias.reshape(groups, out_channels // groups, 1, 1)
+    macs = batch * out_channels * inner * out_h * out_w
+    split = macs >= SPLIT_MIN_MACS
+    if split and groups == 1 and out_h * out_w < CHANNEL_PARTS_MAX_PIXELS:
+        return _channel_parts(windows, w_mat[0], bias, activation, out)
     bands = row_bands(out_h, out_w, batch, target=max(BAND_PIXELS, BAND_ELEMENTS // inner))
     tasks = [(n, band) for n in range(batch) for band in bands]
 
@@ -87,4 +111,23 @@ def dense_bands(x, weight, bias, geo, activation, out):
         target = out[n, :, first:stop].reshape(groups, out_channels // groups, count, out_w)
         finish_into(target, y.reshape(target.shape), bias_column, activation)
 
-    parallel_for(run, tasks, lambda: Workspace(x.dtype))
+    share(run, tasks, lambda: Workspace(x.dtype), split)
+
+
+def _channel_parts(windows, w_mat, bias, activation, out):
+    """Small maps: each image's columns copied once, then one GEMM per thread for its range of output channels,
+    written straight into ``out`` (bands of rows would give each GEMM only a few dozen columns)."""
+    xp = get_array_module()
+    batch, out_channels = out.shape[:2]
+    pixels = out.shape[2] * out.shape[3]
+    height = -(-out_channels // get_num_threads())
+    cols = xp.ascontiguousarray(windows).reshape(batch, w_mat.shape[1], pixels)
+    rows = out.reshape(batch, out_channels, pixels)
+
+    def run(task, work):
+        n, first = task
+        part = rows[n, first:first + height]
+        xp.matmul(w_mat[first:first + height], cols[n], out=part)
+        finish_into(part, part, None if bias is None else bias[first:first + height, None], activation)
+
+    parallel_for(run, [(n, first) for n in range(batch) for first in range(0, out_channels, height)])

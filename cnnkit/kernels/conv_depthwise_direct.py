@@ -16,9 +16,8 @@ layers of 64+ channels on maps of 56x56 and below (``applies``) and lost one (19
 from __future__ import annotations
 
 from ..backend import get_array_module
-from .conv_bands import row_bands
+from .conv_bands import row_bands, share
 from .conv_epilogue import finish_into
-from .threads import parallel_for
 from .workspace import Workspace
 
 # From this many channels (the einsum's inner loop is one pixel's channels) and up to this many input pixels
@@ -27,6 +26,9 @@ MIN_CHANNELS = 64
 MAX_PIXELS = 56 * 56
 # Output elements per band: whole rows of all channels, as many as stay in cache for the epilogue.
 BAND_ELEMENTS = 1 << 18
+# Layers of fewer multiply-adds run on the calling thread (the einsum does about a tenth of a millisecond of
+# this many; see conv_bands.SPLIT_MIN_MACS).
+SPLIT_MIN_MACS = 1 << 20
 
 
 def applies(geo):
@@ -67,7 +69,8 @@ def _image(x, taps, bias, geo, activation, out):
             band[:, left + width:] = 0
             band[:, left:left + width] = image[inside]
 
-    parallel_for(fill, row_bands(padded_h, padded_w * channels, target=BAND_ELEMENTS))
+    split = channels * out_h * out_w * kh * kw >= SPLIT_MIN_MACS
+    share(fill, row_bands(padded_h, padded_w * channels, target=BAND_ELEMENTS), dict, split)
     row, column, channel = padded.strides
     windows = xp.lib.stride_tricks.as_strided(padded, shape=(kh, kw, out_h, out_w, channels),
                                               strides=(row * dh, column * dw, row * sh, column * sw, channel),
@@ -79,4 +82,4 @@ def _image(x, taps, bias, geo, activation, out):
         xp.einsum("ijhwc,ijc->hwc", windows[:, :, first:stop], taps, out=y)
         finish_into(out[:, first:stop], y.transpose(2, 0, 1), bias, activation)
 
-    parallel_for(run, row_bands(out_h, out_w * channels, target=BAND_ELEMENTS), lambda: Workspace(x.dtype))
+    share(run, row_bands(out_h, out_w * channels, target=BAND_ELEMENTS), lambda: Workspace(x.dtype), split)

@@ -6,7 +6,7 @@ block of output right after the GEMM or multiply-adds that wrote it, while it is
 written into ``out`` when given. ``path_for(geo)`` picks the code by a rule on the geometry alone:
 
 * 'pointwise': 1x1, stride 1, no padding. One GEMM per thread straight into ``out`` (each thread a range of
-  pixels, or of output channels on maps under 2 x MIN_PART_PIXELS), then the epilogue on its rows.
+  pixels; one GEMM on maps under 2 x MIN_PART_PIXELS), then the epilogue on its rows.
 * 'depthwise': one output channel per input channel, 64+ channels, maps of at most 56x56
   (``conv_depthwise_direct.applies``): one einsum over a padded channels-last copy per band of rows.
 * 'bands': every other geometry up to MAX_BATCH images (``conv_bands``): im2col of a band of output rows, one
@@ -14,20 +14,20 @@ written into ``out`` when given. ``path_for(geo)`` picks the code by a rule on t
 * 'im2col': larger batches, the chunked im2col kernel (which shares samples over the threads), the
   activation after it.
 
-The threads share each layer through cnnkit's pool with NumPy's BLAS on one thread each: no GEMM here is
-threaded by BLAS itself, which on a busy machine slowed single GEMMs tens of times (its threads wait for
-cores by spinning). The ``OneImage*`` kernels at the end register the first three paths for the conv2d op at
-batch 1, so an eager forward under ``no_grad`` runs them too.
+The threads share a layer through cnnkit's pool, NumPy's BLAS on one thread each; a layer too small to split
+(``conv_bands.SPLIT_MIN_MACS``) runs on the calling thread, BLAS on one thread too. No GEMM is lent to BLAS's
+own threads: on this project's busy 2-core machine that made single 1x1 and 3x3 GEMMs tens of times slower
+(its threads wait to be scheduled). The ``OneImage*`` kernels at the end register the first three
+paths for the conv2d op at batch 1, so an eager forward under ``no_grad`` runs them too.
 """
 from __future__ import annotations
 
 from ..backend import get_array_module, get_num_threads
 from . import Kernel, conv_depthwise_direct
-from .conv_bands import dense_bands
+from .conv_bands import SPLIT_MIN_MACS, dense_bands, share
 from .conv_epilogue import ACTIVATIONS, finish_into
 from .conv_im2col import ChunkedIm2col, correlate_chunks
 from .conv_plan import plan_for
-from .threads import parallel_for
 
 __all__ = ["conv_forward", "path_for", "ACTIVATIONS", "OneImagePointwise", "OneImageDepthwise", "OneImageBands"]
 
@@ -36,7 +36,7 @@ __all__ = ["conv_forward", "path_for", "ACTIVATIONS", "OneImagePointwise", "OneI
 # go through scratch and a copy, either of which costs what the fused epilogue saves.)
 EPILOGUE_ELEMENTS = 1 << 16
 # Threads share a 1x1 output by ranges of pixels of at least this many (a GEMM that narrow still runs near
-# full speed), by ranges of output channels on smaller maps.
+# full speed); smaller maps run on the calling thread.
 MIN_PART_PIXELS = 256
 # Up to this many images the per-image paths run; a larger batch has enough samples for the chunked im2col
 # kernel to share over threads, and its per-chunk GEMMs are wider.
@@ -105,8 +105,10 @@ def _pointwise(x, weight, bias, geo, activation, out):
     bias_column = None if bias is None else bias.reshape(groups, k_group, 1)
     images = x.reshape(batch, groups, c_group, pixels)
     outputs = out.reshape(batch, groups, k_group, pixels)
+    # small maps are not split: a range of output channels per thread measured slower than one GEMM
+    split = batch * geo.out_channels * c_group * pixels >= SPLIT_MIN_MACS and pixels >= 2 * MIN_PART_PIXELS
     tasks = [(n, g, part) for n in range(batch) for g in range(groups)
-             for part in output_parts(k_group, pixels, batch * groups)]
+             for part in output_parts(k_group, pixels, batch * groups if split else None)]
 
     def run(task, work):
         n, g, ((first, stop), (start, end)) = task
@@ -120,21 +122,15 @@ def _pointwise(x, weight, bias, geo, activation, out):
             finish_into(rows, rows, None if bias_column is None else bias_column[g, top:top + rows.shape[0]],
                         activation)
 
-    parallel_for(run, tasks)
+    share(run, tasks, dict, split)
 
 
-def output_parts(rows, pixels, blocks=1):
-    """[((first, stop) rows, (start, end) pixels)]: one part of an output (rows, pixels) per thread (with
-    ``blocks`` outputs side by side, enough parts for every thread): ranges of pixels, or ranges of rows on maps
-    too small to give each part MIN_PART_PIXELS."""
-    parts = -(-get_num_threads() // blocks)
-    if parts == 1:
-        return [((0, rows), (0, pixels))]
-    if pixels >= parts * MIN_PART_PIXELS:
-        width = -(-pixels // parts)
-        return [((0, rows), (start, min(pixels, start + width))) for start in range(0, pixels, width)]
-    height = -(-rows // min(rows, parts))
-    return [((first, min(rows, first + height)), (0, pixels)) for first in range(0, rows, height)]
+def output_parts(rows, pixels, blocks=None):
+    """[((first, stop) rows, (start, end) pixels)]: parts of an output (rows, pixels), one per thread (with
+    ``blocks`` outputs side by side; None: one part, for one thread), as ranges of pixels."""
+    parts = 1 if blocks is None else -(-get_num_threads() // blocks)
+    width = -(-pixels // parts)
+    return [((0, rows), (start, min(pixels, start + width))) for start in range(0, pixels, width)]
 
 
 # ------------------------------------------------------------------------------------ kernels for the conv2d op
