@@ -141,7 +141,11 @@ class OffsetMaxPool(EveryCall):
 
 @register
 class SeparableWindowSum(Kernel):
-    """Sum over each (undilated) window separably, first along the width, then along the height."""
+    """Sum over each (undilated) window separably, first along the height, then along the width.
+
+    Height first: its pass adds whole contiguous rows and leaves a map of out_h rows, so the strided pass along
+    the width reads fewer elements (the width-first order reads every input row with a stride).
+    """
 
     name, op = "window_sum.separable", "window_sum"
 
@@ -154,28 +158,47 @@ class SeparableWindowSum(Kernel):
         (kernel_h, kernel_w), (stride_h, stride_w) = win.kernel, win.stride
         out_h, out_w = win.out_size
         buffer = _padded(x, win, 0)
-        row_sums = buffer[:, :, :, 0:(out_w - 1) * stride_w + 1:stride_w].copy()
-        for j in range(1, kernel_w):
-            row_sums += buffer[:, :, :, j:j + (out_w - 1) * stride_w + 1:stride_w]
-        sums = row_sums[:, :, 0:(out_h - 1) * stride_h + 1:stride_h].copy()
-        for i in range(1, kernel_h):
-            sums += row_sums[:, :, i:i + (out_h - 1) * stride_h + 1:stride_h]
-        return sums
+        column_sums = _sum_axis([buffer[:, :, i:i + (out_h - 1) * stride_h + 1:stride_h] for i in range(kernel_h)])
+        return _sum_axis([column_sums[..., j:j + (out_w - 1) * stride_w + 1:stride_w] for j in range(kernel_w)])
 
     def spread(self, grad, win):
-        """Gradient of ``sums`` on the input: each output gradient spread over its window."""
-        xp = get_array_module()
+        """Gradient of ``sums`` on the input: each output gradient spread over its window (width, then height)."""
         (kernel_h, kernel_w), (stride_h, stride_w) = win.kernel, win.stride
         out_h, out_w = win.out_size
         need_h, need_w = win.needed
         n, c = grad.shape[:2]
-        row_grad = xp.zeros((n, c, need_h, out_w), dtype=grad.dtype)
-        for i in range(kernel_h):
-            row_grad[:, :, i:i + (out_h - 1) * stride_h + 1:stride_h] += grad
-        buffer_grad = xp.zeros((n, c, need_h, need_w), dtype=grad.dtype)
-        for j in range(kernel_w):
-            buffer_grad[:, :, :, j:j + (out_w - 1) * stride_w + 1:stride_w] += row_grad
-        return _unpadded(buffer_grad, win)
+        column_grad = _spread_axis(grad, (n, c, out_h, need_w), -1, kernel_w, stride_w, out_w)
+        return _unpadded(_spread_axis(column_grad, (n, c, need_h, need_w), 2, kernel_h, stride_h, out_h), win)
+
+
+def _sum_axis(views):
+    """A new array holding the sum of ``views``: the first two are added into it in one pass, not copied first."""
+    if len(views) == 1:
+        return views[0].copy()
+    total = views[0] + views[1]
+    for view in views[2:]:
+        total += view
+    return total
+
+
+def _spread_axis(grad, shape, axis, kernel, stride, out):
+    """t of ``shape`` with t[o * stride + k] (along ``axis``) = sum of grad[o] over the windows o reaching it.
+
+    Where windows tile the axis (stride == kernel) each position is written once, so the passes assign into an
+    uninitialised array instead of adding into zeros.
+    """
+    xp = get_array_module()
+    tiles = stride == kernel
+    target = xp.empty(shape, grad.dtype) if tiles else xp.zeros(shape, grad.dtype)
+    moved = xp.moveaxis(target, axis, 0)
+    source = xp.moveaxis(grad, axis, 0)
+    for k in range(kernel):
+        window = moved[k:k + (out - 1) * stride + 1:stride]
+        if tiles:
+            window[...] = source
+        else:
+            window += source
+    return target
 
 
 @register
