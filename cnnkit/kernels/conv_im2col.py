@@ -112,7 +112,7 @@ class ChunkedCol2im(Kernel):
 
     def correlate_transpose(self, grad, weight, geo, bias=None):
         """The op "conv2d_input_grad" contract: conv2d's input gradient, which is conv_transpose2d's output."""
-        return col2im_chunks(grad, weight, plan_for(geo), bias)
+        return col2im_chunks(grad, weight, plan_for(geo, col2im=True), bias)
 
 
 def col2im_chunks(grad, weight, geo, bias=None):
