@@ -1,5 +1,6 @@
 """Kernels for the activations: relu and relu6 as one chunked pass that clamps and records the gradient mask
-while the chunk is in cache; sigmoid and tanh as in-place passes into one output buffer, shared over threads.
+while the chunk is in cache; sigmoid and tanh as in-place passes into one output buffer (the forward shared over
+threads).
 
 The clamp and mask helpers are shared with the fused batch norm + relu kernel (``kernels.batchnorm``).
 """
@@ -77,10 +78,10 @@ def _flat(array):
     return get_array_module().ascontiguousarray(array).reshape(-1)
 
 
-def _each_span(passes, *flats):
-    """passes(*spans) over pieces of the flat arrays ``flats``: on several threads for a large array."""
+def _each_span(passes, flats, threaded):
+    """passes(*spans) over pieces of the flat arrays ``flats``: on several threads for a large ``threaded`` one."""
     size = flats[0].size
-    if size < THREADED_MIN_ELEMENTS or backend.get_num_threads() < 2:
+    if not threaded or size < THREADED_MIN_ELEMENTS or backend.get_num_threads() < 2:
         passes(*flats)
         return
     spans = [slice(start, start + TASK_ELEMENTS) for start in range(0, size, TASK_ELEMENTS)]
@@ -118,24 +119,26 @@ def _tanh_grad_passes(grad, t, out):
     out *= grad
 
 
-def _elementwise(passes, inputs, dtype):
+def _elementwise(passes, inputs, dtype, threaded):
     """A new C-contiguous array of the inputs' shape and ``dtype`` holding passes(*inputs, out)."""
     xp = get_array_module()
     out = xp.empty(inputs[-1].shape, dtype)
-    _each_span(passes, *[_flat(array) for array in inputs], out.reshape(-1))
+    _each_span(passes, [_flat(array) for array in inputs] + [out.reshape(-1)], threaded)
     return out
 
 
 def _gradient(passes, grad, saved):
-    """The input gradient passes(grad, saved, out) in the dtype of grad and the saved output combined."""
+    """The input gradient passes(grad, saved, out) in the dtype of grad and the saved output combined; on one
+    thread, since its three passes are bound by memory bandwidth, which a second core shares."""
     xp = get_array_module()
-    return _elementwise(passes, [xp.broadcast_to(grad, saved.shape), saved], xp.result_type(grad, saved))
+    return _elementwise(passes, [xp.broadcast_to(grad, saved.shape), saved], xp.result_type(grad, saved), False)
 
 
 @register
 class ExpSigmoid(Kernel):
     """sigmoid as 1 / (1 + e^-x) in place in the output (NumPy's float32 exp is faster than its tanh, so the
-    tanh form 0.5 tanh(x/2) + 0.5 is slower), and its gradient dy s (1 - s) in one pass from the output."""
+    tanh form 0.5 tanh(x/2) + 0.5 is slower), and its gradient dy s (1 - s) in passes over the output into one
+    buffer."""
 
     name, op = "sigmoid.exp", "sigmoid"
 
@@ -145,7 +148,7 @@ class ExpSigmoid(Kernel):
 
     def forward(self, x):
         """1 / (1 + e^-x)."""
-        return _elementwise(_sigmoid_passes, [x], x.dtype)
+        return _elementwise(_sigmoid_passes, [x], x.dtype, True)
 
     def backward(self, grad, out):
         """grad * out * (1 - out)."""
@@ -154,7 +157,7 @@ class ExpSigmoid(Kernel):
 
 @register
 class ThreadedTanh(Kernel):
-    """tanh shared over threads, and its gradient dy (1 - t^2) in one pass from the output."""
+    """tanh shared over threads, and its gradient dy (1 - t^2) in passes over the output into one buffer."""
 
     name, op = "tanh.threaded", "tanh"
 
@@ -164,7 +167,7 @@ class ThreadedTanh(Kernel):
 
     def forward(self, x):
         """tanh(x)."""
-        return _elementwise(lambda values, out: get_array_module().tanh(values, out=out), [x], x.dtype)
+        return _elementwise(lambda values, out: get_array_module().tanh(values, out=out), [x], x.dtype, True)
 
     def backward(self, grad, out):
         """grad * (1 - out^2)."""
