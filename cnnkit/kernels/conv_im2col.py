@@ -12,7 +12,8 @@ from . import Kernel, pick
 from .conv_plan import chunk_columns, chunk_sums, col2im_add, grouped_columns, plan_for, run_chunks
 from .copy import assign
 
-# Up to this many output channels per group the weight gradient's GEMM runs transposed (see correlate_chunks).
+# Up to this many output channels a dense layer's weight gradient GEMM runs transposed (see correlate_chunks);
+# grouped and depthwise layers, whose per-group products are matrix-vector-like, keep the usual orientation.
 DW_TRANSPOSED_MAX_OUT_CHANNELS = 16
 
 
@@ -55,7 +56,7 @@ def correlate_chunks(x, weight, geo, bias=None, compute_output=True, upstream=No
     w_mat = xp.ascontiguousarray(weight.reshape(groups, out_channels // groups, rows)) if compute_output else None
     bias_col = bias.reshape(groups, out_channels // groups, 1) if (compute_output and bias is not None) else None
     w_shape = (groups, out_channels // groups, rows)
-    few_outputs = out_channels // groups <= DW_TRANSPOSED_MAX_OUT_CHANNELS
+    few_outputs = groups == 1 and out_channels <= DW_TRANSPOSED_MAX_OUT_CHANNELS
 
     def run(chunk, work):
         """One chunk's output into ``out``; returns (its dW or None, its input sums or None). ``work``: the
