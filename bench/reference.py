@@ -94,14 +94,16 @@ def _modules(torch):
             return self.classifier(self.features(x).mean((2, 3)))
 
     class LeNet5(tnn.Module):
-        """cnnkit's lenet5 (relu, max-pool, 28x28): conv 6 5x5 pad 2, conv 16 5x5, fc 120, 84, classes."""
+        """cnnkit's lenet5 (28x28): conv 6 5x5 pad 2, conv 16 5x5, fc 120, 84, classes; its activation and pool."""
 
-        def __init__(self, num_classes=10):
+        def __init__(self, num_classes=10, activation="relu", pool="max"):
             super().__init__()
-            self.features = tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2, 2),
-                                           tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2, 2))
-            self.classifier = tnn.Sequential(tnn.Flatten(), tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84),
-                                             tnn.ReLU(), tnn.Linear(84, num_classes))
+            act = {"relu": tnn.ReLU, "sigmoid": tnn.Sigmoid, "tanh": tnn.Tanh}[activation]
+            pooling = {"max": tnn.MaxPool2d, "avg": tnn.AvgPool2d}[pool]
+            self.features = tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), act(), pooling(2, 2),
+                                           tnn.Conv2d(6, 16, 5), act(), pooling(2, 2))
+            self.classifier = tnn.Sequential(tnn.Flatten(), tnn.Linear(400, 120), act(), tnn.Linear(120, 84),
+                                             act(), tnn.Linear(84, num_classes))
 
         def forward(self, x):
             return self.classifier(self.features(x))
@@ -112,6 +114,9 @@ def _modules(torch):
 # name -> (options for cnnkit.models.create, options for the torch class)
 CONFIGS = {
     "lenet5": ({"num_classes": 10, "in_channels": 1}, {"num_classes": 10}),
+    # LeNet-5 as LeCun built it (and as the d2l course teaches it): sigmoid activations, average pooling
+    "lenet5_historical": ({"num_classes": 10, "in_channels": 1, "activation": "sigmoid", "pool": "avg"},
+                          {"num_classes": 10, "activation": "sigmoid", "pool": "avg"}),
     "resnet18_cifar": ({"num_classes": 10, "small_input": True}, {"num_classes": 10, "small_input": True}),
     "mobilenet_v2_cifar": ({"num_classes": 10, "small_input": True}, {"num_classes": 10, "small_input": True}),
     "resnet18": ({"num_classes": 1000}, {"num_classes": 1000}),
@@ -120,7 +125,7 @@ CONFIGS = {
 
 
 def _zoo_name(config):
-    return config.removesuffix("_cifar")
+    return config.removesuffix("_cifar").removesuffix("_historical")
 
 
 def cnnkit_model(config):

@@ -177,6 +177,18 @@ _pool_case("max_pool3d 3x3x3/2 pad1 fwd+bwd N8 C32 16x16x16", "max_pool3d", (8, 
            kernel_size=3, stride=2, padding=1)
 
 
+def _activation_case(op, shape):
+    @case(f"{op} fwd+bwd {'x'.join(map(str, shape))}")
+    def build(torch):
+        x = _pair_of_tensors(torch, _data(shape) * 3)
+        return _forward_backward(getattr(F, op), getattr(torch, op), torch, [x], shape)
+
+
+# the activations of LeNet-5 as LeCun built it, at its first layer's size for a batch of 128
+_activation_case("sigmoid", (128, 6, 28, 28))
+_activation_case("tanh", (128, 6, 28, 28))
+
+
 @case("batch_norm train fwd+bwd N64 C64 32x32")
 def _batch_norm(torch):
     if not _has("batch_norm"):
@@ -279,6 +291,7 @@ def _inference_case(name, config, image_shape):
 
 
 _training_case("train step LeNet-5 b128 1x28x28 SGD momentum", "lenet5", 128, (1, 28, 28))
+_training_case("train step LeNet-5 (sigmoid, avgpool) b128 1x28x28 SGD momentum", "lenet5_historical", 128, (1, 28, 28))
 _training_case("train step ResNet-18 CIFAR b64 3x32x32 SGD momentum", "resnet18_cifar", 64, (3, 32, 32))
 _training_case("train step MobileNet-v2 CIFAR b64 3x32x32 SGD momentum", "mobilenet_v2_cifar", 64, (3, 32, 32))
 _inference_case("inference ResNet-18 1x3x224x224", "resnet18", (3, 224, 224))

@@ -187,6 +187,21 @@ def test_many_chunks_with_a_partial_last_one_match_torch(x_shape, kwargs, chunk,
             _check_output_and_grads(ours, _torch_conv2d(theirs_in, kwargs), ours_in, theirs_in, rng)
 
 
+def test_lenet_sized_dense_layer_runs_narrow_im2col_and_wide_col2im():
+    """LeNet's 6 -> 16 5x5 layer: its im2col GEMMs take plain columns (no garbage to multiply), its col2im wide
+    rows (contiguous adds); the two layouts meet in one backward, which must still equal torch's."""
+    rng = np.random.default_rng(1)
+    x, w, b = rng.standard_normal((5, 6, 14, 14)), rng.standard_normal((16, 6, 5, 5)), rng.standard_normal(16)
+    geo = conv_module.conv_geometry(x.shape, w.shape, stride=1, padding=0, dilation=1, groups=1)
+    assert not plan_for(geo).wide and plan_for(geo, col2im=True).wide
+    ours_in = [cnnkit.tensor(a, requires_grad=True) for a in (x, w, b)]
+    theirs_in = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    with kernels.record_picks() as picks:
+        ours = conv_module.Conv2dFunction.apply(*ours_in, geo=geo)
+        _check_output_and_grads(ours, _torch_conv2d(theirs_in, {}), ours_in, theirs_in, rng)
+    assert "conv2d_input_grad.col2im" in picks
+
+
 def test_conv_transpose2d_many_chunks():
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((5, 4, 4, 5)), rng.standard_normal((4, 3, 3, 3))

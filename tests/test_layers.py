@@ -1,4 +1,6 @@
 """Layers against torch.nn with copied weights, state_dict keys and reprs, dropout statistics, loss details, errors."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -212,6 +214,40 @@ def test_chunked_relu_on_many_chunks_equals_the_reference(op):
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
     assert results[0][2] == ["relu.chunked"] and results[1][2] == []
+
+
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
+@pytest.mark.parametrize("op, kernel", [("sigmoid", "sigmoid.exp"), ("tanh", "tanh.threaded")])
+def test_sigmoid_and_tanh_kernels_on_threads_match_torch_at_the_extremes(threads, op, kernel):
+    """Over many threaded tasks, with NaN, infinities, overflowing and tiny inputs, the kernel's output equals
+    torch's within float32 rounding (relative, so the tiny values count too), and so does its gradient, whose
+    1 - s or 1 - t^2 from a saturated output is exact only to float32 rounding of 1, times the upstream value."""
+    values = np.random.default_rng(5).standard_normal((4, 6, 90, 90)).astype(np.float32) * 8
+    values[0, 0, 0, :10] = [np.nan, np.inf, -np.inf, 100, -100, 89, -89, 1e-30, -1e-30, 0]
+    upstream = np.random.default_rng(6).standard_normal(values.shape).astype(np.float32)
+    x, tx = cnnkit.tensor(values.copy(), requires_grad=True), torch.tensor(values.copy(), requires_grad=True)
+    with warnings.catch_warnings(), backend.use_kernels(kernel), kernels.record_picks() as picks:
+        warnings.simplefilter("error")  # no overflow warning from e^-x at -100
+        out = getattr(F, op)(x)
+        out.backward(upstream)
+    tout = getattr(torch, op)(tx)
+    tout.backward(torch.from_numpy(upstream))
+    assert picks == [kernel]
+    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=3e-6, atol=1e-37)
+    np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=3e-5, atol=4 * np.finfo(np.float32).eps)
+
+
+@pytest.mark.parametrize("op, kernel", [("sigmoid", "sigmoid.exp"), ("tanh", "tanh.threaded")])
+def test_sigmoid_and_tanh_kernels_take_a_broadcast_gradient(op, kernel):
+    """sum()'s backward hands the op a broadcast (zero-stride) gradient: the kernel reads it as the full array."""
+    values = np.random.default_rng(7).standard_normal((3, 5, 4)) * 3
+    grads = []
+    for path in (kernel, "reference"):
+        x = cnnkit.tensor(values.copy(), requires_grad=True)
+        with backend.use_kernels(path):
+            getattr(F, op)(x).sum().backward()
+        grads.append(x.grad)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-13)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"affine": False}, {"track_running_stats": False}, {"bias": False}])

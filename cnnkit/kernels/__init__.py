@@ -9,7 +9,7 @@ registered kernel that applies; under a kernel's own name, that kernel where it 
 every case once per kernel this way). A GPU backend would be one more set of kernels registered here.
 
 Kernel sets: ``kernels.conv`` (conv2d, its input gradient, its fused backward and the bias gradient; its
-docstring lists each op's method), ``kernels.activation`` (relu and relu6), ``kernels.batchnorm`` (batch
+docstring lists each op's method), ``kernels.activation`` (relu, relu6, sigmoid, tanh), ``kernels.batchnorm`` (batch
 norm, alone or with a fused relu) and ``kernels.pooling`` (max pooling, the window sums of average and Lp
 pooling, adaptive max pooling). A conv kernel module holds one family: ``conv_im2col`` (chunked, threaded
 im2col GEMM and col2im), ``conv_pointwise`` (1x1 without im2col), ``conv_depthwise`` (banded matrices),

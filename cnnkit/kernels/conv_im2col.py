@@ -12,6 +12,10 @@ from . import Kernel, pick
 from .conv_plan import chunk_columns, chunk_sums, col2im_add, grouped_columns, plan_for, run_chunks
 from .copy import assign
 
+# Up to this many output channels a dense layer's weight gradient GEMM runs transposed (see correlate_chunks);
+# grouped and depthwise layers, whose per-group products are matrix-vector-like, keep the usual orientation.
+DW_TRANSPOSED_MAX_OUT_CHANNELS = 16
+
 
 class ChunkedIm2col(Kernel):
     """y = W @ im2col(x) + b and dW = dy @ im2col(x)^T, chunk by chunk in cache, on every non-empty batch."""
@@ -52,6 +56,7 @@ def correlate_chunks(x, weight, geo, bias=None, compute_output=True, upstream=No
     w_mat = xp.ascontiguousarray(weight.reshape(groups, out_channels // groups, rows)) if compute_output else None
     bias_col = bias.reshape(groups, out_channels // groups, 1) if (compute_output and bias is not None) else None
     w_shape = (groups, out_channels // groups, rows)
+    few_outputs = groups == 1 and out_channels <= DW_TRANSPOSED_MAX_OUT_CHANNELS
 
     def run(chunk, work):
         """One chunk's output into ``out``; returns (its dW or None, its input sums or None). ``work``: the
@@ -77,6 +82,10 @@ def correlate_chunks(x, weight, geo, bias=None, compute_output=True, upstream=No
         if upstream is None:
             return None, sums
         grads = grouped_columns(upstream, start, stop, geo, out_channels, work)
+        if few_outputs:  # dW^T = cols @ dy^T: BLAS runs a product with few output rows faster this way round
+            partial = xp.empty((groups, rows, out_channels // groups), dtype)
+            xp.matmul(cols, grads.transpose(0, 2, 1), out=partial)
+            return partial.transpose(0, 2, 1), sums
         partial = xp.empty(w_shape, dtype)  # kept: the chunks' dW are added in chunk order below
         xp.matmul(grads, cols.transpose(0, 2, 1), out=partial)
         return partial, sums
@@ -112,7 +121,7 @@ class ChunkedCol2im(Kernel):
 
     def correlate_transpose(self, grad, weight, geo, bias=None):
         """The op "conv2d_input_grad" contract: conv2d's input gradient, which is conv_transpose2d's output."""
-        return col2im_chunks(grad, weight, plan_for(geo), bias)
+        return col2im_chunks(grad, weight, plan_for(geo, col2im=True), bias)
 
 
 def col2im_chunks(grad, weight, geo, bias=None):

@@ -50,10 +50,10 @@ class ConvPlan:
 
     __slots__ = ("batch", "in_channels", "in_size", "out_channels", "kernel", "stride", "pads", "dilation",
                  "groups", "out_size", "padded_size", "wide", "grid", "slack", "chunk", "threads", "chunk_samples",
-                 "chunk_threads", "wide_columns")
+                 "chunk_threads", "wide_columns", "col2im_plan")
 
     def __init__(self, batch, in_channels, in_size, out_channels, kernel, stride, pads, dilation, groups, out_size,
-                 chunk_samples=None, chunk_threads=None, wide_columns=None):
+                 chunk_samples=None, chunk_threads=None, wide_columns=None, col2im=False):
         self.batch, self.in_channels, self.in_size = batch, in_channels, tuple(in_size)
         self.out_channels, self.kernel, self.stride = out_channels, tuple(kernel), tuple(stride)
         self.pads, self.dilation, self.groups, self.out_size = tuple(pads), tuple(dilation), groups, tuple(out_size)
@@ -61,17 +61,22 @@ class ConvPlan:
         self.chunk_samples, self.chunk_threads, self.wide_columns = chunk_samples, chunk_threads, wide_columns
         (top, bottom), (left, right) = self.pads
         self.padded_size = (self.in_size[0] + top + bottom, self.in_size[1] + left + right)
-        # Wide columns pay off where the copies dominate: depthwise GEMVs, GEMMs with few rows
-        # (C/groups * kh * kw <= WIDE_MAX_ROWS, e.g. a first layer on 1 or 3 channels), GEMMs with few
-        # output rows (K/groups <= WIDE_MAX_OUT_CHANNELS, LeNet's 6 -> 16 5x5), and wherever the
-        # (padded_w - out_w) garbage columns add at most WIDE_MAX_EXTRA to the GEMM; on smaller maps the
-        # extra columns cost more than the faster copy saves.
+        # Wide columns pay off where the copies dominate: depthwise GEMVs, wherever the (padded_w - out_w)
+        # garbage columns add at most WIDE_MAX_EXTRA to the GEMM, and, for col2im and grouped layers, GEMMs
+        # with few rows (C/groups * kh * kw <= WIDE_MAX_ROWS, e.g. a first layer on 1 or 3 channels) or few
+        # output rows (K/groups <= WIDE_MAX_OUT_CHANNELS, LeNet's 6 -> 16 5x5). col2im's kh*kw strided adds
+        # run several times faster over wide rows; a dense im2col GEMM (LeNet's 5x5 layers) costs in
+        # proportion to its columns, more than the narrow copy of rows of out_w elements adds.
         rows = in_channels // groups * self.kernel[0] * self.kernel[1]
         few_rows = rows <= WIDE_MAX_ROWS or out_channels // groups <= WIDE_MAX_OUT_CHANNELS
         garbage = self.padded_size[1] - self.out_size[1]
-        if wide_columns is None:
-            wide_columns = self.depthwise or few_rows or garbage <= WIDE_MAX_EXTRA * self.out_size[1]
+        chosen = wide_columns is not None
+        if not chosen:
+            wide_columns = (self.depthwise or garbage <= WIDE_MAX_EXTRA * self.out_size[1]
+                            or (few_rows and (col2im or groups > 1)))
         self.wide = self.stride == (1, 1) and wide_columns
+        # the plan of this geometry's col2im: this one, unless col2im's rule would choose wide columns instead
+        self.col2im_plan = self if (col2im or chosen or self.wide or not few_rows or self.stride != (1, 1)) else None
         out_h, out_w = self.out_size
         self.grid = (out_h * self.padded_size[1],) if self.wide else (out_h, out_w)
         # a wide run starting at kernel offset (i, j) ends (kw - 1) * dw elements past its image
@@ -134,14 +139,23 @@ class ConvPlan:
             yield start, min(self.batch, start + self.chunk)
 
 
-def plan_for(geo):
-    """The geometry's ``ConvPlan``, made on first use and kept on it (forward and backward share it)."""
+def plan_for(geo, col2im=False):
+    """The geometry's ``ConvPlan``, made on first use and kept on it (forward and backward share it); with
+    ``col2im``, the plan of its col2im, whose column layout may differ (kept on the first plan)."""
     plan = geo.plan
     if plan is None:
-        plan = geo.plan = ConvPlan(geo.batch, geo.in_channels, geo.in_size, geo.out_channels, geo.kernel,
-                                   geo.stride, geo.pads, geo.dilation, geo.groups, geo.out_size,
-                                   geo.chunk_samples, geo.chunk_threads, geo.wide_columns)
-    return plan
+        plan = geo.plan = _plan(geo, False)
+    if not col2im:
+        return plan
+    if plan.col2im_plan is None:
+        plan.col2im_plan = _plan(geo, True)
+    return plan.col2im_plan
+
+
+def _plan(geo, col2im):
+    return ConvPlan(geo.batch, geo.in_channels, geo.in_size, geo.out_channels, geo.kernel, geo.stride, geo.pads,
+                    geo.dilation, geo.groups, geo.out_size, geo.chunk_samples, geo.chunk_threads, geo.wide_columns,
+                    col2im)
 
 
 # ----------------------------------------------------------------------------------------- chunked columns

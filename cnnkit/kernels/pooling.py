@@ -152,7 +152,11 @@ class OffsetMaxPool(EveryCall):
 
 @register
 class SeparableWindowSum(Kernel):
-    """Sum over each (undilated) window separably: along the last spatial axis first, then each axis before it."""
+    """Sum over each (undilated) window separably, one spatial axis after another, the leading axis first.
+
+    Leading axis first: its pass adds whole contiguous rows and leaves fewer of them, so the strided passes
+    along the later axes read fewer elements (the last-axis-first order reads every input row with a stride).
+    """
 
     name, op = "window_sum.separable", "window_sum"
 
@@ -163,27 +167,49 @@ class SeparableWindowSum(Kernel):
     def sums(self, x, win):
         """The window sums of x zero-padded."""
         sums = _padded(x, win, 0)
-        for axis in reversed(range(len(win.kernel))):
-            kernel, stride, out = win.kernel[axis], win.stride[axis], win.out_size[axis]
-            before = (slice(None),) * (2 + axis)
-            partial = sums[before + (_strided(0, out, stride),)].copy()
-            for t in range(1, kernel):
-                partial += sums[before + (_strided(t, out, stride),)]
-            sums = partial
-        return sums
-
-    def spread(self, grad, win):
-        """Gradient of ``sums`` on the input: each output gradient spread over its window."""
-        xp = get_array_module()
-        spread = grad
         for axis in range(len(win.kernel)):
             kernel, stride, out = win.kernel[axis], win.stride[axis], win.out_size[axis]
             before = (slice(None),) * (2 + axis)
-            wider = xp.zeros(spread.shape[:2 + axis] + (win.needed[axis],) + spread.shape[3 + axis:], grad.dtype)
-            for t in range(kernel):
-                wider[before + (_strided(t, out, stride),)] += spread
-            spread = wider
+            sums = _sum_axis([sums[before + (_strided(t, out, stride),)] for t in range(kernel)])
+        return sums
+
+    def spread(self, grad, win):
+        """Gradient of ``sums`` on the input: each output gradient spread over its window, the last axis first."""
+        spread = grad
+        for axis in reversed(range(len(win.kernel))):
+            shape = spread.shape[:2 + axis] + (win.needed[axis],) + spread.shape[3 + axis:]
+            spread = _spread_axis(spread, shape, 2 + axis, win.kernel[axis], win.stride[axis], win.out_size[axis])
         return _unpadded(spread, win)
+
+
+def _sum_axis(views):
+    """A new array holding the sum of ``views``: the first two are added into it in one pass, not copied first."""
+    if len(views) == 1:
+        return views[0].copy()
+    total = views[0] + views[1]
+    for view in views[2:]:
+        total += view
+    return total
+
+
+def _spread_axis(grad, shape, axis, kernel, stride, out):
+    """t of ``shape`` with t[o * stride + k] (along ``axis``) = sum of grad[o] over the windows o reaching it.
+
+    Where windows tile the axis (stride == kernel) each position is written once, so the passes assign into an
+    uninitialised array instead of adding into zeros.
+    """
+    xp = get_array_module()
+    tiles = stride == kernel
+    target = xp.empty(shape, grad.dtype) if tiles else xp.zeros(shape, grad.dtype)
+    moved = xp.moveaxis(target, axis, 0)
+    source = xp.moveaxis(grad, axis, 0)
+    for k in range(kernel):
+        window = moved[k:k + (out - 1) * stride + 1:stride]
+        if tiles:
+            window[...] = source
+        else:
+            window += source
+    return target
 
 
 @register
