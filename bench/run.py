@@ -28,6 +28,9 @@ def _parse_args(argv=None):
     parser.add_argument("--filter", default="", help="only cases whose name contains this substring")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--list", action="store_true", help="list the case names and exit")
+    parser.add_argument("--eager", action="store_true",
+                        help="inference rows run the fused model under no_grad instead of inference.freeze (the path "
+                             "before freeze existed; the default when the cnnkit being timed has no cnnkit.inference)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall time (default), or this process's CPU time: with --threads 1 a check "
                              "that other jobs on a busy machine barely disturb")
@@ -54,7 +57,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import cnnkit  # noqa: E402
 import cnnkit.backend  # noqa: E402
 import cnnkit.functional as F  # noqa: E402
-from cnnkit.inference import freeze  # noqa: E402
+
+try:
+    from cnnkit.inference import freeze  # noqa: E402
+except ImportError:  # an older cnnkit, timed for a before/after table: its inference rows run eager
+    freeze = None
 from cnnkit.nn.utils import fuse  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -272,12 +279,23 @@ def _onnxruntime_forward(model, image, threads):
     return lambda: session.run(None, feed)
 
 
+def _eager_forward(model):
+    """The model's eval-mode forward under no_grad, array in and array out (freeze's calling convention)."""
+    def forward(image):
+        with cnnkit.no_grad():
+            return model(cnnkit.tensor(image)).numpy()
+    return forward
+
+
 def _inference_case(name, config, image_shape):
     @case(name)
     def build(torch):
         ours, theirs, _ = reference.matched_pair(torch, config)
         image = _data((1,) + image_shape)
-        frozen = freeze(ours, image)  # BatchNorm folded into the convs, ReLUs fused, buffers planned
+        if ARGS.eager or freeze is None:
+            frozen = _eager_forward(fuse(ours))
+        else:
+            frozen = freeze(ours, image)  # BatchNorm folded into the convs, ReLUs fused, buffers planned
         _check_same_logits(torch, ours, theirs, image, frozen)
         x_torch = torch.from_numpy(image.copy())
 
