@@ -174,3 +174,43 @@ def test_the_end_of_the_main_process_leaves_no_worker_behind(how):
         for pid in pids:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _left_behind(pool):
+    """The segments of ``pool`` whose names still exist (the main process removes each when it maps it)."""
+    return [name for name in pool.segments.maps if os.path.exists(os.path.join("/dev/shm", name.lstrip("/")))]
+
+
+def test_batches_kept_by_the_caller_keep_their_values_while_later_batches_load():
+    """A batch's arrays are views of a shared-memory segment, which is refilled only once they are gone."""
+    dataset = TensorDataset(np.arange(40.0).reshape(20, 2), np.arange(20))
+    expected = _batches(DataLoader(dataset, batch_size=3, shuffle=True, seed=5), epochs=2)
+    loader = DataLoader(dataset, batch_size=3, shuffle=True, seed=5, num_workers=2, persistent_workers=True)
+    kept = [batch for _ in range(2) for batch in loader]  # no copies: every batch stays alive
+    loader._shutdown_workers()
+    assert len(kept) == len(expected)
+    for (images, labels), (want_images, want_labels) in zip(kept, expected):
+        np.testing.assert_array_equal(images.data, want_images)
+        np.testing.assert_array_equal(labels.data, want_labels)
+
+
+def test_workers_reuse_their_segments_and_leave_none_behind():
+    loader = DataLoader(TensorDataset(np.zeros((64, 3, 8, 8), np.float32), np.arange(64)), batch_size=4,
+                        num_workers=2, persistent_workers=True, prefetch_factor=2)
+    for _ in range(3):
+        for images, labels in loader:
+            assert images.shape == (4, 3, 8, 8) and labels.shape == (4,)
+    pool = loader._pool
+    # 48 batches went through; each worker needs about one segment per batch in flight or held
+    assert 2 <= len(pool.segments.maps) <= 2 * (loader.prefetch_factor + 3)
+    loader._shutdown_workers()
+    assert _left_behind(pool) == []
+
+
+def test_a_failing_worker_leaves_no_segment_behind():
+    iterator = iter(DataLoader(Broken(), batch_size=3, num_workers=2))
+    pool = iterator._pool
+    with pytest.raises(RuntimeError, match=r"sample index 7"):
+        for _ in iterator:
+            pass
+    assert pool.segments.maps and _left_behind(pool) == []
