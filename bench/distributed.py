@@ -1,9 +1,14 @@
 """Data-parallel training and the data pipeline: allreduce, step split, 1 -> 2 ranks, DataLoader workers, projection.
 
-    python bench/distributed.py [--repeat 5] [--quick] [--json results.json]
+    python bench/distributed.py [--repeat 5] [--rounds 40] [--quick] [--json results.json]
+    python bench/distributed.py --allreduce-only [--rounds 40] [--mpich-env "MPIR_CVAR_...=... ..."]
 
 Runs itself under ``mpiexec -n 2`` (the mpich wheel's) for the parts that need two ranks; times are the minimum
-of ``--repeat`` runs (the least noisy estimate on a shared machine). ``--quick`` skips ResNet-50.
+of ``--repeat`` runs (the least noisy estimate on a shared machine). ``--quick`` skips ResNet-50. The allreduce
+variants (bucket sizes, in place or not, non-blocking, persistent, NumPy's add as the reduction, DDP's
+averaging copied back or as bucket views) run interleaved for ``--rounds`` rounds and report min and median.
+``--allreduce-only`` runs just those; each ``--mpich-env`` adds a run with those MPICH settings, the runs
+alternating with the default environment ``--env-runs`` times.
 
 Projection beyond this machine (no overlap of communication with backward, as measured here: a non-blocking
 allreduce makes no progress while NumPy computes):
@@ -33,6 +38,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+import allreduce_variants  # noqa: E402
 import numpy as np  # noqa: E402
 
 import cnnkit  # noqa: E402
@@ -40,8 +46,7 @@ from cnnkit import backend, comm, distributed, optim  # noqa: E402
 from cnnkit.models import create  # noqa: E402
 from cnnkit.nn.parallel import DEFAULT_BUCKET_CAP_MB, DistributedDataParallel  # noqa: E402
 
-ALLREDUCE_BYTES = {"ResNet-18 CIFAR gradients": 44.7e6, "LeNet-5 gradients": 0.25e6}
-BUCKETS_MB = [None, 1, 2, 4, 8, 16, 25]
+LENET_GRADIENT_BYTES = 0.25e6
 PER_RANK_BATCH = 32
 LINKS_GBPS = [10, 100]
 PROJECTED_RANKS = [8, 64]
@@ -86,24 +91,12 @@ def _step_function(model, images, labels, forward=None):
 
 
 # ------------------------------------------------------------------------------------------------ on 2 ranks
-def _allreduce_times(repeat):
-    rows = []
-    for label, nbytes in ALLREDUCE_BYTES.items():
-        flat = np.ones(int(nbytes) // 4, np.float32)
-        for cap in BUCKETS_MB:
-            step = flat.size if cap is None else int(cap * 1e6) // 4
-            if cap is not None and step >= flat.size and rows and rows[-1]["label"] == label:
-                continue  # one bucket holds it all: the same as one call
-
-            def reduce_all(flat=flat, step=step):
-                for start in range(0, flat.size, step):
-                    comm.all_reduce(flat[start:start + step])
-            seconds = _minimum(reduce_all, repeat, between=comm.barrier)
-            rows.append({"label": label, "bytes": flat.nbytes, "bucket_mb": cap, "ms": 1e3 * seconds,
-                         "gb_per_s": flat.nbytes / seconds / 1e9})
+def _small_allreduce_times(repeat):
+    """(seconds for LeNet-5's gradients in one call, seconds for 8 bytes)."""
+    lenet = np.zeros(int(LENET_GRADIENT_BYTES) // 4, np.float32)
     tiny = np.ones(1, np.float64)
-    latency = _minimum(lambda: comm.all_reduce(tiny), max(repeat, 50), between=comm.barrier)
-    return rows, latency
+    return (_minimum(lambda: comm.all_reduce(lenet), max(repeat, 50), between=comm.barrier),
+            _minimum(lambda: comm.all_reduce(tiny), max(repeat, 50), between=comm.barrier))
 
 
 def _step_split(name, repeat):
@@ -119,12 +112,51 @@ def _step_split(name, repeat):
 
 def run_on_ranks(args):
     distributed.init()  # each rank gets its share of the cores (one thread each on a 2-core machine)
-    repeat = args.repeat
-    allreduce, latency = _allreduce_times(repeat)
-    splits = {name: _step_split(name, repeat) for name in ("LeNet-5", "ResNet-18 CIFAR")}
+    variants = allreduce_variants.interleaved(args.rounds)
+    result = {"variants": variants}
+    if not args.allreduce_only:
+        result["lenet_s"], result["latency_s"] = _small_allreduce_times(args.repeat)
+        result["splits"] = {name: _step_split(name, args.repeat) for name in ("LeNet-5", "ResNet-18 CIFAR")}
+        result["threads"] = backend.get_num_threads()
     if comm.rank() == 0:
-        print("RESULT " + json.dumps({"allreduce": allreduce, "latency_s": latency, "splits": splits,
-                                      "threads": backend.get_num_threads()}), flush=True)
+        print("RESULT " + json.dumps(result), flush=True)
+
+
+def _on_two_ranks(mpiexec, args, settings=""):
+    """Run this script's rank part under ``mpiexec -n 2`` with extra environment ``settings``; its result."""
+    env = dict(os.environ, **dict(item.split("=", 1) for item in settings.split()))
+    command = [mpiexec, "-n", "2", sys.executable, os.path.abspath(__file__), "--on-ranks", "--repeat",
+               str(args.repeat), "--rounds", str(args.rounds)] + (["--allreduce-only"] if args.allreduce_only else [])
+    job = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
+    lines = [line for line in job.stdout.splitlines() if line.startswith("RESULT ")]
+    if job.returncode != 0 or not lines:
+        sys.exit(f"the 2-rank part failed ({settings or 'default settings'}):\n{job.stdout[-2000:]}\n"
+                 f"{job.stderr[-2000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _print_variants(variants, title):
+    print(f"\n{title}")
+    print(f"{'variant':38s} {'min ms':>8s} {'median':>8s} {'GB/s at min':>12s}")
+    for name, (fastest, median) in variants.items():
+        print(f"{name:38s} {1e3 * fastest:8.2f} {1e3 * median:8.2f} "
+              f"{allreduce_variants.GRADIENT_BYTES / fastest / 1e9:12.2f}")
+
+
+def _compare_settings(mpiexec, args):
+    """Alternate runs with the default environment and each ``--mpich-env`` setting; min and median per run."""
+    settings = [""] + args.mpich_env
+    runs = {setting: [] for setting in settings}
+    for _ in range(args.env_runs):
+        for setting in settings:
+            runs[setting].append(_on_two_ranks(mpiexec, args, setting)["variants"])
+    name = f"{DEFAULT_BUCKET_CAP_MB} MB buckets, in place"
+    print(f"\n44.7 MB in {name} on 2 ranks, runs alternating between settings ({args.env_runs} runs of "
+          f"{args.rounds} rounds each)")
+    for setting, results in runs.items():
+        fastest = min(result[name][0] for result in results)
+        medians = " ".join(f"{1e3 * result[name][1]:.2f}" for result in results)
+        print(f"{setting or 'default':60s} min {1e3 * fastest:6.2f} ms, run medians {medians}")
 
 
 # ------------------------------------------------------------------------------------------------ one process
@@ -195,6 +227,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement; the minimum is kept")
     parser.add_argument("--quick", action="store_true", help="skip ResNet-50 224 (its step takes seconds)")
+    parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds of the allreduce variants")
+    parser.add_argument("--allreduce-only", action="store_true", help="only the allreduce variants")
+    parser.add_argument("--mpich-env", action="append", default=[], metavar="SETTINGS",
+                        help='MPICH settings to compare with the default, e.g. "MPIR_CVAR_CH4_SHM_POSIX_IQUEUE_'
+                             'CELL_SIZE=65536" (with --allreduce-only; repeatable)')
+    parser.add_argument("--env-runs", type=int, default=3, help="alternating runs per --mpich-env setting")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--on-ranks", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -204,19 +242,19 @@ def main():
     if mpiexec is None:
         sys.exit("bench/distributed.py: mpiexec not found; pip install 'cnnkit[mpi]'")
     print(f"load average before: {os.getloadavg()[0]:.2f} (other jobs on this machine disturb the times)")
-    job = subprocess.run([mpiexec, "-n", "2", sys.executable, os.path.abspath(__file__), "--on-ranks",
-                          "--repeat", str(args.repeat)], capture_output=True, text=True, timeout=1200)
-    lines = [line for line in job.stdout.splitlines() if line.startswith("RESULT ")]
-    if job.returncode != 0 or not lines:
-        sys.exit(f"the 2-rank part failed:\n{job.stdout[-2000:]}\n{job.stderr[-2000:]}")
-    ranks = json.loads(lines[-1][len("RESULT "):])
-
-    print("\nallreduce on 2 ranks (shared memory), float32, min of", args.repeat)
-    print(f"{'message':28s} {'bucket':>8s} {'ms':>8s} {'GB/s':>7s}")
-    for row in ranks["allreduce"]:
-        bucket = "one call" if row["bucket_mb"] is None else f"{row['bucket_mb']} MB"
-        print(f"{row['label']:28s} {bucket:>8s} {row['ms']:8.3f} {row['gb_per_s']:7.2f}")
-    print(f"8-byte allreduce: {1e6 * ranks['latency_s']:.1f} us")
+    if args.mpich_env:
+        if any("=" not in item for setting in args.mpich_env for item in setting.split()):
+            parser.error("--mpich-env takes NAME=VALUE settings separated by spaces")
+        args.allreduce_only = True
+        _compare_settings(mpiexec, args)
+        return
+    ranks = _on_two_ranks(mpiexec, args)
+    _print_variants(ranks["variants"], f"allreduce of ResNet-18 CIFAR's 44.7 MB of float32 gradients on 2 ranks "
+                                       f"(shared memory), variants interleaved over {args.rounds} rounds")
+    if args.allreduce_only:
+        return
+    print(f"LeNet-5's 0.25 MB in one call: {1e3 * ranks['lenet_s']:.3f} ms; "
+          f"8-byte allreduce: {1e6 * ranks['latency_s']:.1f} us")
 
     print(f"\ntraining step on 2 ranks x {PER_RANK_BATCH} images, {ranks['threads']} thread each "
           f"(DDP, {DEFAULT_BUCKET_CAP_MB} MB buckets)")
