@@ -2,6 +2,7 @@
 
     python bench/distributed.py [--repeat 5] [--rounds 40] [--quick] [--json results.json]
     python bench/distributed.py --allreduce-only [--rounds 40] [--mpich-env "MPIR_CVAR_...=... ..."]
+    python bench/distributed.py --loader-only [--repeat 5] [--images 384]
 
 Runs itself under ``mpiexec -n 2`` (the mpich wheel's) for the parts that need two ranks; times are the minimum
 of ``--repeat`` runs (the least noisy estimate on a shared machine). ``--quick`` skips ResNet-50. The allreduce
@@ -168,7 +169,22 @@ def _compute_alone(name, batch, repeat, threads):
     return _minimum(step, repeat)
 
 
+def _cpu_seconds(pids):
+    """CPU time (user + system) the processes ``pids`` have used, from /proc; None where there is no /proc."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _jpeg_loader_rates(repeat, count=384, side=128, crop=112):
+    """{num_workers: (best images/s, median images/s, main CPU ms per batch, all processes' CPU ms per batch)}
+    and whether every worker count gave identical batches."""
     from PIL import Image
 
     from cnnkit.data import DataLoader, ImageFolder, transforms
@@ -190,22 +206,42 @@ def _jpeg_loader_rates(repeat, count=384, side=128, crop=112):
                                        persistent_workers=workers > 0, prefetch=0) for workers in (0, 1, 2)}
         batches = {workers: [images.data.copy() for images, _ in loader]  # warm-up (starts the workers)
                    for workers, loader in loaders.items()}
-        best, main_cpu = dict.fromkeys(loaders, math.inf), dict.fromkeys(loaders, math.inf)
+        seconds, main_cpu, all_cpu = ({workers: [] for workers in loaders} for _ in range(3))
         for _ in range(repeat):  # rounds alternate the worker counts, so a slow phase of the machine hits all
             for workers, loader in loaders.items():
-                started, cpu_started = time.perf_counter(), time.process_time()
+                pids = [os.getpid()] + [process.pid for process in (loader._pool.processes if workers else ())]
+                started, cpu_started, all_started = time.perf_counter(), time.process_time(), _cpu_seconds(pids)
                 for _ in loader:
                     pass
-                best[workers] = min(best[workers], time.perf_counter() - started)
-                main_cpu[workers] = min(main_cpu[workers], time.process_time() - cpu_started)
+                seconds[workers].append(time.perf_counter() - started)
+                main_cpu[workers].append(time.process_time() - cpu_started)
+                all_ended = _cpu_seconds(pids)
+                all_cpu[workers].append(math.nan if all_started is None else all_ended - all_started)
         for loader in loaders.values():
             loader._shutdown_workers()
-        rates = {workers: count / seconds for workers, seconds in best.items()}
-        main_cpu_ms = {workers: 1e3 * seconds / len(loaders[0]) for workers, seconds in main_cpu.items()}
+        per_batch = 1e3 / len(loaders[0])
+        results = {workers: (count / min(seconds[workers]), count / float(np.median(seconds[workers])),
+                             per_batch * min(main_cpu[workers]), per_batch * float(np.mean(all_cpu[workers])))
+                   for workers in loaders}
         identical = all(all(np.array_equal(a, b) for a, b in zip(batches[0], batches[k])) for k in (1, 2))
-        return rates, main_cpu_ms, identical
+        return results, identical
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _print_loader_rates(args):
+    results, identical = _jpeg_loader_rates(args.repeat, count=args.images)
+    print(f"\nDataLoader decoding {args.images} JPEGs (128x128, RandomCrop 112 + flip, batch 32), worker counts "
+          f"interleaved over {args.repeat} rounds; the CPU of all processes per batch shows the workers' overhead "
+          "whatever else runs on the machine")
+    print(f"{'':14s} {'best img/s':>10s} {'ratio':>6s} {'median img/s':>13s} {'ratio':>6s} {'main CPU ms':>12s} "
+          f"{'all CPU ms':>11s}")
+    best0, median0 = results[0][0], results[0][1]
+    for workers, (best, median, main_ms, all_ms) in results.items():
+        print(f"num_workers={workers} {best:10.0f} {best / best0:5.2f}x {median:13.0f} {median / median0:5.2f}x "
+              f"{main_ms:12.2f} {all_ms:11.2f}")
+    print(f"identical batches for num_workers 0, 1, 2: {identical}")
+    return results
 
 
 def _projection(compute, params, latency):
@@ -229,6 +265,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="skip ResNet-50 224 (its step takes seconds)")
     parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds of the allreduce variants")
     parser.add_argument("--allreduce-only", action="store_true", help="only the allreduce variants")
+    parser.add_argument("--loader-only", action="store_true", help="only the DataLoader worker comparison")
+    parser.add_argument("--images", type=int, default=384, help="JPEGs in the DataLoader comparison's folder")
     parser.add_argument("--mpich-env", action="append", default=[], metavar="SETTINGS",
                         help='MPICH settings to compare with the default, e.g. "MPIR_CVAR_CH4_SHM_POSIX_IQUEUE_'
                              'CELL_SIZE=65536" (with --allreduce-only; repeatable)')
@@ -238,6 +276,9 @@ def main():
     args = parser.parse_args()
     if args.on_ranks:
         return run_on_ranks(args)
+    if args.loader_only:
+        _print_loader_rates(args)
+        return
     mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     if mpiexec is None:
         sys.exit("bench/distributed.py: mpiexec not found; pip install 'cnnkit[mpi]'")
@@ -271,13 +312,7 @@ def main():
         print(f"{name:18s} {PER_RANK_BATCH / alone:13.0f} {2 * PER_RANK_BATCH / step:14.0f} "
               f"{alone * 2 / step:8.2f}x")
 
-    rates, main_cpu_ms, identical = _jpeg_loader_rates(args.repeat)
-    print("\nDataLoader decoding JPEGs (128x128, RandomCrop 112 + flip, batch 32); main-process CPU per batch "
-          "bounds the speed-up on a quiet machine")
-    for workers, rate in rates.items():
-        print(f"num_workers={workers}: {rate:7.0f} images/s  ({rate / rates[0]:.2f}x)  main process "
-              f"{main_cpu_ms[workers]:6.2f} ms CPU per batch")
-    print(f"identical batches for num_workers 0, 1, 2: {identical}")
+    loader_results = _print_loader_rates(args)
 
     names = [name for name in MODELS if not (args.quick and name == "ResNet-50 224")]
     compute, params = {}, {}
@@ -306,8 +341,7 @@ def main():
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
-            json.dump({"ranks": ranks, "loader_images_per_s": rates, "loader_main_cpu_ms": main_cpu_ms,
-                       "projection": rows}, file, indent=1)
+            json.dump({"ranks": ranks, "loader": loader_results, "projection": rows}, file, indent=1)
 
 
 if __name__ == "__main__":
