@@ -213,7 +213,9 @@ class DataLoader:
     called each epoch. ``num_workers > 0`` loads batches in that many worker processes (``prefetch_factor``
     batches ahead each), with the same batches in the same order as ``num_workers=0``; ``worker_init_fn(id)``
     runs first in each worker, and ``persistent_workers`` keeps them between epochs. A worker's exception is
-    raised in the caller with the failing sample's index.
+    raised in the caller with the failing sample's index. A batch from a worker is a view of shared memory
+    that its worker fills again only once every array of the batch is gone, so batches can be kept as long as
+    needed (each kept batch holds its own segment).
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, collate_fn=None,
