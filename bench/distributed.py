@@ -103,7 +103,7 @@ def _small_allreduce_times(repeat):
 def _step_split(name, repeat):
     """(compute seconds, communication seconds) of one DDP step at PER_RANK_BATCH images per rank."""
     model, images, labels = _model_and_batch(name, PER_RANK_BATCH, seed=comm.rank())
-    parallel = DistributedDataParallel(model)
+    parallel = DistributedDataParallel(model, gradient_as_bucket_view=True)  # as the trainer uses it
     whole = _step_function(model, images, labels, forward=parallel)
     whole()  # warm-up
     step_seconds = _minimum(whole, repeat, between=comm.barrier)
@@ -298,7 +298,7 @@ def main():
           f"8-byte allreduce: {1e6 * ranks['latency_s']:.1f} us")
 
     print(f"\ntraining step on 2 ranks x {PER_RANK_BATCH} images, {ranks['threads']} thread each "
-          f"(DDP, {DEFAULT_BUCKET_CAP_MB} MB buckets)")
+          f"(DDP, {DEFAULT_BUCKET_CAP_MB} MB buckets, gradients as bucket views)")
     print(f"{'model':18s} {'step ms':>9s} {'compute':>9s} {'comm':>8s} {'comm %':>7s}")
     for name, (compute, communication, step) in ranks["splits"].items():
         print(f"{name:18s} {1e3 * step:9.1f} {1e3 * compute:9.1f} {1e3 * communication:8.2f} "
