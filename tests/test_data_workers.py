@@ -9,7 +9,15 @@ import time
 import numpy as np
 import pytest
 
-from cnnkit.data import DataLoader, DistributedSampler, ImageFolder, TensorDataset, get_data_rng, transforms
+from cnnkit.data import (
+    DataLoader,
+    DistributedSampler,
+    ImageFolder,
+    TensorDataset,
+    batch_memory,
+    get_data_rng,
+    transforms,
+)
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -214,3 +222,19 @@ def test_a_failing_worker_leaves_no_segment_behind():
         for _ in iterator:
             pass
     assert pool.segments.maps and _left_behind(pool) == []
+
+
+def test_without_segment_files_batches_are_copied_out_of_shared_memory(monkeypatch):
+    """Where shared memory has no files to map (macOS), the main process copies each batch and frees it at once."""
+    monkeypatch.setattr(batch_memory, "_SHM_DIRECTORY", "/nonexistent-shm-directory")
+    dataset = TensorDataset(np.arange(40.0).reshape(20, 2), np.arange(20))
+    expected = _batches(DataLoader(dataset, batch_size=3, seed=5))
+    loader = DataLoader(dataset, batch_size=3, seed=5, num_workers=2, persistent_workers=True)
+    got = [batch for batch in loader]
+    pool = loader._pool
+    assert pool.segments.maps and all(mapping is None for mapping in pool.segments.maps.values())
+    for (images, labels), (want_images, want_labels) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(images.data, want_images)
+        np.testing.assert_array_equal(labels.data, want_labels)
+    loader._shutdown_workers()  # the workers remove their segments' names
+    assert _left_behind(pool) == []

@@ -172,6 +172,7 @@ class SegmentMaps:
         mapping = self._map(name)
         if mapping is None:
             segment = shared_memory.SharedMemory(name=name)
+            resource_tracker.unregister(segment._name, "shared_memory")  # the worker owns and removes it
             whole = np.array(segment.buf[:nbytes], dtype=np.uint8)  # a copy: the segment is free at once
             segment.close()
             self.released[worker].append(name)
