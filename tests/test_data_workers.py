@@ -238,3 +238,13 @@ def test_without_segment_files_batches_are_copied_out_of_shared_memory(monkeypat
         np.testing.assert_array_equal(labels.data, want_labels)
     loader._shutdown_workers()  # the workers remove their segments' names
     assert _left_behind(pool) == []
+
+
+def test_a_collate_fn_may_return_arrays_of_python_objects():
+    def collate(samples):
+        return np.array([f"sample {int(index)}" for _, index in samples], dtype=object), np.stack(
+            [values for values, _ in samples])
+
+    dataset = TensorDataset(np.arange(12.0).reshape(6, 2), np.arange(6))
+    names = [list(names) for names, _ in DataLoader(dataset, batch_size=4, collate_fn=collate, num_workers=1)]
+    assert names == [[f"sample {i}" for i in range(4)], ["sample 4", "sample 5"]]

@@ -34,6 +34,8 @@ def pack_layout(value, arrays, offset=0):
     to ``arrays`` as (offset, contiguous array), packed from ``offset`` on."""
     if isinstance(value, (Tensor, np.ndarray)):
         array = np.ascontiguousarray(value.data if isinstance(value, Tensor) else value)
+        if array.dtype.hasobject:  # Python objects cannot live in shared memory: they are pickled instead
+            return ("value", value), offset
         arrays.append((offset, array))
         kind = "tensor" if isinstance(value, Tensor) else "array"
         return (kind, offset, array.shape, array.dtype.str), offset + _aligned(array.nbytes)
