@@ -4,7 +4,6 @@ Every process of a job started by ``mpiexec`` calls the same collectives in the 
 launcher (no PMI/Open MPI variables) or without mpi4py the world has one process and each collective
 returns at once. With ``$CNNKIT_COLLECTIVE_TIMEOUT`` (seconds) a watchdog thread aborts the whole job
 when one collective waits longer, naming it, so a rank that stopped calling collectives never hangs the job.
-MPI runs every collective; for large float sums it is given NumPy's add as the reduction function.
 """
 from __future__ import annotations
 
