@@ -19,10 +19,6 @@ __all__ = ["launched_by_mpi", "world", "rank", "world_size", "all_reduce", "broa
            "abort_on_exception", "TIMEOUT_VARIABLE"]
 
 TIMEOUT_VARIABLE = "CNNKIT_COLLECTIVE_TIMEOUT"
-# MPICH's built-in float sum runs at about a third of NumPy's vectorized add on large buffers, and the local
-# sums are a large part of an allreduce between processes sharing memory; from this size on NumPy's add is
-# handed to MPI as the reduction function (below it the call into Python costs more than it saves)
-NUMPY_SUM_FROM_BYTES = 65536
 # variables a launcher sets in every process it starts: MPICH/Hydra (PMI), Open MPI, Slurm's PMI
 LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")
 _OPS = {"sum": "SUM", "max": "MAX", "min": "MIN"}
@@ -85,26 +81,9 @@ def all_reduce(array, op="sum"):
     if comm is None or array.size == 0:
         return array
     from mpi4py import MPI
-    mpi_op = getattr(MPI, _OPS[op])
-    if op == "sum" and array.dtype in (np.float32, np.float64) and array.nbytes >= NUMPY_SUM_FROM_BYTES:
-        mpi_op = _numpy_sum(array.dtype)
     with _watched(f"all_reduce({op}, {array.size} x {array.dtype})"):
-        comm.Allreduce(MPI.IN_PLACE, array, op=mpi_op)
+        comm.Allreduce(MPI.IN_PLACE, array, op=getattr(MPI, _OPS[op]))
     return array
-
-
-def _numpy_sum(dtype):
-    """The MPI reduction op that sums ``dtype`` buffers with NumPy (``inout += incoming``, the same sums as
-    MPI_SUM); MPI still does every step of the collective."""
-    key = ("numpy_sum", np.dtype(dtype).str)
-    if key not in _state:
-        from mpi4py import MPI
-
-        def add_into(incoming, inout, datatype):
-            inout_array = np.frombuffer(inout, dtype)
-            np.add(inout_array, np.frombuffer(incoming, dtype), out=inout_array)
-        _state[key] = MPI.Op.Create(add_into, commute=True)
-    return _state[key]
 
 
 def broadcast(array, root=0):

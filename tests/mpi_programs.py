@@ -78,8 +78,7 @@ def equivalence():
 
 
 def pieces():
-    """Unused parameters reduce as zeros, no_sync accumulates, the sampler splits every index once, large float
-    sums equal MPI's own."""
+    """Unused parameters reduce as zeros, no_sync accumulates, the sampler splits every index once."""
     rank, size = dist.rank(), dist.world_size()
     cnnkit.manual_seed(rank)
     model = nn.ModuleDict({"used": nn.Linear(3, 2), "unused": nn.Linear(3, 2)})
@@ -115,12 +114,6 @@ def pieces():
     batches = np.array([len(loader)], np.int64)
     dist.all_reduce(batches, op="max")
     assert batches[0] == len(loader), "ranks got different numbers of batches"
-    from mpi4py import MPI
-    for dtype in (np.float32, np.float64):  # large float sums go through NumPy's add: the same sums as MPI_SUM
-        values = np.random.default_rng(rank).standard_normal(100_003).astype(dtype)
-        expected = values.copy()
-        MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, expected, op=MPI.SUM)
-        assert np.array_equal(dist.all_reduce(values), expected) and values.dtype == dtype, dtype
     if rank == 0:
         print("OK pieces", flush=True)
 
