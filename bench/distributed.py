@@ -154,7 +154,7 @@ def _compare_settings(mpiexec, args):
     print(f"\n44.7 MB on 2 ranks, runs alternating between settings ({args.env_runs} runs of {args.rounds} rounds "
           "each); min over the runs and each run's median, in ms")
     cap = DEFAULT_BUCKET_CAP_MB
-    for name in (f"{cap} MB, all_reduce (NumPy add)", f"{cap} MB, MPI built-in sum"):
+    for name in (f"{cap} MB buckets, all_reduce", f"{cap} MB, NumPy add as MPI user op"):
         print(name)
         for setting, results in runs.items():
             fastest = min(result[name][0] for result in results)
