@@ -15,6 +15,7 @@ from cnnkit.data import (
     ImageFolder,
     TensorDataset,
     batch_memory,
+    default_collate,
     get_data_rng,
     transforms,
 )
@@ -248,3 +249,23 @@ def test_a_collate_fn_may_return_arrays_of_python_objects():
     dataset = TensorDataset(np.arange(12.0).reshape(6, 2), np.arange(6))
     names = [list(names) for names, _ in DataLoader(dataset, batch_size=4, collate_fn=collate, num_workers=1)]
     assert names == [[f"sample {i}" for i in range(4)], ["sample 4", "sample 5"]]
+
+
+def test_default_collate_stacks_straight_into_a_free_segment():
+    ring, maps = batch_memory.SegmentRing(), batch_memory.SegmentMaps(1)
+    samples = [(np.full((3, 4, 4), float(i), np.float32), i) for i in range(5)]
+    try:
+        first = ring.fill(default_collate(samples))  # no free segment yet: stacked anywhere, then copied
+        ring.give_back([first[0]])
+        with ring.collating():
+            images, labels = default_collate(samples)
+        draft = ring._draft[0]  # the free segment the stack went into
+        assert draft.name == first[0]
+        assert np.shares_memory(images.data, np.ndarray(draft.size, np.uint8, buffer=draft.buf))
+        message = ring.fill((images, labels))
+        assert message[0] == first[0]
+        got_images, got_labels = maps.open(0, message)
+        np.testing.assert_array_equal(got_images.data, np.stack([s[0] for s in samples]))
+        np.testing.assert_array_equal(got_labels.data, np.arange(5))
+    finally:
+        ring.unlink_all()

@@ -1,7 +1,8 @@
 """Shared-memory segments that carry DataLoader batches from worker processes, reused from batch to batch.
 
-A worker packs each batch's arrays into one segment of its ring and sends only a small layout (segment
-name, offsets, shapes, dtypes). The main process maps a segment once, removes its name (so nothing is left
+A worker packs each batch's arrays into one segment of its ring (``default_collate`` stacks samples
+straight into it, so nothing is copied afterwards) and sends only a small layout (segment name, offsets,
+shapes, dtypes). The main process maps a segment once, removes its name (so nothing is left
 behind if any process dies) and hands out arrays that are views of it. When the last array of a batch is
 gone, the segment's name goes back to its worker with the next task, and the worker fills it again: no
 segment is created, mapped or faulted in per batch once the ring is warm. A worker that finds no free segment
@@ -10,8 +11,10 @@ large enough (the user still holds its batches) makes a new one, so a slow consu
 from __future__ import annotations
 
 import collections
+import contextlib
 import mmap
 import os
+import threading
 import weakref
 from multiprocessing import resource_tracker, shared_memory
 
@@ -19,7 +22,7 @@ import numpy as np
 
 from ..autograd import Tensor
 
-__all__ = ["SegmentRing", "SegmentMaps", "pack_layout", "unpack_layout", "unlink_segment"]
+__all__ = ["SegmentRing", "SegmentMaps", "pack_layout", "unpack_layout", "unlink_segment", "stack_output"]
 
 _ALIGN = 64  # every array starts on a cache line
 _SHM_DIRECTORY = "/dev/shm"
@@ -29,29 +32,55 @@ def _aligned(nbytes):
     return -(-nbytes // _ALIGN) * _ALIGN
 
 
-def pack_layout(value, arrays, offset=0):
-    """(layout, end): ``value`` with each array replaced by (kind, offset, shape, dtype); arrays are appended
-    to ``arrays`` as (offset, contiguous array), packed from ``offset`` on."""
+_arena = threading.local()  # in a worker, while it collates: the free segment that stacks may fill
+
+
+def stack_output(shape, dtype):
+    """Where a collate should stack an array: a view of the worker's next segment, or None (anywhere)."""
+    arena = getattr(_arena, "current", None)
+    if arena is None:
+        return None
+    segment, used = arena
+    dtype = np.dtype(dtype)
+    offset = _aligned(used)
+    nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    if dtype.hasobject or offset + nbytes > segment.size:
+        return None
+    _arena.current = (segment, offset + nbytes)
+    return np.ndarray(shape, dtype, buffer=segment.buf, offset=offset)
+
+
+def pack_layout(value, place):
+    """``value`` with each array replaced by (kind, offset, shape, dtype); ``place(array)`` gives the offset."""
     if isinstance(value, (Tensor, np.ndarray)):
         array = np.ascontiguousarray(value.data if isinstance(value, Tensor) else value)
         if array.dtype.hasobject:  # Python objects cannot live in shared memory: they are pickled instead
-            return ("value", value), offset
-        arrays.append((offset, array))
+            return ("value", value)
         kind = "tensor" if isinstance(value, Tensor) else "array"
-        return (kind, offset, array.shape, array.dtype.str), offset + _aligned(array.nbytes)
+        return (kind, place(array), array.shape, array.dtype.str)
     if isinstance(value, (tuple, list)):
-        items = []
-        for item in value:
-            layout, offset = pack_layout(item, arrays, offset)
-            items.append(layout)
-        return ("tuple" if isinstance(value, tuple) else "list", items), offset
+        return ("tuple" if isinstance(value, tuple) else "list", [pack_layout(item, place) for item in value])
     if isinstance(value, dict):
-        items = []
-        for key, item in value.items():
-            layout, offset = pack_layout(item, arrays, offset)
-            items.append((key, layout))
-        return ("dict", items), offset
-    return ("value", value), offset
+        return ("dict", [(key, pack_layout(item, place)) for key, item in value.items()])
+    return ("value", value)
+
+
+class _Placement:
+    """Offsets for a batch's arrays in ``segment``: those already stacked into it stay, the others follow."""
+
+    def __init__(self, segment=None, used=0):
+        self.segment, self.end, self.copies = segment, used, []
+        self.start = None if segment is None else np.frombuffer(segment.buf, np.uint8).ctypes.data
+
+    def __call__(self, array):
+        if self.start is not None and array.nbytes:
+            address = array.ctypes.data - self.start
+            if 0 <= address and address + array.nbytes <= self.segment.size:
+                return address
+        offset = _aligned(self.end)
+        self.end = offset + array.nbytes
+        self.copies.append((offset, array))
+        return offset
 
 
 def unpack_layout(layout, whole):
@@ -79,6 +108,7 @@ class SegmentRing:
     def __init__(self):
         self.free, self.lent = {}, {}  # name -> SharedMemory
         self.retired = []  # names dropped since the last batch sent, so the main process unmaps them
+        self._draft = (None, 0)  # the segment the last collate stacked into, and how many bytes it used
 
     def give_back(self, names):
         for name in names:
@@ -94,7 +124,7 @@ class SegmentRing:
             return segment
         for name, segment in list(self.free.items()):  # too small for batches of this size: drop them
             del self.free[name]
-            segment.close()
+            _close(segment)
             unlink_segment(name)
             self.retired.append(name)
         segment = shared_memory.SharedMemory(create=True, size=max(1, nbytes))
@@ -102,14 +132,41 @@ class SegmentRing:
         resource_tracker.unregister(segment._name, "shared_memory")
         return segment
 
+    @contextlib.contextmanager
+    def collating(self):
+        """Inside, ``stack_output`` hands out the largest free segment, so default_collate stacks samples
+        straight into shared memory and ``fill`` has nothing left to copy."""
+        draft = max(self.free.values(), key=lambda segment: segment.size, default=None)
+        if draft is not None:
+            del self.free[draft.name]
+        _arena.current = None if draft is None else (draft, 0)
+        try:
+            yield
+        except BaseException:
+            if draft is not None:
+                self.free[draft.name] = draft
+            raise
+        else:
+            self._draft = (draft, 0 if draft is None else _arena.current[1])
+        finally:
+            _arena.current = None
+
     def fill(self, batch):
-        """Copy ``batch``'s arrays into a segment; returns the message (name, bytes, layout, retired names)."""
-        arrays = []
-        layout, nbytes = pack_layout(batch, arrays)
-        segment = self._segment_for(nbytes)
+        """Put ``batch``'s arrays into a segment (those stacked into the draft stay where they are); returns
+        the message (name, bytes, layout, retired names)."""
+        (draft, used), self._draft = self._draft, (None, 0)
+        placement = _Placement(draft, used)
+        layout = pack_layout(batch, placement)
+        segment = draft
+        if draft is None or placement.end > draft.size:  # start over in a segment large enough
+            placement = _Placement()
+            layout = pack_layout(batch, placement)
+            segment = self._segment_for(placement.end)
+            if draft is not None:
+                self.free[draft.name] = draft  # the batch's arrays in it were just copied out below
         whole = np.ndarray((segment.size,), np.uint8, buffer=segment.buf)
         try:
-            for offset, array in arrays:
+            for offset, array in placement.copies:
                 whole[offset:offset + array.nbytes].view(array.dtype).reshape(array.shape)[...] = array
         except BaseException:
             self.free[segment.name] = segment
@@ -118,13 +175,20 @@ class SegmentRing:
             del whole
         self.lent[segment.name] = segment
         retired, self.retired = self.retired, []
-        return segment.name, nbytes, layout, retired
+        return segment.name, placement.end, layout, retired
 
     def unlink_all(self):
         for name, segment in list(self.free.items()) + list(self.lent.items()):
-            segment.close()
+            _close(segment)
             unlink_segment(name)
         self.free, self.lent = {}, {}
+
+
+def _close(segment):
+    try:
+        segment.close()
+    except BufferError:  # arrays of the batch the worker still holds use it: the mapping goes with them
+        pass
 
 
 def unlink_segment(name):

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Tensor
+from .batch_memory import stack_output
 from .sampler import shuffled_order
 from .transforms import to_tensor
 from .workers import WorkerPool, load_samples
@@ -35,7 +36,9 @@ def _stack(arrays, what):
     if len(shapes) > 1:
         raise ValueError(f"default_collate: the {what} in a batch have different shapes {sorted(shapes)[:3]}; "
                          "make them one size (e.g. transforms.Resize/CenterCrop) or pass collate_fn")
-    return np.stack(arrays)
+    # in a worker process the stack goes straight into the shared memory that carries the batch
+    out = stack_output((len(arrays),) + arrays[0].shape, np.result_type(*arrays))
+    return np.stack(arrays) if out is None else np.stack(arrays, out=out)
 
 
 def default_collate(batch):

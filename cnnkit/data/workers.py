@@ -93,7 +93,8 @@ def _worker_loop(worker_id, dataset, collate_fn, tasks, results, worker_init_fn,
             try:
                 # ``batch`` lives on until the next batch is built, so the allocator reuses its memory
                 # instead of handing it back to the system and faulting it in again for every batch
-                batch = collate_fn(load_samples(dataset, indices, seed, epoch))
+                with ring.collating():
+                    batch = collate_fn(load_samples(dataset, indices, seed, epoch))
                 message = ring.fill(batch)
             except Exception as error:
                 results.put(("error", key, getattr(error, "sample_index", None), traceback.format_exc()))
