@@ -80,6 +80,17 @@ def test_augmentation_depends_on_the_sample_not_on_the_batch_or_the_process_coun
         np.testing.assert_array_equal(whole[index], halves[index % 2][index])
 
 
+def test_batches_larger_than_numpys_argument_limit_are_stacked_in_workers():
+    dataset = TensorDataset(np.arange(600.0).reshape(300, 2), np.arange(300))
+    expected = _batches(DataLoader(dataset, batch_size=128, shuffle=True, seed=1), epochs=2)
+    loader = DataLoader(dataset, batch_size=128, shuffle=True, seed=1, num_workers=1, persistent_workers=True)
+    got = _batches(loader, epochs=2)
+    loader._shutdown_workers()
+    for (images, labels), (want_images, want_labels) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(images, want_images)
+        np.testing.assert_array_equal(labels, want_labels)
+
+
 def test_worker_init_fn_runs_in_each_worker(tmp_path):
     def init(worker_id):
         (tmp_path / f"worker{worker_id}-{os.getpid()}").write_text("")

@@ -37,7 +37,7 @@ def _stack(arrays, what):
         raise ValueError(f"default_collate: the {what} in a batch have different shapes {sorted(shapes)[:3]}; "
                          "make them one size (e.g. transforms.Resize/CenterCrop) or pass collate_fn")
     # in a worker process the stack goes straight into the shared memory that carries the batch
-    out = stack_output((len(arrays),) + arrays[0].shape, np.result_type(*arrays))
+    out = stack_output((len(arrays),) + arrays[0].shape, np.result_type(*{array.dtype for array in arrays}))
     return np.stack(arrays) if out is None else np.stack(arrays, out=out)
 
 

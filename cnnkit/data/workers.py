@@ -91,8 +91,9 @@ def _worker_loop(worker_id, dataset, collate_fn, tasks, results, worker_init_fn,
             key, indices, seed, epoch, freed = task
             ring.give_back(freed)
             try:
-                # ``batch`` lives on until the next batch is built, so the allocator reuses its memory
-                # instead of handing it back to the system and faulting it in again for every batch
+                # ``batch`` lives on until the next batch is built, so that where it is not stacked into
+                # shared memory (a custom collate_fn) the allocator reuses its memory instead of handing
+                # it back to the system and faulting it in again for every batch
                 with ring.collating():
                     batch = collate_fn(load_samples(dataset, indices, seed, epoch))
                 message = ring.fill(batch)
