@@ -1,9 +1,15 @@
 """Data-parallel training and the data pipeline: allreduce, step split, 1 -> 2 ranks, DataLoader workers, projection.
 
-    python bench/distributed.py [--repeat 5] [--quick] [--json results.json]
+    python bench/distributed.py [--repeat 5] [--rounds 40] [--quick] [--json results.json]
+    python bench/distributed.py --allreduce-only [--rounds 40] [--mpich-env "MPIR_CVAR_...=... ..."]
+    python bench/distributed.py --loader-only [--repeat 5] [--images 384]
 
 Runs itself under ``mpiexec -n 2`` (the mpich wheel's) for the parts that need two ranks; times are the minimum
-of ``--repeat`` runs (the least noisy estimate on a shared machine). ``--quick`` skips ResNet-50.
+of ``--repeat`` runs (the least noisy estimate on a shared machine). ``--quick`` skips ResNet-50. The allreduce
+variants (bucket sizes, in place or not, non-blocking, persistent, NumPy's add as the reduction, DDP's
+averaging copied back or as bucket views) run interleaved for ``--rounds`` rounds and report min and median.
+``--allreduce-only`` runs just those; each ``--mpich-env`` adds a run with those MPICH settings, the runs
+alternating with the default environment ``--env-runs`` times.
 
 Projection beyond this machine (no overlap of communication with backward, as measured here: a non-blocking
 allreduce makes no progress while NumPy computes):
@@ -33,6 +39,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+import allreduce_variants  # noqa: E402
 import numpy as np  # noqa: E402
 
 import cnnkit  # noqa: E402
@@ -40,8 +47,7 @@ from cnnkit import backend, comm, distributed, optim  # noqa: E402
 from cnnkit.models import create  # noqa: E402
 from cnnkit.nn.parallel import DEFAULT_BUCKET_CAP_MB, DistributedDataParallel  # noqa: E402
 
-ALLREDUCE_BYTES = {"ResNet-18 CIFAR gradients": 44.7e6, "LeNet-5 gradients": 0.25e6}
-BUCKETS_MB = [None, 1, 2, 4, 8, 16, 25]
+LENET_GRADIENT_BYTES = 0.25e6
 PER_RANK_BATCH = 32
 LINKS_GBPS = [10, 100]
 PROJECTED_RANKS = [8, 64]
@@ -86,30 +92,18 @@ def _step_function(model, images, labels, forward=None):
 
 
 # ------------------------------------------------------------------------------------------------ on 2 ranks
-def _allreduce_times(repeat):
-    rows = []
-    for label, nbytes in ALLREDUCE_BYTES.items():
-        flat = np.ones(int(nbytes) // 4, np.float32)
-        for cap in BUCKETS_MB:
-            step = flat.size if cap is None else int(cap * 1e6) // 4
-            if cap is not None and step >= flat.size and rows and rows[-1]["label"] == label:
-                continue  # one bucket holds it all: the same as one call
-
-            def reduce_all(flat=flat, step=step):
-                for start in range(0, flat.size, step):
-                    comm.all_reduce(flat[start:start + step])
-            seconds = _minimum(reduce_all, repeat, between=comm.barrier)
-            rows.append({"label": label, "bytes": flat.nbytes, "bucket_mb": cap, "ms": 1e3 * seconds,
-                         "gb_per_s": flat.nbytes / seconds / 1e9})
+def _small_allreduce_times(repeat):
+    """(seconds for LeNet-5's gradients in one call, seconds for 8 bytes)."""
+    lenet = np.zeros(int(LENET_GRADIENT_BYTES) // 4, np.float32)
     tiny = np.ones(1, np.float64)
-    latency = _minimum(lambda: comm.all_reduce(tiny), max(repeat, 50), between=comm.barrier)
-    return rows, latency
+    return (_minimum(lambda: comm.all_reduce(lenet), max(repeat, 50), between=comm.barrier),
+            _minimum(lambda: comm.all_reduce(tiny), max(repeat, 50), between=comm.barrier))
 
 
 def _step_split(name, repeat):
     """(compute seconds, communication seconds) of one DDP step at PER_RANK_BATCH images per rank."""
     model, images, labels = _model_and_batch(name, PER_RANK_BATCH, seed=comm.rank())
-    parallel = DistributedDataParallel(model)
+    parallel = DistributedDataParallel(model, gradient_as_bucket_view=True)  # as the trainer uses it
     whole = _step_function(model, images, labels, forward=parallel)
     whole()  # warm-up
     step_seconds = _minimum(whole, repeat, between=comm.barrier)
@@ -119,12 +113,53 @@ def _step_split(name, repeat):
 
 def run_on_ranks(args):
     distributed.init()  # each rank gets its share of the cores (one thread each on a 2-core machine)
-    repeat = args.repeat
-    allreduce, latency = _allreduce_times(repeat)
-    splits = {name: _step_split(name, repeat) for name in ("LeNet-5", "ResNet-18 CIFAR")}
+    variants = allreduce_variants.interleaved(args.rounds)
+    result = {"variants": variants}
+    if not args.allreduce_only:
+        result["lenet_s"], result["latency_s"] = _small_allreduce_times(args.repeat)
+        result["splits"] = {name: _step_split(name, args.repeat) for name in ("LeNet-5", "ResNet-18 CIFAR")}
+        result["threads"] = backend.get_num_threads()
     if comm.rank() == 0:
-        print("RESULT " + json.dumps({"allreduce": allreduce, "latency_s": latency, "splits": splits,
-                                      "threads": backend.get_num_threads()}), flush=True)
+        print("RESULT " + json.dumps(result), flush=True)
+
+
+def _on_two_ranks(mpiexec, args, settings=""):
+    """Run this script's rank part under ``mpiexec -n 2`` with extra environment ``settings``; its result."""
+    env = dict(os.environ, **dict(item.split("=", 1) for item in settings.split()))
+    command = [mpiexec, "-n", "2", sys.executable, os.path.abspath(__file__), "--on-ranks", "--repeat",
+               str(args.repeat), "--rounds", str(args.rounds)] + (["--allreduce-only"] if args.allreduce_only else [])
+    job = subprocess.run(command, capture_output=True, text=True, timeout=1200, env=env)
+    lines = [line for line in job.stdout.splitlines() if line.startswith("RESULT ")]
+    if job.returncode != 0 or not lines:
+        sys.exit(f"the 2-rank part failed ({settings or 'default settings'}):\n{job.stdout[-2000:]}\n"
+                 f"{job.stderr[-2000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _print_variants(variants, title):
+    print(f"\n{title}")
+    print(f"{'variant':42s} {'min ms':>8s} {'median':>8s} {'GB/s at min':>12s}")
+    for name, (fastest, median) in variants.items():
+        print(f"{name:42s} {1e3 * fastest:8.2f} {1e3 * median:8.2f} "
+              f"{allreduce_variants.GRADIENT_BYTES / fastest / 1e9:12.2f}")
+
+
+def _compare_settings(mpiexec, args):
+    """Alternate runs with the default environment and each ``--mpich-env`` setting; min and median per run."""
+    settings = [""] + args.mpich_env
+    runs = {setting: [] for setting in settings}
+    for _ in range(args.env_runs):
+        for setting in settings:
+            runs[setting].append(_on_two_ranks(mpiexec, args, setting)["variants"])
+    print(f"\n44.7 MB on 2 ranks, runs alternating between settings ({args.env_runs} runs of {args.rounds} rounds "
+          "each); min over the runs and each run's median, in ms")
+    cap = DEFAULT_BUCKET_CAP_MB
+    for name in (f"{cap} MB buckets, all_reduce", f"{cap} MB, NumPy add as MPI user op"):
+        print(name)
+        for setting, results in runs.items():
+            fastest = min(result[name][0] for result in results)
+            medians = " ".join(f"{1e3 * result[name][1]:.2f}" for result in results)
+            print(f"  {setting or 'default':58s} min {1e3 * fastest:6.2f}, medians {medians}")
 
 
 # ------------------------------------------------------------------------------------------------ one process
@@ -136,7 +171,22 @@ def _compute_alone(name, batch, repeat, threads):
     return _minimum(step, repeat)
 
 
+def _cpu_seconds(pids):
+    """CPU time (user + system) the processes ``pids`` have used, from /proc; None where there is no /proc."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _jpeg_loader_rates(repeat, count=384, side=128, crop=112):
+    """{num_workers: (best images/s, median images/s, main CPU ms per batch, all processes' CPU ms per batch)}
+    and whether every worker count gave identical batches."""
     from PIL import Image
 
     from cnnkit.data import DataLoader, ImageFolder, transforms
@@ -158,22 +208,42 @@ def _jpeg_loader_rates(repeat, count=384, side=128, crop=112):
                                        persistent_workers=workers > 0, prefetch=0) for workers in (0, 1, 2)}
         batches = {workers: [images.data.copy() for images, _ in loader]  # warm-up (starts the workers)
                    for workers, loader in loaders.items()}
-        best, main_cpu = dict.fromkeys(loaders, math.inf), dict.fromkeys(loaders, math.inf)
+        seconds, main_cpu, all_cpu = ({workers: [] for workers in loaders} for _ in range(3))
         for _ in range(repeat):  # rounds alternate the worker counts, so a slow phase of the machine hits all
             for workers, loader in loaders.items():
-                started, cpu_started = time.perf_counter(), time.process_time()
+                pids = [os.getpid()] + [process.pid for process in (loader._pool.processes if workers else ())]
+                started, cpu_started, all_started = time.perf_counter(), time.process_time(), _cpu_seconds(pids)
                 for _ in loader:
                     pass
-                best[workers] = min(best[workers], time.perf_counter() - started)
-                main_cpu[workers] = min(main_cpu[workers], time.process_time() - cpu_started)
+                seconds[workers].append(time.perf_counter() - started)
+                main_cpu[workers].append(time.process_time() - cpu_started)
+                all_ended = _cpu_seconds(pids)
+                all_cpu[workers].append(math.nan if all_started is None else all_ended - all_started)
         for loader in loaders.values():
             loader._shutdown_workers()
-        rates = {workers: count / seconds for workers, seconds in best.items()}
-        main_cpu_ms = {workers: 1e3 * seconds / len(loaders[0]) for workers, seconds in main_cpu.items()}
+        per_batch = 1e3 / len(loaders[0])
+        results = {workers: (count / min(seconds[workers]), count / float(np.median(seconds[workers])),
+                             per_batch * min(main_cpu[workers]), per_batch * float(np.mean(all_cpu[workers])))
+                   for workers in loaders}
         identical = all(all(np.array_equal(a, b) for a, b in zip(batches[0], batches[k])) for k in (1, 2))
-        return rates, main_cpu_ms, identical
+        return results, identical
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _print_loader_rates(args):
+    results, identical = _jpeg_loader_rates(args.repeat, count=args.images)
+    print(f"\nDataLoader decoding {args.images} JPEGs (128x128, RandomCrop 112 + flip, batch 32), worker counts "
+          f"interleaved over {args.repeat} rounds; the CPU of all processes per batch shows the workers' overhead "
+          "whatever else runs on the machine")
+    print(f"{'':14s} {'best img/s':>10s} {'ratio':>6s} {'median img/s':>13s} {'ratio':>6s} {'main CPU ms':>12s} "
+          f"{'all CPU ms':>11s}")
+    best0, median0 = results[0][0], results[0][1]
+    for workers, (best, median, main_ms, all_ms) in results.items():
+        print(f"num_workers={workers} {best:10.0f} {best / best0:5.2f}x {median:13.0f} {median / median0:5.2f}x "
+              f"{main_ms:12.2f} {all_ms:11.2f}")
+    print(f"identical batches for num_workers 0, 1, 2: {identical}")
+    return results
 
 
 def _projection(compute, params, latency):
@@ -195,31 +265,42 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement; the minimum is kept")
     parser.add_argument("--quick", action="store_true", help="skip ResNet-50 224 (its step takes seconds)")
+    parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds of the allreduce variants")
+    parser.add_argument("--allreduce-only", action="store_true", help="only the allreduce variants")
+    parser.add_argument("--loader-only", action="store_true", help="only the DataLoader worker comparison")
+    parser.add_argument("--images", type=int, default=384, help="JPEGs in the DataLoader comparison's folder")
+    parser.add_argument("--mpich-env", action="append", default=[], metavar="SETTINGS",
+                        help='MPICH settings to compare with the default, e.g. "MPIR_CVAR_CH4_SHM_POSIX_IQUEUE_'
+                             'CELL_SIZE=65536" (with --allreduce-only; repeatable)')
+    parser.add_argument("--env-runs", type=int, default=3, help="alternating runs per --mpich-env setting")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--on-ranks", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.on_ranks:
         return run_on_ranks(args)
+    if args.loader_only:
+        _print_loader_rates(args)
+        return
     mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     if mpiexec is None:
         sys.exit("bench/distributed.py: mpiexec not found; pip install 'cnnkit[mpi]'")
     print(f"load average before: {os.getloadavg()[0]:.2f} (other jobs on this machine disturb the times)")
-    job = subprocess.run([mpiexec, "-n", "2", sys.executable, os.path.abspath(__file__), "--on-ranks",
-                          "--repeat", str(args.repeat)], capture_output=True, text=True, timeout=1200)
-    lines = [line for line in job.stdout.splitlines() if line.startswith("RESULT ")]
-    if job.returncode != 0 or not lines:
-        sys.exit(f"the 2-rank part failed:\n{job.stdout[-2000:]}\n{job.stderr[-2000:]}")
-    ranks = json.loads(lines[-1][len("RESULT "):])
-
-    print("\nallreduce on 2 ranks (shared memory), float32, min of", args.repeat)
-    print(f"{'message':28s} {'bucket':>8s} {'ms':>8s} {'GB/s':>7s}")
-    for row in ranks["allreduce"]:
-        bucket = "one call" if row["bucket_mb"] is None else f"{row['bucket_mb']} MB"
-        print(f"{row['label']:28s} {bucket:>8s} {row['ms']:8.3f} {row['gb_per_s']:7.2f}")
-    print(f"8-byte allreduce: {1e6 * ranks['latency_s']:.1f} us")
+    if args.mpich_env:
+        if any("=" not in item for setting in args.mpich_env for item in setting.split()):
+            parser.error("--mpich-env takes NAME=VALUE settings separated by spaces")
+        args.allreduce_only = True
+        _compare_settings(mpiexec, args)
+        return
+    ranks = _on_two_ranks(mpiexec, args)
+    _print_variants(ranks["variants"], f"allreduce of ResNet-18 CIFAR's 44.7 MB of float32 gradients on 2 ranks "
+                                       f"(shared memory), variants interleaved over {args.rounds} rounds")
+    if args.allreduce_only:
+        return
+    print(f"LeNet-5's 0.25 MB in one call: {1e3 * ranks['lenet_s']:.3f} ms; "
+          f"8-byte allreduce: {1e6 * ranks['latency_s']:.1f} us")
 
     print(f"\ntraining step on 2 ranks x {PER_RANK_BATCH} images, {ranks['threads']} thread each "
-          f"(DDP, {DEFAULT_BUCKET_CAP_MB} MB buckets)")
+          f"(DDP, {DEFAULT_BUCKET_CAP_MB} MB buckets, gradients as bucket views)")
     print(f"{'model':18s} {'step ms':>9s} {'compute':>9s} {'comm':>8s} {'comm %':>7s}")
     for name, (compute, communication, step) in ranks["splits"].items():
         print(f"{name:18s} {1e3 * step:9.1f} {1e3 * compute:9.1f} {1e3 * communication:8.2f} "
@@ -233,13 +314,7 @@ def main():
         print(f"{name:18s} {PER_RANK_BATCH / alone:13.0f} {2 * PER_RANK_BATCH / step:14.0f} "
               f"{alone * 2 / step:8.2f}x")
 
-    rates, main_cpu_ms, identical = _jpeg_loader_rates(args.repeat)
-    print("\nDataLoader decoding JPEGs (128x128, RandomCrop 112 + flip, batch 32); main-process CPU per batch "
-          "bounds the speed-up on a quiet machine")
-    for workers, rate in rates.items():
-        print(f"num_workers={workers}: {rate:7.0f} images/s  ({rate / rates[0]:.2f}x)  main process "
-              f"{main_cpu_ms[workers]:6.2f} ms CPU per batch")
-    print(f"identical batches for num_workers 0, 1, 2: {identical}")
+    loader_results = _print_loader_rates(args)
 
     names = [name for name in MODELS if not (args.quick and name == "ResNet-50 224")]
     compute, params = {}, {}
@@ -268,8 +343,7 @@ def main():
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
-            json.dump({"ranks": ranks, "loader_images_per_s": rates, "loader_main_cpu_ms": main_cpu_ms,
-                       "projection": rows}, file, indent=1)
+            json.dump({"ranks": ranks, "loader": loader_results, "projection": rows}, file, indent=1)
 
 
 if __name__ == "__main__":

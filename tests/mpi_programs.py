@@ -44,7 +44,7 @@ def _worst_relative(reference, candidate):
     return worst
 
 
-def _equivalence(name, builder, shape, tolerance, sync_bn, dtype="float32"):
+def _equivalence(name, builder, shape, tolerance, sync_bn, dtype="float32", as_view=False):
     """K ranks x (64 / K) images against one process x 64 images, over 5 SGD-momentum steps."""
     rank, size = dist.rank(), dist.world_size()
     images, labels = _batches(shape, 10, 5, 64)
@@ -59,7 +59,7 @@ def _equivalence(name, builder, shape, tolerance, sync_bn, dtype="float32"):
         local.load_state_dict(reference.state_dict())
     _train(reference, images, labels)
     share = 64 // size
-    parallel = DistributedDataParallel(local)
+    parallel = DistributedDataParallel(local, gradient_as_bucket_view=as_view)
     _train(parallel, images[:, rank * share:(rank + 1) * share], labels[:, rank * share:(rank + 1) * share])
     worst = _worst_relative(reference, local)
     assert worst <= tolerance, f"{name}: rank {rank} differs from one process by {worst:.3g} (> {tolerance})"
@@ -69,6 +69,8 @@ def _equivalence(name, builder, shape, tolerance, sync_bn, dtype="float32"):
 
 def equivalence():
     _equivalence("lenet5", lambda: create("lenet5", num_classes=10, in_channels=1), (1, 28, 28), 1e-6, sync_bn=False)
+    _equivalence("lenet5-bucket-views", lambda: create("lenet5", num_classes=10, in_channels=1), (1, 28, 28), 1e-6,
+                 sync_bn=False, as_view=True)
     # float64: in float32 the biases after batch norm, sums of gradients that nearly cancel, differ by rounding
     # alone (as much between two one-process runs that sum in another order); float64 tests the math
     _equivalence("resnet18-syncbn", lambda: create("resnet18", num_classes=10, small_input=True).double(),

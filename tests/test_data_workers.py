@@ -9,7 +9,16 @@ import time
 import numpy as np
 import pytest
 
-from cnnkit.data import DataLoader, DistributedSampler, ImageFolder, TensorDataset, get_data_rng, transforms
+from cnnkit.data import (
+    DataLoader,
+    DistributedSampler,
+    ImageFolder,
+    TensorDataset,
+    batch_memory,
+    default_collate,
+    get_data_rng,
+    transforms,
+)
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -69,6 +78,17 @@ def test_augmentation_depends_on_the_sample_not_on_the_batch_or_the_process_coun
                        for x, i in zip(xs.data, idx.data)})
     for index in range(21):
         np.testing.assert_array_equal(whole[index], halves[index % 2][index])
+
+
+def test_batches_larger_than_numpys_argument_limit_are_stacked_in_workers():
+    dataset = TensorDataset(np.arange(600.0).reshape(300, 2), np.arange(300))
+    expected = _batches(DataLoader(dataset, batch_size=128, shuffle=True, seed=1), epochs=2)
+    loader = DataLoader(dataset, batch_size=128, shuffle=True, seed=1, num_workers=1, persistent_workers=True)
+    got = _batches(loader, epochs=2)
+    loader._shutdown_workers()
+    for (images, labels), (want_images, want_labels) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(images, want_images)
+        np.testing.assert_array_equal(labels, want_labels)
 
 
 def test_worker_init_fn_runs_in_each_worker(tmp_path):
@@ -174,3 +194,89 @@ def test_the_end_of_the_main_process_leaves_no_worker_behind(how):
         for pid in pids:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _left_behind(pool):
+    """The segments of ``pool`` whose names still exist (the main process removes each when it maps it)."""
+    return [name for name in pool.segments.maps if os.path.exists(os.path.join("/dev/shm", name.lstrip("/")))]
+
+
+def test_batches_kept_by_the_caller_keep_their_values_while_later_batches_load():
+    """A batch's arrays are views of a shared-memory segment, which is refilled only once they are gone."""
+    dataset = TensorDataset(np.arange(40.0).reshape(20, 2), np.arange(20))
+    expected = _batches(DataLoader(dataset, batch_size=3, shuffle=True, seed=5), epochs=2)
+    loader = DataLoader(dataset, batch_size=3, shuffle=True, seed=5, num_workers=2, persistent_workers=True)
+    kept = [batch for _ in range(2) for batch in loader]  # no copies: every batch stays alive
+    loader._shutdown_workers()
+    assert len(kept) == len(expected)
+    for (images, labels), (want_images, want_labels) in zip(kept, expected):
+        np.testing.assert_array_equal(images.data, want_images)
+        np.testing.assert_array_equal(labels.data, want_labels)
+
+
+def test_workers_reuse_their_segments_and_leave_none_behind():
+    loader = DataLoader(TensorDataset(np.zeros((64, 3, 8, 8), np.float32), np.arange(64)), batch_size=4,
+                        num_workers=2, persistent_workers=True, prefetch_factor=2)
+    for _ in range(3):
+        for images, labels in loader:
+            assert images.shape == (4, 3, 8, 8) and labels.shape == (4,)
+    pool = loader._pool
+    # 48 batches went through; each worker needs about one segment per batch in flight or held
+    assert 2 <= len(pool.segments.maps) <= 2 * (loader.prefetch_factor + 3)
+    loader._shutdown_workers()
+    assert _left_behind(pool) == []
+
+
+def test_a_failing_worker_leaves_no_segment_behind():
+    iterator = iter(DataLoader(Broken(), batch_size=3, num_workers=2))
+    pool = iterator._pool
+    with pytest.raises(RuntimeError, match=r"sample index 7"):
+        for _ in iterator:
+            pass
+    assert pool.segments.maps and _left_behind(pool) == []
+
+
+def test_without_segment_files_batches_are_copied_out_of_shared_memory(monkeypatch):
+    """Where shared memory has no files to map (macOS), the main process copies each batch and frees it at once."""
+    monkeypatch.setattr(batch_memory, "_SHM_DIRECTORY", "/nonexistent-shm-directory")
+    dataset = TensorDataset(np.arange(40.0).reshape(20, 2), np.arange(20))
+    expected = _batches(DataLoader(dataset, batch_size=3, seed=5))
+    loader = DataLoader(dataset, batch_size=3, seed=5, num_workers=2, persistent_workers=True)
+    got = [batch for batch in loader]
+    pool = loader._pool
+    assert pool.segments.maps and all(mapping is None for mapping in pool.segments.maps.values())
+    for (images, labels), (want_images, want_labels) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(images.data, want_images)
+        np.testing.assert_array_equal(labels.data, want_labels)
+    loader._shutdown_workers()  # the workers remove their segments' names
+    assert _left_behind(pool) == []
+
+
+def test_a_collate_fn_may_return_arrays_of_python_objects():
+    def collate(samples):
+        return np.array([f"sample {int(index)}" for _, index in samples], dtype=object), np.stack(
+            [values for values, _ in samples])
+
+    dataset = TensorDataset(np.arange(12.0).reshape(6, 2), np.arange(6))
+    names = [list(names) for names, _ in DataLoader(dataset, batch_size=4, collate_fn=collate, num_workers=1)]
+    assert names == [[f"sample {i}" for i in range(4)], ["sample 4", "sample 5"]]
+
+
+def test_default_collate_stacks_straight_into_a_free_segment():
+    ring, maps = batch_memory.SegmentRing(), batch_memory.SegmentMaps(1)
+    samples = [(np.full((3, 4, 4), float(i), np.float32), i) for i in range(5)]
+    try:
+        first = ring.fill(default_collate(samples))  # no free segment yet: stacked anywhere, then copied
+        ring.give_back([first[0]])
+        with ring.collating():
+            images, labels = default_collate(samples)
+        draft = ring._draft[0]  # the free segment the stack went into
+        assert draft.name == first[0]
+        assert np.shares_memory(images.data, np.ndarray(draft.size, np.uint8, buffer=draft.buf))
+        message = ring.fill((images, labels))
+        assert message[0] == first[0]
+        got_images, got_labels = maps.open(0, message)
+        np.testing.assert_array_equal(got_images.data, np.stack([s[0] for s in samples]))
+        np.testing.assert_array_equal(got_labels.data, np.arange(5))
+    finally:
+        ring.unlink_all()

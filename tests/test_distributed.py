@@ -61,7 +61,7 @@ def run_job(args, ranks=2, timeout=120, env=None, launcher=(), aborts=False):
 def test_two_ranks_train_as_one_process_on_the_whole_batch():
     code, output, _ = run_job(["equivalence"], timeout=240)
     assert code == 0, output
-    assert "OK lenet5" in output and "OK resnet18-syncbn" in output, output
+    assert all(f"OK {name} " in output for name in ("lenet5", "lenet5-bucket-views", "resnet18-syncbn")), output
 
 
 def test_unused_parameters_no_sync_and_sampler():

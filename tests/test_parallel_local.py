@@ -56,6 +56,30 @@ def test_ddp_alone_leaves_gradients_as_they_are():
     assert comm.world_size() == 1 and comm.rank() == 0
 
 
+@pytest.mark.parametrize("as_view", [False, True])
+def test_ddp_averages_into_the_gradients_or_hands_out_bucket_views(as_view):
+    """With one process the allreduce leaves a bucket as it is, so "averaging over 2" halves every gradient."""
+    cnnkit.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2), nn.Linear(5, 5))  # the last one gets no gradient
+    parallel = DistributedDataParallel(model, bucket_cap_mb=40e-6, gradient_as_bucket_view=as_view)
+    parallel.world_size = 2
+    x = cnnkit.tensor(np.ones((2, 4), np.float32))
+    for _ in range(2):  # the second pass reuses the buckets
+        model.zero_grad()
+        model[1](model[0](x)).sum().backward()
+        before = {name: param.grad for name, param in model.named_parameters() if param.grad is not None}
+        expected = {name: grad / 2 for name, grad in before.items()}
+        parallel._average_gradients()
+        for name, param in model.named_parameters():
+            np.testing.assert_array_equal(param.grad, expected.get(name, np.zeros_like(param.data)))
+            assert param.grad.dtype == np.float32 and param.grad.shape == param.data.shape
+            if as_view:
+                assert any(np.shares_memory(param.grad, flat) for flat in parallel._bucket_arrays)
+            elif name in before:
+                assert param.grad is before[name]  # averaged in place, as PyTorch does
+    assert len(parallel._buckets) > 1
+
+
 def test_buckets_follow_reverse_order_and_the_cap():
     params = [nn.Parameter(cnnkit.zeros(n)) for n in (1000, 10, 10, 2000)]  # 4000, 40, 40, 8000 bytes
     buckets = _plan_buckets(params, 4100)

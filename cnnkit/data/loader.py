@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Tensor
+from .batch_memory import stack_output
 from .sampler import shuffled_order
 from .transforms import to_tensor
 from .workers import WorkerPool, load_samples
@@ -35,7 +36,9 @@ def _stack(arrays, what):
     if len(shapes) > 1:
         raise ValueError(f"default_collate: the {what} in a batch have different shapes {sorted(shapes)[:3]}; "
                          "make them one size (e.g. transforms.Resize/CenterCrop) or pass collate_fn")
-    return np.stack(arrays)
+    # in a worker process the stack goes straight into the shared memory that carries the batch
+    out = stack_output((len(arrays),) + arrays[0].shape, np.result_type(*{array.dtype for array in arrays}))
+    return np.stack(arrays) if out is None else np.stack(arrays, out=out)
 
 
 def default_collate(batch):
@@ -213,7 +216,9 @@ class DataLoader:
     called each epoch. ``num_workers > 0`` loads batches in that many worker processes (``prefetch_factor``
     batches ahead each), with the same batches in the same order as ``num_workers=0``; ``worker_init_fn(id)``
     runs first in each worker, and ``persistent_workers`` keeps them between epochs. A worker's exception is
-    raised in the caller with the failing sample's index.
+    raised in the caller with the failing sample's index. A batch from a worker is a view of shared memory
+    that its worker fills again only once every array of the batch is gone, so batches can be kept as long as
+    needed (each kept batch holds its own segment).
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, collate_fn=None,

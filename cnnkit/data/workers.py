@@ -3,24 +3,22 @@
 Batch b of an epoch goes to worker b % K, and the main process takes batches back in order, so the batches
 and their order do not depend on K. Random augmentation of a sample draws from a generator seeded by
 (loader seed, epoch, sample index), the same in every process. Only a small description of each batch
-(segment names, shapes, dtypes) crosses the queues; array contents never do. Workers are forked (Linux,
-macOS): the data set is not copied or serialized, and a worker that finds its parent gone exits.
+(its shared-memory segment, offsets, shapes, dtypes; see batch_memory) crosses the queues; array contents
+never do. Workers are forked (Linux, macOS): the data set is not copied or serialized, and a worker that
+finds its parent gone exits.
 """
 from __future__ import annotations
 
-import collections
-import math
-import mmap
 import multiprocessing
 import os
 import queue
 import signal
 import traceback
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import resource_tracker
 
 import numpy as np
 
-from ..autograd import Tensor
+from .batch_memory import SegmentMaps, SegmentRing, unlink_segment
 from .random import use_data_rng
 
 __all__ = ["WorkerPool", "sample_rng", "load_samples"]
@@ -69,78 +67,6 @@ def load_samples(dataset, indices, seed, epoch):
     return samples
 
 
-# ------------------------------------------------------------------------------------------------ shared memory
-def _export(value, segments):
-    """A picklable description of ``value`` whose arrays are copied into new shared-memory segments."""
-    if isinstance(value, (Tensor, np.ndarray)):
-        array = np.ascontiguousarray(value.data if isinstance(value, Tensor) else value)
-        segment = shared_memory.SharedMemory(create=True, size=max(1, array.nbytes))
-        # the main process attaches, copies and unlinks it: it takes over the segment's bookkeeping
-        resource_tracker.unregister(segment._name, "shared_memory")
-        np.ndarray(array.shape, array.dtype, buffer=segment.buf)[...] = array
-        segments.append(segment)
-        kind = "tensor" if isinstance(value, Tensor) else "array"
-        return (kind, segment.name, array.shape, array.dtype.str)
-    if isinstance(value, (tuple, list)):
-        return ("tuple" if isinstance(value, tuple) else "list", [_export(item, segments) for item in value])
-    if isinstance(value, dict):
-        return ("dict", [(key, _export(item, segments)) for key, item in value.items()])
-    return ("value", value)
-
-
-def _attach(name, shape, dtype):
-    """The array in segment ``name``, which is unlinked: where segments are files (Linux's /dev/shm) the array
-    maps it without a copy and the mapping lasts as long as the array; elsewhere it is copied out."""
-    path = os.path.join("/dev/shm", name.lstrip("/"))
-    if os.path.isfile(path):
-        descriptor = os.open(path, os.O_RDWR)
-        try:
-            mapping = mmap.mmap(descriptor, os.fstat(descriptor).st_size)
-        finally:
-            os.close(descriptor)
-            os.unlink(path)
-        return np.frombuffer(mapping, dtype, math.prod(shape)).reshape(shape)
-    segment = shared_memory.SharedMemory(name=name)
-    try:
-        return np.ndarray(shape, dtype, buffer=segment.buf).copy()
-    finally:
-        segment.close()
-        segment.unlink()
-
-
-def _import(description):
-    """Rebuild a batch from ``_export``'s description; its segments are unlinked."""
-    kind = description[0]
-    if kind in ("tensor", "array"):
-        _, name, shape, dtype = description
-        array = _attach(name, shape, np.dtype(dtype))
-        return Tensor(array) if kind == "tensor" else array
-    if kind in ("tuple", "list"):
-        items = [_import(item) for item in description[1]]
-        return tuple(items) if kind == "tuple" else items
-    if kind == "dict":
-        return {key: _import(item) for key, item in description[1]}
-    return description[1]
-
-
-def _discard(description):
-    """Unlink the segments of a batch that will not be used."""
-    kind = description[0]
-    if kind in ("tensor", "array"):
-        try:
-            segment = shared_memory.SharedMemory(name=description[1])
-            segment.close()
-            segment.unlink()
-        except FileNotFoundError:
-            pass
-    elif kind in ("tuple", "list"):
-        for item in description[1]:
-            _discard(item)
-    elif kind == "dict":
-        for _, item in description[1]:
-            _discard(item)
-
-
 # ------------------------------------------------------------------------------------------------ processes
 def _worker_loop(worker_id, dataset, collate_fn, tasks, results, worker_init_fn, parent):
     """Load the batches asked for on ``tasks`` until told to stop (None) or the parent is gone."""
@@ -151,30 +77,32 @@ def _worker_loop(worker_id, dataset, collate_fn, tasks, results, worker_init_fn,
     except Exception:
         results.put(("error", None, None, traceback.format_exc()))
         return
-    sent = collections.deque(maxlen=64)  # recent batches' segments: the ones not taken yet are among them
-    while True:
-        try:
-            task = tasks.get(timeout=_POLL_SECONDS * 10)
-        except queue.Empty:
-            if os.getppid() != parent:  # the main process died without stopping us: nobody will take them
-                for description in sent:
-                    _discard(description)
+    ring = SegmentRing()
+    try:
+        while True:
+            try:
+                task = tasks.get(timeout=_POLL_SECONDS * 10)
+            except queue.Empty:
+                if os.getppid() != parent:  # the main process died without stopping us: nobody will map them
+                    return
+                continue
+            if task is None:
                 return
-            continue
-        if task is None:
-            return
-        key, indices, seed, epoch = task
-        segments = []
-        try:
-            batch = collate_fn(load_samples(dataset, indices, seed, epoch))
-            description = _export(batch, segments)
-            sent.append(description)
-            results.put(("batch", key, description, None))
-        except Exception as error:
-            results.put(("error", key, getattr(error, "sample_index", None), traceback.format_exc()))
-        finally:
-            for segment in segments:
-                segment.close()
+            key, indices, seed, epoch, freed = task
+            ring.give_back(freed)
+            try:
+                # ``batch`` lives on until the next batch is built, so that where it is not stacked into
+                # shared memory (a custom collate_fn) the allocator reuses its memory instead of handing
+                # it back to the system and faulting it in again for every batch
+                with ring.collating():
+                    batch = collate_fn(load_samples(dataset, indices, seed, epoch))
+                message = ring.fill(batch)
+            except Exception as error:
+                results.put(("error", key, getattr(error, "sample_index", None), traceback.format_exc()))
+                continue
+            results.put(("batch", key, message, None))
+    finally:
+        ring.unlink_all()
 
 
 class WorkerPool:
@@ -192,11 +120,17 @@ class WorkerPool:
                                             os.getpid()))
             process.start()
             self.processes.append(process)
-        self.ready = {}  # (pass, batch) -> description, for batches that came back early
+        self.ready = {}  # (pass, batch) -> message, for batches that came back early
+        self.segments = SegmentMaps(num_workers)
 
     def submit(self, key, indices, seed, epoch):
-        """Ask worker ``batch % num_workers`` for the batch ``key = (pass, batch)`` (its indices, seed and epoch)."""
-        self.tasks[key[1] % len(self.tasks)].put((key, [int(i) for i in indices], seed, epoch))
+        """Ask worker ``batch % num_workers`` for the batch ``key = (pass, batch)`` (its indices, seed and epoch);
+        the task also returns the worker's segments whose batches are gone."""
+        worker = self._worker(key)
+        self.tasks[worker].put((key, [int(i) for i in indices], seed, epoch, self.segments.freed(worker)))
+
+    def _worker(self, key):
+        return key[1] % len(self.tasks)
 
     def take(self, key):
         """Wait for the batch ``key`` and return it; a worker's error is raised here with its sample index.
@@ -204,7 +138,7 @@ class WorkerPool:
         Batches of earlier passes (``key[0]`` smaller) that an abandoned iterator asked for are discarded.
         """
         for stale in [other for other in self.ready if other[0] != key[0]]:
-            _discard(self.ready.pop(stale))
+            self.segments.drop(self._worker(stale), self.ready.pop(stale))
         while key not in self.ready:
             try:
                 kind, got, detail, text = self.results.get(timeout=_POLL_SECONDS)
@@ -216,14 +150,14 @@ class WorkerPool:
                 continue
             if got is not None and got[0] != key[0]:
                 if kind == "batch":
-                    _discard(detail)
+                    self.segments.drop(self._worker(got), detail)
                 continue
             if kind == "error":
                 where = "in worker_init_fn" if got is None else (
                     f"loading batch {got[1]}" + (f", sample index {detail}" if detail is not None else ""))
                 raise SampleError(f"DataLoader worker failed {where}:\n{text}")
             self.ready[got] = detail
-        return _import(self.ready.pop(key))
+        return self.segments.open(self._worker(key), self.ready.pop(key))
 
     def close(self):
         """Stop every worker (terminating those that do not stop in time) and free unused batches."""
@@ -243,9 +177,9 @@ class WorkerPool:
             except (queue.Empty, OSError, ValueError):
                 break
             if kind == "batch":
-                _discard(detail)
-        for description in self.ready.values():
-            _discard(description)
+                unlink_segment(detail[0])
+        for message in self.ready.values():
+            unlink_segment(message[0])
         self.ready = {}
         for channel in self.tasks + [self.results]:
             channel.close()

@@ -34,9 +34,15 @@ class DistributedDataParallel(Module):
     that got no gradient takes part as zeros. Inside ``no_sync()`` gradients only accumulate locally.
     With ``broadcast_buffers`` every training forward first copies rank 0's buffers (BatchNorm's running
     statistics) to all ranks, as PyTorch does, so that they do not drift apart.
+
+    Each bucket is one array allocated once, which MPI reduces in place. The averaged gradients are copied
+    back into each ``param.grad``; with ``gradient_as_bucket_view=True`` (PyTorch's option) ``param.grad``
+    becomes a view of the bucket instead, which saves that copy but is overwritten by the next synchronized
+    backward: copy a gradient to keep it past the next step.
     """
 
-    def __init__(self, module, bucket_cap_mb=DEFAULT_BUCKET_CAP_MB, broadcast_buffers=True):
+    def __init__(self, module, bucket_cap_mb=DEFAULT_BUCKET_CAP_MB, broadcast_buffers=True,
+                 gradient_as_bucket_view=False):
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel: expected a cnnkit Module, got {type(module).__name__}")
@@ -45,11 +51,13 @@ class DistributedDataParallel(Module):
         self.module = module
         self.bucket_cap_mb = bucket_cap_mb
         self.broadcast_buffers = broadcast_buffers
+        self.gradient_as_bucket_view = bool(gradient_as_bucket_view)
         self.require_backward_grad_sync = True
         self.world_size = comm.world_size()
         self._broadcast_state()
         params = [param for param in module.parameters() if param.requires_grad]
         self._buckets = _plan_buckets(params, int(bucket_cap_mb * 1e6))
+        self._bucket_arrays = [None] * len(self._buckets)  # allocated on the first synchronized backward
 
     def _broadcast_state(self):
         """Copy rank 0's parameters and buffers into every process (they may have been initialized differently)."""
@@ -81,28 +89,42 @@ class DistributedDataParallel(Module):
 
     def _average_gradients(self):
         """Sum each bucket's gradients over processes and divide by the world size, in the same order everywhere."""
-        xp = get_array_module()
-        for bucket in self._buckets:
-            dtype = bucket[0].dtype
-            flat = xp.empty(sum(param.data.size for param in bucket), dtype=dtype)
+        for index, bucket in enumerate(self._buckets):
+            flat = self._bucket_array(index)
+            scale = 1.0 / self.world_size
             offset = 0
             for param in bucket:
                 size = param.data.size
                 if param.grad is None:
                     flat[offset:offset + size] = 0  # reduced as zeros: every rank must send the same buckets
                 else:
-                    flat[offset:offset + size] = param.grad.reshape(-1)
+                    # divided before the sum (as PyTorch does) in the same pass as the copy into the bucket
+                    get_array_module().multiply(param.grad.reshape(-1), scale, out=flat[offset:offset + size])
                 offset += size
             comm.all_reduce(flat)
-            flat /= self.world_size
             offset = 0
             for param in bucket:
                 size = param.data.size
-                param.grad = flat[offset:offset + size].reshape(param.data.shape)
+                averaged = flat[offset:offset + size].reshape(param.data.shape)
                 offset += size
+                if self.gradient_as_bucket_view:
+                    param.grad = averaged
+                elif param.grad is None or not param.grad.flags.writeable or param.grad.shape != averaged.shape:
+                    param.grad = averaged.copy()
+                else:
+                    param.grad[...] = averaged
+
+    def _bucket_array(self, index):
+        flat = self._bucket_arrays[index]
+        if flat is None:
+            bucket = self._buckets[index]
+            flat = get_array_module().empty(sum(param.data.size for param in bucket), dtype=bucket[0].dtype)
+            self._bucket_arrays[index] = flat
+        return flat
 
     def extra_repr(self):
-        return f"bucket_cap_mb={self.bucket_cap_mb}, world_size={self.world_size}"
+        return (f"bucket_cap_mb={self.bucket_cap_mb}, world_size={self.world_size}, "
+                f"gradient_as_bucket_view={self.gradient_as_bucket_view}")
 
 
 def _attach(output, finish):

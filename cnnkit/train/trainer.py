@@ -81,7 +81,9 @@ class Trainer:
         if isinstance(model, DistributedDataParallel):  # wrapped by the caller: checkpoints hold the inner model
             self.model, self.forward_model = model.module, model
         else:
-            self.forward_model = DistributedDataParallel(model) if self.world_size > 1 else model
+            # the trainer keeps no gradient past its step, so they can stay in DDP's buckets without a copy
+            self.forward_model = DistributedDataParallel(model, gradient_as_bucket_view=True) \
+                if self.world_size > 1 else model
         if self.world_size > 1 and self.is_writer and \
                 not isinstance(getattr(train_loader, "sampler", None), DistributedSampler):
             self.log(f"note: {self.world_size} processes train, but the training loader has no DistributedSampler: "
