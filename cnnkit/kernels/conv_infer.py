@@ -9,6 +9,8 @@ written into ``out`` when given. ``path_for(geo)`` picks the code by a rule on t
   pixels; one GEMM on maps under 2 x MIN_PART_PIXELS), then the epilogue on its rows.
 * 'depthwise': one output channel per input channel, 64+ channels, maps of at most 56x56
   (``conv_depthwise_direct.applies``): one einsum over a padded channels-last copy per band of rows.
+* 'shifted': depthwise, stride 1, rows of 96+ outputs, not 'depthwise' (``conv_depthwise_shift.applies``):
+  one multiply and one add per tap over shifted views of the padded channels, blocks of channels per thread.
 * 'bands': every other geometry up to MAX_BATCH images (``conv_bands``): im2col of a band of output rows, one
   GEMM (a batch of GEMVs for depthwise), the epilogue, bands shared over the threads.
 * 'im2col': larger batches, the chunked im2col kernel (which shares samples over the threads), the
@@ -17,19 +19,20 @@ written into ``out`` when given. ``path_for(geo)`` picks the code by a rule on t
 The threads share a layer through cnnkit's pool, NumPy's BLAS on one thread each; a layer too small to split
 (``conv_bands.SPLIT_MIN_MACS``) runs on the calling thread, BLAS on one thread too. No GEMM is lent to BLAS's
 own threads: on this project's busy 2-core machine that made single 1x1 and 3x3 GEMMs tens of times slower
-(its threads wait to be scheduled). The ``OneImage*`` kernels at the end register the first three
+(its threads wait to be scheduled). The ``OneImage*`` kernels at the end register the first four
 paths for the conv2d op at batch 1, so an eager forward under ``no_grad`` runs them too.
 """
 from __future__ import annotations
 
 from ..backend import get_array_module, get_num_threads
-from . import Kernel, conv_depthwise_direct
+from . import Kernel, conv_depthwise_direct, conv_depthwise_shift
 from .conv_bands import SPLIT_MIN_MACS, dense_bands, share
 from .conv_epilogue import ACTIVATIONS, finish_into
 from .conv_im2col import ChunkedIm2col, correlate_chunks
 from .conv_plan import plan_for
 
-__all__ = ["conv_forward", "path_for", "ACTIVATIONS", "OneImagePointwise", "OneImageDepthwise", "OneImageBands"]
+__all__ = ["conv_forward", "path_for", "ACTIVATIONS", "OneImagePointwise", "OneImageDepthwise", "OneImageShifted",
+           "OneImageBands"]
 
 # Output elements per block of the 1x1 epilogue. (Tiling the 1x1 GEMM itself, so that the epilogue finds each
 # tile in cache, measured slower than one GEMM per thread: the tiles either write strided rows of ``out`` or
@@ -44,7 +47,7 @@ MAX_BATCH = 4
 
 
 def path_for(geo):
-    """The code that runs ``geo``: 'pointwise', 'depthwise', 'bands' or 'im2col' (see the module docstring)."""
+    """The code that runs ``geo``: 'pointwise', 'depthwise', 'shifted', 'bands' or 'im2col' (module docstring)."""
     if geo.batch > MAX_BATCH:
         return "im2col"
     if (geo.kernel == (1, 1) and geo.stride == (1, 1) and not any(geo.pads[0]) and not any(geo.pads[1])
@@ -52,6 +55,8 @@ def path_for(geo):
         return "pointwise"
     if conv_depthwise_direct.applies(geo):
         return "depthwise"
+    if conv_depthwise_shift.applies(geo):
+        return "shifted"
     return "bands"
 
 
@@ -69,6 +74,8 @@ def conv_forward(x, weight, bias, geo, activation=None, out=None):
         _pointwise(x, weight, bias, geo, activation, out)
     elif path == "depthwise":
         conv_depthwise_direct.depthwise_direct(x, weight, bias, geo, activation, out)
+    elif path == "shifted":
+        conv_depthwise_shift.depthwise_shift(x, weight, bias, geo, activation, out)
     elif path == "bands":
         dense_bands(x, weight, bias, geo, activation, out)
     else:
@@ -164,6 +171,12 @@ class OneImageDepthwise(_BatchOfOne):
     """Depthwise (one output channel per input channel), one image: the direct kernel of conv_depthwise_direct."""
 
     name, op, path = "conv2d.one_image_depthwise", "conv2d", "depthwise"
+
+
+class OneImageShifted(_BatchOfOne):
+    """Depthwise, stride 1, wide rows, one image: shifted multiply-adds (conv_depthwise_shift)."""
+
+    name, op, path = "conv2d.one_image_shifted", "conv2d", "shifted"
 
 
 class OneImageBands(_BatchOfOne):

@@ -1,0 +1,56 @@
+"""Depthwise stride-1 convolution as shifted multiply-adds: y[c] = b[c] + sum_{i,j} W[c, i, j] x_pad[c, i*dh:, j*dw:].
+
+Each tap is one multiply of a shifted view of the padded channels by their weights and one add into the
+output, with no columns: on large maps of few channels (MobileNet-v2's 32 x 112 x 112 layer) the im2col
+copy of ``conv_bands`` cost more than its GEMVs, and the channels-last einsum of ``conv_depthwise_direct``
+has too short an inner loop. Each pass runs over whole rows of a block of channels, so it suits maps whose
+rows are long (MIN_WIDTH); blocks of channels that stay in cache (BLOCK_ELEMENTS) are shared over the threads.
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module, get_num_threads
+from . import conv_depthwise_direct
+from .conv_bands import padded_images, share
+from .conv_epilogue import finish_into
+from .workspace import Workspace
+
+# Output rows at least this wide: on narrower maps the per-row overhead of each pass beats the einsum's
+# channels-last loop (MobileNet-v2's 56 x 56 layers measured slower this way than through the einsum).
+MIN_WIDTH = 96
+# Output elements per block of channels: a block's output and product stay in cache across its taps' passes.
+BLOCK_ELEMENTS = 1 << 16
+
+
+def applies(geo):
+    """Depthwise, one output per input channel, stride 1, rows of MIN_WIDTH+ outputs, not taken by the einsum."""
+    return (geo.depthwise and geo.out_channels == geo.in_channels and geo.stride == (1, 1)
+            and geo.out_size[1] >= MIN_WIDTH and not conv_depthwise_direct.applies(geo))
+
+
+def depthwise_shift(x, weight, bias, geo, activation, out):
+    """out = act(depthwise correlate(x, W) + b) for a geometry where ``applies`` holds."""
+    xp = get_array_module()
+    batch, channels = x.shape[:2]
+    (kh, kw), (dh, dw) = geo.kernel, geo.dilation
+    out_h, out_w = geo.out_size
+    padded = padded_images(x, geo.pads)[0]
+    taps = weight.reshape(channels, kh * kw, 1, 1)
+    bias_column = None if bias is None else bias.reshape(channels, 1, 1)
+    split = batch * channels * out_h * out_w * kh * kw >= conv_depthwise_direct.SPLIT_MIN_MACS
+    width = max(1, min(BLOCK_ELEMENTS // (out_h * out_w), -(-channels // (get_num_threads() if split else 1))))
+    tasks = [(n, first) for n in range(batch) for first in range(0, channels, width)]
+
+    def run(task, work):
+        n, first = task
+        stop = min(channels, first + width)
+        target = out[n, first:stop]
+        product = work.get("product", target.shape)
+        for tap in range(kh * kw):
+            i, j = divmod(tap, kw)
+            view = padded[n, first:stop, i * dh:i * dh + out_h, j * dw:j * dw + out_w]
+            xp.multiply(view, taps[first:stop, tap], out=target if tap == 0 else product)
+            if tap:
+                target += product
+        finish_into(target, target, None if bias_column is None else bias_column[first:stop], activation)
+
+    share(run, tasks, lambda: Workspace(x.dtype), split)
