@@ -88,6 +88,7 @@ def test_matches_reference_conv2d(case, dtype, use_bias, activation, use_out, se
 PATH_CASES = {
     "pointwise": ((1, 16, 20, 20), (24, 16, 1, 1), 1, ((0, 0), (0, 0)), 1, 1),
     "pointwise_grouped": ((2, 8, 30, 20), (12, 4, 1, 1), 1, ((0, 0), (0, 0)), 1, 2),
+    "pointwise_strided": ((2, 6, 31, 20), (12, 6, 1, 1), (2, 3), ((0, 0), (0, 0)), 1, 1),
     "depthwise": ((1, 64, 13, 11), (64, 1, 3, 3), 1, ((1, 1), (1, 1)), 1, 64),
     "depthwise_strided": ((2, 70, 14, 9), (70, 1, 3, 3), 2, ((1, 1), (0, 1)), 1, 70),
     "depthwise_dilated": ((1, 65, 17, 16), (65, 1, 3, 5), (3, 2), ((2, 0), (1, 3)), (2, 3), 65),

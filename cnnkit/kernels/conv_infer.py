@@ -5,8 +5,10 @@ inference path: no gradient, no autograd, the bias and the activation (None, "re
 block of output right after the GEMM or multiply-adds that wrote it, while it is in cache, and the result
 written into ``out`` when given. ``path_for(geo)`` picks the code by a rule on the geometry alone:
 
-* 'pointwise': 1x1, stride 1, no padding. One GEMM per thread straight into ``out`` (each thread a range of
-  pixels; one GEMM on maps under 2 x MIN_PART_PIXELS), then the epilogue on its rows.
+* 'pointwise': 1x1, no padding. One GEMM per thread straight into ``out`` (each thread a range of
+  pixels; one GEMM on maps under 2 x MIN_PART_PIXELS), then the epilogue on its rows; a stride first copies
+  the pixels it keeps (a strided 1x1 layer through bands measured twice as slow: row bands or thread hand-offs
+  for a layer of a few tenths of a millisecond).
 * 'depthwise': one output channel per input channel, 64+ channels, maps of at most 56x56
   (``conv_depthwise_direct.applies``): one einsum over a padded channels-last copy per band of rows.
 * 'shifted': depthwise, stride 1, rows of 96+ outputs, not 'depthwise' (``conv_depthwise_shift.applies``):
@@ -50,8 +52,7 @@ def path_for(geo):
     """The code that runs ``geo``: 'pointwise', 'depthwise', 'shifted', 'bands' or 'im2col' (module docstring)."""
     if geo.batch > MAX_BATCH:
         return "im2col"
-    if (geo.kernel == (1, 1) and geo.stride == (1, 1) and not any(geo.pads[0]) and not any(geo.pads[1])
-            and tuple(geo.in_size) == tuple(geo.out_size)):
+    if geo.kernel == (1, 1) and not any(geo.pads[0]) and not any(geo.pads[1]):
         return "pointwise"
     if conv_depthwise_direct.applies(geo):
         return "depthwise"
@@ -71,6 +72,8 @@ def conv_forward(x, weight, bias, geo, activation=None, out=None):
     x = xp.ascontiguousarray(x)
     path = path_for(geo)
     if path == "pointwise":
+        if geo.stride != (1, 1):  # a 1x1 window reads one pixel: keep those the stride lands on
+            x = xp.ascontiguousarray(x[:, :, ::geo.stride[0], ::geo.stride[1]])
         _pointwise(x, weight, bias, geo, activation, out)
     elif path == "depthwise":
         conv_depthwise_direct.depthwise_direct(x, weight, bias, geo, activation, out)
@@ -103,7 +106,7 @@ def _check(x, weight, bias, geo, activation, out):
 
 
 def _pointwise(x, weight, bias, geo, activation, out):
-    """1x1, stride 1, no padding: out[n, g] = act(W_g @ x[n, g] + b), GEMMs straight into ``out``, one part of
+    """1x1, x already strided, no padding: out[n, g] = act(W_g @ x[n, g] + b), GEMMs straight into ``out``, one part of
     the output per thread (each GEMM on a one-thread BLAS), the epilogue on each part's rows after its GEMM."""
     xp = get_array_module()
     batch, groups, pixels = geo.batch, geo.groups, geo.out_size[0] * geo.out_size[1]
@@ -162,7 +165,7 @@ class _BatchOfOne(Kernel):
 
 
 class OneImagePointwise(_BatchOfOne):
-    """1x1, stride 1, no padding, one image: one GEMM into the output, then the bias (any map size)."""
+    """1x1, no padding, one image: one GEMM into the output (after copying the strided pixels), then the bias."""
 
     name, op, path = "conv2d.one_image_pointwise", "conv2d", "pointwise"
 
