@@ -1,4 +1,4 @@
-"""Depthwise stride-1 convolution as shifted multiply-adds: y[c] = b[c] + sum_{i,j} W[c, i, j] x_pad[c, i*dh:, j*dw:].
+"""Depthwise convolution as shifted multiply-adds: y[c] = b[c] + sum_{i,j} W[c, i, j] x_pad[c, i*dh:, j*dw:] (strided).
 
 Each tap is one multiply of a shifted view of the padded channels by their weights and one add into the
 output, with no columns: on large maps of few channels (MobileNet-v2's 32 x 112 x 112 layer) the im2col
@@ -14,7 +14,7 @@ from .conv_bands import padded_images, share
 from .conv_epilogue import finish_into
 from .workspace import Workspace
 
-# Output rows at least this wide: on narrower maps the per-row overhead of each pass beats the einsum's
+# Input rows at least this wide: on narrower maps the per-row overhead of each pass beats the einsum's
 # channels-last loop (MobileNet-v2's 56 x 56 layers measured slower this way than through the einsum).
 MIN_WIDTH = 96
 # Output elements per block of channels: a block's output and product stay in cache across its taps' passes.
@@ -22,16 +22,18 @@ BLOCK_ELEMENTS = 1 << 18
 
 
 def applies(geo):
-    """Depthwise, one output per input channel, stride 1, rows of MIN_WIDTH+ outputs, not taken by the einsum."""
-    return (geo.depthwise and geo.out_channels == geo.in_channels and geo.stride == (1, 1)
-            and geo.out_size[1] >= MIN_WIDTH and not conv_depthwise_direct.applies(geo))
+    """Depthwise, one output per input channel, input rows of MIN_WIDTH+ pixels, not taken by the einsum; a
+    stride only on 2+ threads (the bands' GEMVs won on one thread, 3.07 vs 3.31 ms on 96 x 112 x 112 / 2, and
+    did not gain from a second: 3.08 against the shifted passes' 2.56)."""
+    return (geo.depthwise and geo.out_channels == geo.in_channels and geo.in_size[1] >= MIN_WIDTH
+            and (geo.stride == (1, 1) or get_num_threads() > 1) and not conv_depthwise_direct.applies(geo))
 
 
 def depthwise_shift(x, weight, bias, geo, activation, out):
     """out = act(depthwise correlate(x, W) + b) for a geometry where ``applies`` holds."""
     xp = get_array_module()
     batch, channels = x.shape[:2]
-    (kh, kw), (dh, dw) = geo.kernel, geo.dilation
+    (kh, kw), (sh, sw), (dh, dw) = geo.kernel, geo.stride, geo.dilation
     out_h, out_w = geo.out_size
     padded = padded_images(x, geo.pads)[0]
     taps = weight.reshape(channels, kh * kw, 1, 1)
@@ -47,7 +49,8 @@ def depthwise_shift(x, weight, bias, geo, activation, out):
         product = work.get("product", target.shape)
         for tap in range(kh * kw):
             i, j = divmod(tap, kw)
-            view = padded[n, first:stop, i * dh:i * dh + out_h, j * dw:j * dw + out_w]
+            view = padded[n, first:stop, i * dh:i * dh + (out_h - 1) * sh + 1:sh,
+                          j * dw:j * dw + (out_w - 1) * sw + 1:sw]
             xp.multiply(view, taps[first:stop, tap], out=target if tap == 0 else product)
             if tap:
                 target += product

@@ -11,8 +11,9 @@ written into ``out`` when given. ``path_for(geo)`` picks the code by a rule on t
   for a layer of a few tenths of a millisecond).
 * 'depthwise': one output channel per input channel, 64+ channels, maps of at most 56x56
   (``conv_depthwise_direct.applies``): one einsum over a padded channels-last copy per band of rows.
-* 'shifted': depthwise, stride 1, rows of 96+ outputs, not 'depthwise' (``conv_depthwise_shift.applies``):
-  one multiply and one add per tap over shifted views of the padded channels, blocks of channels per thread.
+* 'shifted': depthwise, input rows of 96+ pixels, not 'depthwise', strided only on 2+ threads
+  (``conv_depthwise_shift.applies``): one multiply and one add per tap over shifted views of the padded
+  channels, blocks of channels per thread.
 * 'bands': every other geometry up to MAX_BATCH images (``conv_bands``): im2col of a band of output rows, one
   GEMM (a batch of GEMVs for depthwise), the epilogue, bands shared over the threads.
 * 'im2col': larger batches, the chunked im2col kernel (which shares samples over the threads), the
