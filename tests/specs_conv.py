@@ -224,13 +224,15 @@ def _one_image_window(draw, kind):
     out = groups for 'depthwise' (64 or more, the kernel's rule), 1x1 with nothing else for 'pointwise'."""
     if kind == "depthwise":
         groups = channels = out_channels = draw(st.integers(64, 66))
+    elif kind == "shifted":
+        groups = channels = out_channels = draw(st.integers(2, 4))
     else:
         groups = draw(st.sampled_from([1, 1, 2]))
         channels, out_channels = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
     if kind == "pointwise":
-        return groups, channels, out_channels, (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))
+        return groups, channels, out_channels, (1, 1), (draw(st.integers(1, 2)), 1), (1, 1), ((0, 0), (0, 0))
     kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
+    stride = (1, 1) if kind == "shifted" else (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     sides = tuple((draw(st.integers(0, min(dilation[a] * (kernel[a] - 1), 2))),
                    draw(st.integers(0, min(dilation[a] * (kernel[a] - 1), 2)))) for a in range(2))
@@ -239,11 +241,13 @@ def _one_image_window(draw, kind):
 
 @st.composite
 def one_image_conv2d_cases(draw, kind):
-    """Batch-1 conv2d cases for the one-image kernels: 'pointwise' (1x1, stride 1, no padding, any map size),
+    """Batch-1 conv2d cases for the one-image kernels: 'pointwise' (1x1, no padding, any map size),
     'depthwise' (one output channel per input channel, 64+ channels; any stride, dilation, per-side padding),
-    'bands' (the rest: dense, grouped)."""
+    'shifted' (depthwise on few channels, stride 1, rows of 96+ outputs), 'bands' (the rest: dense, grouped)."""
     groups, channels, out_channels, kernel, stride, dilation, sides = _one_image_window(draw, kind)
     size = tuple(max(1, dilation[a] * (kernel[a] - 1) + 1 - sum(sides[a])) + draw(st.integers(0, 5)) for a in range(2))
+    if kind == "shifted":  # output rows of at least 96
+        size = (size[0], dilation[1] * (kernel[1] - 1) - sum(sides[1]) + draw(st.integers(96, 99)))
     x, weight, bias = _conv_tensors(draw, 1, channels, out_channels, groups, size, kernel)
     common = {"stride": stride, "dilation": dilation, "groups": groups}
     torch_pads = (sides[1][0], sides[1][1], sides[0][0], sides[0][1])
@@ -253,12 +257,15 @@ def one_image_conv2d_cases(draw, kind):
 @st.composite
 def one_image_transpose_cases(draw, kind):
     """Batch-1 conv_transpose2d cases whose conv2d geometry (dY plays its input in backward) a one-image kernel
-    serves: 'pointwise' (1x1, stride 1, no padding), 'depthwise' (in = out = groups), 'bands' (the rest)."""
+    serves: 'pointwise' (1x1, stride 1, no padding), 'depthwise' (in = out = groups), 'shifted' (few channels,
+    stride 1, inputs 96+ wide), 'bands' (the rest)."""
     groups, channels, out_channels, kernel, stride, _, sides = _one_image_window(draw, kind)
     padding = tuple(min(sides[a]) for a in range(2))
     output_padding = tuple(draw(st.integers(0, stride[a] - 1)) for a in range(2))
     size = tuple(1 + max(0, -(-(2 * padding[a] - (kernel[a] - 1) - output_padding[a]) // stride[a]))
                  + draw(st.integers(0, 3)) for a in range(2))
+    if kind == "shifted":  # the conv2d of dY returns maps of this size: rows of at least 96
+        size = (size[0], draw(st.integers(96, 99)))
     x = _data(draw, (1, channels) + size)
     weight = _data(draw, (channels, out_channels // groups) + kernel)
     bias = _data(draw, (out_channels,)) if draw(st.booleans()) else None
@@ -274,7 +281,8 @@ def _kernel_cases(targeted, any_cases, transpose=False):
         "conv2d_input_grad.polyphase": targeted("polyphase"), "channel_sum.gemv": any_cases.map(_with_bias),
     }
     one_image = one_image_transpose_cases if transpose else one_image_conv2d_cases
-    cases.update({f"conv2d.one_image_{kind}": one_image(kind) for kind in ("pointwise", "depthwise", "bands")})
+    cases.update({f"conv2d.one_image_{kind}": one_image(kind)
+                  for kind in ("pointwise", "depthwise", "shifted", "bands")})
     if not transpose:
         cases["conv2d_backward.dual"] = targeted("dual")
     return cases

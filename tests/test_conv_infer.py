@@ -88,9 +88,13 @@ def test_matches_reference_conv2d(case, dtype, use_bias, activation, use_out, se
 PATH_CASES = {
     "pointwise": ((1, 16, 20, 20), (24, 16, 1, 1), 1, ((0, 0), (0, 0)), 1, 1),
     "pointwise_grouped": ((2, 8, 30, 20), (12, 4, 1, 1), 1, ((0, 0), (0, 0)), 1, 2),
+    "pointwise_strided": ((2, 6, 31, 20), (12, 6, 1, 1), (2, 3), ((0, 0), (0, 0)), 1, 1),
     "depthwise": ((1, 64, 13, 11), (64, 1, 3, 3), 1, ((1, 1), (1, 1)), 1, 64),
     "depthwise_strided": ((2, 70, 14, 9), (70, 1, 3, 3), 2, ((1, 1), (0, 1)), 1, 70),
     "depthwise_dilated": ((1, 65, 17, 16), (65, 1, 3, 5), (3, 2), ((2, 0), (1, 3)), (2, 3), 65),
+    "shifted": ((1, 16, 23, 100), (16, 1, 3, 3), 1, ((1, 1), (1, 1)), 1, 16),
+    "shifted_dilated": ((2, 8, 9, 110), (8, 1, 3, 5), 1, ((2, 0), (1, 3)), (2, 3), 8),
+    "shifted_strided": ((1, 8, 11, 100), (8, 1, 3, 3), (2, 3), ((1, 0), (1, 1)), 1, 8),  # on 2+ threads
     "bands_depthwise": ((1, 16, 23, 21), (16, 1, 3, 3), 1, ((1, 1), (1, 1)), 1, 16),
     "bands": ((1, 3, 40, 37), (8, 3, 7, 7), 2, ((3, 3), (3, 3)), 1, 1),
     "bands_grouped": ((3, 6, 9, 7), (4, 3, 2, 3), (2, 1), ((1, 0), (0, 2)), (1, 2), 2),
@@ -104,8 +108,9 @@ PATH_CASES = {
 def test_each_path_runs_and_matches(path, dtype, activation):
     x_shape, w_shape, stride, pads, dilation, groups = PATH_CASES[path]
     geo = conv_geometry(x_shape, w_shape, stride, pads, dilation, groups)
-    assert conv_infer.path_for(geo) == path.split("_")[0]
-    _check_case(PATH_CASES[path], dtype, True, activation, activation == "relu", 7)
+    with mock.patch.object(backend, "_num_threads", 2):  # the rules of this project's usual two threads
+        assert conv_infer.path_for(geo) == path.split("_")[0]
+        _check_case(PATH_CASES[path], dtype, True, activation, activation == "relu", 7)
 
 
 def test_bad_activation_and_bad_out_are_clear_errors():
@@ -135,13 +140,14 @@ def test_depthwise_path_on_random_geometries(case, dtype, activation, seed):
         _check_case(case, dtype, True, activation, True, seed)
 
 
-@pytest.mark.parametrize("weight_shape, groups, expected", [
-    ((8, 4, 1, 1), 1, "conv2d.one_image_pointwise"),
-    ((64, 1, 3, 3), 64, "conv2d.one_image_depthwise"),
-    ((8, 4, 3, 3), 1, "conv2d.one_image_bands"),
-    ((4, 1, 3, 3), 4, "conv2d.one_image_bands"),  # depthwise on few channels
+@pytest.mark.parametrize("weight_shape, groups, width, expected", [
+    ((8, 4, 1, 1), 1, 8, "conv2d.one_image_pointwise"),
+    ((64, 1, 3, 3), 64, 8, "conv2d.one_image_depthwise"),
+    ((4, 1, 3, 3), 4, 100, "conv2d.one_image_shifted"),  # depthwise on few channels, wide rows
+    ((8, 4, 3, 3), 1, 8, "conv2d.one_image_bands"),
+    ((4, 1, 3, 3), 4, 8, "conv2d.one_image_bands"),  # depthwise on few channels
 ])
-def test_eager_batch_of_one_forward_runs_the_one_image_kernels(weight_shape, groups, expected):
+def test_eager_batch_of_one_forward_runs_the_one_image_kernels(weight_shape, groups, width, expected):
     """Under no_grad a batch of one takes conv_forward's paths through the kernel seam; a batch of two does not."""
     from cnnkit import kernels
     from cnnkit.autograd import no_grad
@@ -149,7 +155,7 @@ def test_eager_batch_of_one_forward_runs_the_one_image_kernels(weight_shape, gro
     rng = np.random.default_rng(1)
     weight, bias = rng.standard_normal(weight_shape), rng.standard_normal(weight_shape[0])
     for batch in (1, 2):
-        x = rng.standard_normal((batch, weight_shape[1] * groups, 9, 8))
+        x = rng.standard_normal((batch, weight_shape[1] * groups, 9, width))
         with no_grad(), kernels.record_picks() as picks:
             y = F.conv2d(Tensor(x), Tensor(weight), Tensor(bias), padding=weight_shape[2] // 2, groups=groups)
         assert (picks == [expected]) is (batch == 1), picks

@@ -187,8 +187,9 @@ def test_a_model_without_one_tensor_output_is_refused():
     nn.MaxPool2d(1), nn.AvgPool2d(3, 2, padding=1), nn.AvgPool2d(3, 2, padding=1, count_include_pad=False),
     nn.AvgPool2d(2, ceil_mode=True), nn.AvgPool2d(1), nn.AdaptiveAvgPool2d((3, 2)), nn.AdaptiveAvgPool2d(1)],
     ids=repr)
-def test_pooling_steps_match_the_layers(layer):
-    images = _images((2, 3, 7, 9)) - 3  # mostly negative: a zero border would win a max
+@pytest.mark.parametrize("shape", [(2, 3, 7, 9), (2, 5, 170, 160)], ids=["small", "channels_shared_by_threads"])
+def test_pooling_steps_match_the_layers(layer, shape):
+    images = _images(shape) - 3  # mostly negative: a zero border would win a max
     frozen = freeze(layer, images)
     assert not any("recorded forward" in step for step in frozen.program(images).names)
     np.testing.assert_allclose(frozen(images), _eager(layer, images), rtol=1e-6, atol=1e-6)

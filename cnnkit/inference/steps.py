@@ -7,7 +7,7 @@ so every view, folded weight and scratch array is made here, once, and a call on
 from __future__ import annotations
 
 from ..autograd import ops as A
-from ..backend import get_array_module
+from ..backend import get_array_module, get_num_threads
 from ..functional import activation as act
 from ..functional import normalization as norm
 from ..functional import pooling
@@ -16,8 +16,12 @@ from ..functional.linear import _Linear
 from ..functional.shuffle import _ChannelShuffle
 from ..kernels.activation import clamp_into
 from ..kernels.conv_infer import conv_forward
+from ..kernels.threads import parallel_map
 
 _HIGH = {"relu": None, "relu6": 6}
+# Pooling inputs of at least this many elements share their channels over the threads: their passes take a
+# few hundred microseconds, against the tens that handing work to a thread costs.
+SPLIT_MIN_ELEMENTS = 1 << 18
 STEPS = {}
 
 
@@ -201,7 +205,22 @@ def _window_views(x, win, fill_value):
 
 
 def _reduce_windows(x, win, fill_value, ufunc, out, finish=None):
-    """out = ufunc.reduce over the window taps (maximum, add), then ``finish()``."""
+    """out = ufunc.reduce over the window taps (maximum, add), then ``finish()``; large inputs (SPLIT_MIN_ELEMENTS)
+    share their channels over the threads, one range each."""
+    parts = get_num_threads() if x.size >= SPLIT_MIN_ELEMENTS else 1
+    width = -(-x.shape[1] // parts)
+    shares = [_reduce_part(x[:, first:first + width], win, fill_value, ufunc, out[:, first:first + width])
+              for first in range(0, x.shape[1], width)]
+
+    def run():
+        parallel_map(lambda reduce: reduce(), shares)
+        if finish is not None:
+            finish()
+    return run
+
+
+def _reduce_part(x, win, fill_value, ufunc, out):
+    """out = ufunc.reduce over the window taps of x, as one pass per tap."""
     xp = get_array_module()
     views, fill = _window_views(x, win, fill_value)
     if len(views) == 1:
@@ -214,8 +233,6 @@ def _reduce_windows(x, win, fill_value, ufunc, out, finish=None):
         ufunc(first, second, out=out)
         for view in rest:
             ufunc(out, view, out=out)
-        if finish is not None:
-            finish()
     return run
 
 

@@ -17,8 +17,8 @@ im2col GEMM and col2im), ``conv_pointwise`` (1x1 without im2col), ``conv_depthwi
 phase), ``conv1d_as_2d`` (1-D convolutions run on the 2-D kernels as images of height 1; 3-D ones have no
 kernels and run the reference); ``conv_plan`` holds their chunking and column layout, ``threads`` /
 ``workspace`` / ``copy`` the shared infrastructure. ``conv_infer`` is the inference convolution (bias and
-activation fused, a batch of one: ``conv_bands``, ``conv_depthwise_direct``, ``conv_epilogue``); its one-image
-kernels also serve conv2d.
+activation fused, a batch of one: ``conv_bands``, ``conv_depthwise_direct``, ``conv_depthwise_shift``,
+``conv_epilogue``); its one-image kernels also serve conv2d.
 """
 from __future__ import annotations
 

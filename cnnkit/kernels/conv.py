@@ -18,12 +18,12 @@ from .conv1d_as_2d import Conv1dAs2d, Conv1dBackwardAs2d, Conv1dInputGradAs2d
 from .conv_depthwise import BandedDepthwise, BandedDepthwiseInputGrad
 from .conv_dual import DualBackward, DualInputGrad
 from .conv_im2col import ChannelSumGemv, ChunkedCol2im, ChunkedIm2col
-from .conv_infer import OneImageBands, OneImageDepthwise, OneImagePointwise
+from .conv_infer import OneImageBands, OneImageDepthwise, OneImagePointwise, OneImageShifted
 from .conv_pointwise import Pointwise
 from .conv_polyphase import PolyphaseInputGrad
 
 PRIORITY = (
-    OneImagePointwise, OneImageDepthwise, OneImageBands,                           # conv2d, batch of one
+    OneImagePointwise, OneImageDepthwise, OneImageShifted, OneImageBands,          # conv2d, batch of one
     BandedDepthwise, Pointwise, ChunkedIm2col,                                     # conv2d
     BandedDepthwiseInputGrad, DualInputGrad, PolyphaseInputGrad, ChunkedCol2im,   # conv2d_input_grad
     DualBackward,                                                                  # conv2d_backward

@@ -6,7 +6,7 @@ image is cut into bands of output rows instead: a band's columns (C/groups * kh 
 copied from the padded image, multiplied in one GEMM per group, and written to their rows of the output
 with the bias and the activation applied on the way (``conv_epilogue.finish_into``). The bands are shared
 over cnnkit's threads, each calling a one-thread BLAS, so the copies run in parallel with the products.
-Small maps share their output channels over the threads instead (CHANNEL_PARTS_MAX_PIXELS), and small
+Small maps share their input channels over the threads instead (INPUT_PARTS_MAX_PIXELS), and small
 layers run on the calling thread (SPLIT_MIN_MACS).
 """
 from __future__ import annotations
@@ -26,10 +26,11 @@ BAND_ELEMENTS = 1 << 17
 # Layers of fewer multiply-adds run on the calling thread: about a tenth of a millisecond of GEMM, against
 # the tens of microseconds that handing work to another thread and waiting for it cost.
 SPLIT_MIN_MACS = 1 << 22
-# Below this many output pixels per image the threads share a layer's output channels instead of its rows:
-# on ResNet-18's 14x14 and 7x7 outputs row bands left each GEMM a few dozen columns and measured up to 1.3x
-# slower than channel parts, while on 28x28 (and larger) maps row bands were the faster.
-CHANNEL_PARTS_MAX_PIXELS = 512
+# Below this many output pixels per image the threads share a layer's input channels instead of its rows:
+# on ResNet-18's 14x14 and 7x7 outputs row bands left each GEMM a few dozen columns, and output-channel parts
+# made one thread copy all the columns and both read them; input parts copy in parallel and read disjoint
+# halves, and their one extra pass (adding the partial outputs) is cheap on maps this small.
+INPUT_PARTS_MAX_PIXELS = 512
 
 
 def padded_images(x, pads, slack=0):
@@ -95,8 +96,8 @@ def dense_bands(x, weight, bias, geo, activation, out):
     bias_column = None if bias is None else bias.reshape(groups, out_channels // groups, 1, 1)
     macs = batch * out_channels * inner * out_h * out_w
     split = macs >= SPLIT_MIN_MACS
-    if split and groups == 1 and out_h * out_w < CHANNEL_PARTS_MAX_PIXELS:
-        return _channel_parts(windows, w_mat[0], bias, activation, out)
+    if split and groups == 1 and out_h * out_w < INPUT_PARTS_MAX_PIXELS:
+        return _input_parts(windows, w_mat[0], bias, activation, out)
     bands = row_bands(out_h, out_w, batch, target=max(BAND_PIXELS, BAND_ELEMENTS // inner))
     tasks = [(n, band) for n in range(batch) for band in bands]
 
@@ -114,20 +115,28 @@ def dense_bands(x, weight, bias, geo, activation, out):
     share(run, tasks, lambda: Workspace(x.dtype), split)
 
 
-def _channel_parts(windows, w_mat, bias, activation, out):
-    """Small maps: each image's columns copied once, then one GEMM per thread for its range of output channels,
-    written straight into ``out`` (bands of rows would give each GEMM only a few dozen columns)."""
+def _input_parts(windows, w_mat, bias, activation, out):
+    """Small maps: out[n] = act(sum_t W[:, cols of part t] @ columns of part t + b), one range of input channels
+    per thread, each thread copying only its own columns; the first part's GEMM writes ``out``, the others add."""
     xp = get_array_module()
-    batch, out_channels = out.shape[:2]
-    pixels = out.shape[2] * out.shape[3]
-    height = -(-out_channels // get_num_threads())
-    cols = xp.ascontiguousarray(windows).reshape(batch, w_mat.shape[1], pixels)
+    batch, channels = windows.shape[:2]
+    out_channels, pixels = out.shape[1], out.shape[2] * out.shape[3]
+    taps = w_mat.shape[1] // channels
+    width = -(-channels // get_num_threads())
     rows = out.reshape(batch, out_channels, pixels)
+    tasks = [(n, first) for n in range(batch) for first in range(0, channels, width)]
 
     def run(task, work):
         n, first = task
-        part = rows[n, first:first + height]
-        xp.matmul(w_mat[first:first + height], cols[n], out=part)
-        finish_into(part, part, None if bias is None else bias[first:first + height, None], activation)
+        window = windows[n, first:first + width]
+        cols = work.get("cols", window.shape)
+        assign(cols, window)
+        w_part = w_mat[:, first * taps:(first + window.shape[0]) * taps]
+        return xp.matmul(w_part, cols.reshape(-1, pixels), out=rows[n] if first == 0 else None)
 
-    parallel_for(run, [(n, first) for n in range(batch) for first in range(0, out_channels, height)])
+    partials = parallel_for(run, tasks, lambda: Workspace(out.dtype))
+    for (n, first), partial in zip(tasks, partials):
+        if first:
+            rows[n] += partial
+    for n in range(batch):
+        finish_into(rows[n], rows[n], None if bias is None else bias[:, None], activation)

@@ -11,7 +11,8 @@ strides through a polyphase split) tied at best and lost up to 4x on small maps,
 few dozen pixels; the banded-matrix kernel (``conv_depthwise``) lost 4x to 100x (its matrix is built for a
 single image); against the im2col GEMVs of ``conv_bands`` the einsum won 1.1x to 2.3x on seven of the eight
 layers of 64+ channels on maps of 56x56 and below (``applies``) and lost one (192 channels at 28x28,
-0.67 vs 0.52 ms); on 112x112 maps and few channels the GEMVs win, and ``conv_infer`` runs those as bands.
+0.67 vs 0.52 ms); on 112x112 maps and few channels the copy costs more than it saves, and ``conv_infer``
+runs those through the shifted multiply-adds (``conv_depthwise_shift``, stride 1) or as bands.
 """
 from __future__ import annotations
 

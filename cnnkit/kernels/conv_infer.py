@@ -5,10 +5,15 @@ inference path: no gradient, no autograd, the bias and the activation (None, "re
 block of output right after the GEMM or multiply-adds that wrote it, while it is in cache, and the result
 written into ``out`` when given. ``path_for(geo)`` picks the code by a rule on the geometry alone:
 
-* 'pointwise': 1x1, stride 1, no padding. One GEMM per thread straight into ``out`` (each thread a range of
-  pixels; one GEMM on maps under 2 x MIN_PART_PIXELS), then the epilogue on its rows.
+* 'pointwise': 1x1, no padding. One GEMM per thread straight into ``out`` (each thread a range of
+  pixels; one GEMM on maps under 2 x MIN_PART_PIXELS), then the epilogue on its rows; a stride first copies
+  the pixels it keeps (a strided 1x1 layer through bands measured twice as slow: row bands or thread hand-offs
+  for a layer of a few tenths of a millisecond).
 * 'depthwise': one output channel per input channel, 64+ channels, maps of at most 56x56
   (``conv_depthwise_direct.applies``): one einsum over a padded channels-last copy per band of rows.
+* 'shifted': depthwise, input rows of 96+ pixels, not 'depthwise', strided only on 2+ threads
+  (``conv_depthwise_shift.applies``): one multiply and one add per tap over shifted views of the padded
+  channels, blocks of channels per thread.
 * 'bands': every other geometry up to MAX_BATCH images (``conv_bands``): im2col of a band of output rows, one
   GEMM (a batch of GEMVs for depthwise), the epilogue, bands shared over the threads.
 * 'im2col': larger batches, the chunked im2col kernel (which shares samples over the threads), the
@@ -17,24 +22,25 @@ written into ``out`` when given. ``path_for(geo)`` picks the code by a rule on t
 The threads share a layer through cnnkit's pool, NumPy's BLAS on one thread each; a layer too small to split
 (``conv_bands.SPLIT_MIN_MACS``) runs on the calling thread, BLAS on one thread too. No GEMM is lent to BLAS's
 own threads: on this project's busy 2-core machine that made single 1x1 and 3x3 GEMMs tens of times slower
-(its threads wait to be scheduled). The ``OneImage*`` kernels at the end register the first three
+(its threads wait to be scheduled). The ``OneImage*`` kernels at the end register the first four
 paths for the conv2d op at batch 1, so an eager forward under ``no_grad`` runs them too.
 """
 from __future__ import annotations
 
 from ..backend import get_array_module, get_num_threads
-from . import Kernel, conv_depthwise_direct
+from . import Kernel, conv_depthwise_direct, conv_depthwise_shift
 from .conv_bands import SPLIT_MIN_MACS, dense_bands, share
 from .conv_epilogue import ACTIVATIONS, finish_into
 from .conv_im2col import ChunkedIm2col, correlate_chunks
 from .conv_plan import plan_for
 
-__all__ = ["conv_forward", "path_for", "ACTIVATIONS", "OneImagePointwise", "OneImageDepthwise", "OneImageBands"]
+__all__ = ["conv_forward", "path_for", "ACTIVATIONS", "OneImagePointwise", "OneImageDepthwise", "OneImageShifted",
+           "OneImageBands"]
 
-# Output elements per block of the 1x1 epilogue. (Tiling the 1x1 GEMM itself, so that the epilogue finds each
-# tile in cache, measured slower than one GEMM per thread: the tiles either write strided rows of ``out`` or
-# go through scratch and a copy, either of which costs what the fused epilogue saves.)
-EPILOGUE_ELEMENTS = 1 << 16
+# The 1x1 epilogue runs once over each thread's part, after its GEMM: cutting it into blocks of 2^16 elements
+# measured up to 1.5x slower on MobileNet-v2's 1x1 layers (16 -> 96 channels at 112x112: 1.18 vs 0.77 ms), and
+# tiling the GEMM itself, so that the epilogue finds each tile in cache, measured slower than one GEMM per
+# thread.
 # Threads share a 1x1 output by ranges of pixels of at least this many (a GEMM that narrow still runs near
 # full speed); smaller maps run on the calling thread.
 MIN_PART_PIXELS = 256
@@ -44,14 +50,15 @@ MAX_BATCH = 4
 
 
 def path_for(geo):
-    """The code that runs ``geo``: 'pointwise', 'depthwise', 'bands' or 'im2col' (see the module docstring)."""
+    """The code that runs ``geo``: 'pointwise', 'depthwise', 'shifted', 'bands' or 'im2col' (module docstring)."""
     if geo.batch > MAX_BATCH:
         return "im2col"
-    if (geo.kernel == (1, 1) and geo.stride == (1, 1) and not any(geo.pads[0]) and not any(geo.pads[1])
-            and tuple(geo.in_size) == tuple(geo.out_size)):
+    if geo.kernel == (1, 1) and not any(geo.pads[0]) and not any(geo.pads[1]):
         return "pointwise"
     if conv_depthwise_direct.applies(geo):
         return "depthwise"
+    if conv_depthwise_shift.applies(geo):
+        return "shifted"
     return "bands"
 
 
@@ -66,9 +73,13 @@ def conv_forward(x, weight, bias, geo, activation=None, out=None):
     x = xp.ascontiguousarray(x)
     path = path_for(geo)
     if path == "pointwise":
+        if geo.stride != (1, 1):  # a 1x1 window reads one pixel: keep those the stride lands on
+            x = xp.ascontiguousarray(x[:, :, ::geo.stride[0], ::geo.stride[1]])
         _pointwise(x, weight, bias, geo, activation, out)
     elif path == "depthwise":
         conv_depthwise_direct.depthwise_direct(x, weight, bias, geo, activation, out)
+    elif path == "shifted":
+        conv_depthwise_shift.depthwise_shift(x, weight, bias, geo, activation, out)
     elif path == "bands":
         dense_bands(x, weight, bias, geo, activation, out)
     else:
@@ -96,7 +107,7 @@ def _check(x, weight, bias, geo, activation, out):
 
 
 def _pointwise(x, weight, bias, geo, activation, out):
-    """1x1, stride 1, no padding: out[n, g] = act(W_g @ x[n, g] + b), GEMMs straight into ``out``, one part of
+    """1x1, x already strided, no padding: out[n, g] = act(W_g @ x[n, g] + b), GEMMs straight into ``out``, one part of
     the output per thread (each GEMM on a one-thread BLAS), the epilogue on each part's rows after its GEMM."""
     xp = get_array_module()
     batch, groups, pixels = geo.batch, geo.groups, geo.out_size[0] * geo.out_size[1]
@@ -114,13 +125,7 @@ def _pointwise(x, weight, bias, geo, activation, out):
         n, g, ((first, stop), (start, end)) = task
         target = outputs[n, g, first:stop, start:end]
         xp.matmul(w_mat[g, first:stop], images[n, g, :, start:end], out=target)
-        if bias is None and activation is None:
-            return
-        height = max(1, EPILOGUE_ELEMENTS // (end - start))
-        for top in range(first, stop, height):
-            rows = outputs[n, g, top:min(stop, top + height), start:end]
-            finish_into(rows, rows, None if bias_column is None else bias_column[g, top:top + rows.shape[0]],
-                        activation)
+        finish_into(target, target, None if bias_column is None else bias_column[g, first:stop], activation)
 
     share(run, tasks, dict, split)
 
@@ -155,7 +160,7 @@ class _BatchOfOne(Kernel):
 
 
 class OneImagePointwise(_BatchOfOne):
-    """1x1, stride 1, no padding, one image: one GEMM into the output, then the bias (any map size)."""
+    """1x1, no padding, one image: one GEMM into the output (after copying the strided pixels), then the bias."""
 
     name, op, path = "conv2d.one_image_pointwise", "conv2d", "pointwise"
 
@@ -164,6 +169,12 @@ class OneImageDepthwise(_BatchOfOne):
     """Depthwise (one output channel per input channel), one image: the direct kernel of conv_depthwise_direct."""
 
     name, op, path = "conv2d.one_image_depthwise", "conv2d", "depthwise"
+
+
+class OneImageShifted(_BatchOfOne):
+    """Depthwise, stride 1, wide rows, one image: shifted multiply-adds (conv_depthwise_shift)."""
+
+    name, op, path = "conv2d.one_image_shifted", "conv2d", "shifted"
 
 
 class OneImageBands(_BatchOfOne):
