@@ -12,7 +12,7 @@ from cnnkit.onnx.ops import runnable  # noqa: E402
 
 @pytest.fixture(scope="module")
 def in_scope(request, tmp_path_factory):
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # None under -p no:cacheprovider
     folder = cache.mkdir("onnx-node-tests") if cache is not None else tmp_path_factory.mktemp("onnx-node-tests")
     return node_tests.in_scope(node_tests.collect(node_tests.generate(str(folder))), SUPPORTED_OPS, runnable)
 
