@@ -87,8 +87,11 @@ def get_num_threads() -> int:
     if _num_threads is not None:
         return _num_threads
     for name in THREAD_VARIABLES:
+        value = os.environ.get(name)
+        if not value:  # unset: skip the failing int() (an exception each call, on every op's hot path)
+            continue
         try:
-            return max(1, int(os.environ.get(name, "")))
+            return max(1, int(value))
         except ValueError:
             continue
     return max(1, os.cpu_count() or 1)

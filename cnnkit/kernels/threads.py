@@ -11,6 +11,7 @@ import os
 import threading
 
 from .. import backend
+from .workers import Workers
 
 _pool = None
 
@@ -164,26 +165,19 @@ def parallel_map(fn, tasks):
     # behind their own callers would deadlock
     if threads <= 1 or getattr(_inside, "share", False) or threading.current_thread().name.startswith("cnnkit"):
         return [fn(task) for task in tasks]
-    if _pool is None or _pool._max_workers < threads - 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        if _pool is not None:
-            _pool.shutdown(wait=False)  # its idle threads exit; the larger pool replaces it
-        _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="cnnkit")
-    from concurrent.futures import wait
-
+    if _pool is None or _pool.count < threads - 1:
+        _pool = Workers(threads - 1)  # a smaller pool's idle threads stay blocked, unused
+    pool = _pool
+    if not pool.busy.acquire(blocking=False):  # another caller's op holds the workers: run this one inline
+        return [fn(task) for task in tasks]
     block = _enter(_one_thread)  # each share calls BLAS on one thread (see narrow_blas)
+    _inside.share = True
     try:
-        futures = [_pool.submit(fn, task) for task in tasks[1:]]
-        _inside.share = True
-        try:
-            first = fn(tasks[0])
-        finally:
-            _inside.share = False
-            wait(futures)  # the other shares write the caller's arrays: never return (or raise) while they run
+        return pool.map(fn, tasks, threads - 1)
     finally:
+        _inside.share = False
         _leave(block)
-    return [first] + [future.result() for future in futures]
+        pool.busy.release()
 
 
 def _one_thread(current):
