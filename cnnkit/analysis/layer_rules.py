@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from ..functional.windows import leaves_pixels_unused, ntuple, resolve_padding
+from ..functional.windows import AXIS_LETTERS, leaves_pixels_unused, ntuple, resolve_padding
 from .receptive_field import AxisField, adaptive_window
 
 
@@ -130,7 +130,7 @@ def layer_effect(module, in_field, input_tensor, output_tensor, image_size):
             details = [_unused_detail(in_size[a], kernel[a], stride[a], pads[a], dilation[a]) for a in range(dims)]
             if any(details):
                 effect.unused_pixels = True
-                letters = _AXIS_LETTERS[dims]
+                letters = AXIS_LETTERS[dims]
                 if dims > 1 and all(detail == details[0] for detail in details):
                     effect.unused_detail = f"{' and '.join(letters)}: {details[0]}"
                 else:
@@ -155,10 +155,6 @@ def layer_effect(module, in_field, input_tensor, output_tensor, image_size):
     elif out_size is not None and out_size != in_size:
         effect.field, effect.note = resized_field(in_field, in_size, out_size, type(module).__name__)
     return effect
-
-
-# how the unused-pixel notes name the spatial axes, by their number
-_AXIS_LETTERS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
 def _unused_detail(size, kernel, stride, pads, dilation):

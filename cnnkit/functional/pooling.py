@@ -17,16 +17,15 @@ from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..kernels import pick
 from ..kernels.pooling import plane_positions
-from .windows import ntuple, positive_ntuple, resolve_padding, window_output_size
+from .windows import AXIS_LETTERS, AXIS_NAMES, ntuple, positive_ntuple, resolve_padding, window_output_size
 
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
            "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d",
            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
            "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"]
 
-# per number of spatial axes: the letters of the shape, the axes' names and the name of one step along each
-_LETTERS = {1: "L", 2: "H, W", 3: "D, H, W"}
-_EXTENTS = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+# per number of spatial axes: the shape letters and the axes' names (from windows), the name of one step along each
+_LETTERS = {dims: ", ".join(letters) for dims, letters in AXIS_LETTERS.items()}
 _STEPS = {1: ("position",), 2: ("row", "column"), 3: ("slice", "row", "column")}
 
 
@@ -97,7 +96,7 @@ def _windows(layer, shape, dims, kernel_size, stride, padding, dilation=1, ceil_
     dilation = positive_ntuple(dilation, dims, "dilation", layer)
     in_size = tuple(shape[-dims:])
     pads = resolve_padding(padding, in_size, kernel, stride, dilation, layer)
-    for axis, name in enumerate(_EXTENTS[dims]):
+    for axis, name in enumerate(AXIS_NAMES[dims]):
         if max(pads[axis]) > kernel[axis] // 2:
             raise ValueError(f"{layer}: padding {padding!r} is more than half the kernel size {kernel} along the "
                              f"{name}; each side may pad at most kernel_size // 2 = {kernel[axis] // 2} "
@@ -106,7 +105,7 @@ def _windows(layer, shape, dims, kernel_size, stride, padding, dilation=1, ceil_
     where = f"{layer} on input of shape {tuple(shape)}"
     out_size = tuple(window_output_size(where, name, in_size[axis], kernel[axis], stride[axis], pads[axis],
                                         dilation[axis], strict=strict, ceil_mode=ceil_mode)
-                     for axis, name in enumerate(_EXTENTS[dims]))
+                     for axis, name in enumerate(AXIS_NAMES[dims]))
     if max(dilation) > 1:
         _check_windows_touch_input(where, kernel, stride, dilation, pads, in_size, out_size)
     return _Windows(kernel, stride, dilation, pads, in_size, out_size)
@@ -121,7 +120,7 @@ def _check_windows_touch_input(where, kernel, stride, dilation, pads, in_size, o
     """Reject a dilated window whose taps all land in the padding (PyTorch returns -inf and an invalid index)."""
     xp = get_array_module()
     dims = len(kernel)
-    for axis, (name, extent) in enumerate(zip(_STEPS[dims], _EXTENTS[dims])):
+    for axis, (name, extent) in enumerate(zip(_STEPS[dims], AXIS_NAMES[dims])):
         step = dilation[axis]
         start = xp.arange(out_size[axis]) * stride[axis] - pads[axis][0]
         first_inside = _first_inside(start, step)
@@ -540,7 +539,7 @@ def _unpool_output_size(layer, in_size, kernel, stride, padding, output_size):
     if len(sizes) != dims or not all(isinstance(s, numbers.Integral) for s in sizes):
         raise ValueError(f"{layer}: output_size must hold {dims} size{'s' if dims > 1 else ''} ({letters}) or "
                          f"{dims + 2} (N, C, {letters}), got {output_size!r}")
-    for axis, name in enumerate(_EXTENTS[dims]):
+    for axis, name in enumerate(AXIS_NAMES[dims]):
         low, high = default[axis] - stride[axis], default[axis] + stride[axis]
         if not low < sizes[axis] < high:
             raise ValueError(f"{layer}: output_size {tuple(int(s) for s in sizes)} has {name} {sizes[axis]}, which "

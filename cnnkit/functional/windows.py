@@ -8,6 +8,8 @@ import numbers
 _TUPLE_NAMES = {1: "a 1-tuple", 2: "a pair", 3: "a triple"}
 # the spatial axes as errors name them, by the number of spatial dimensions
 AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+# the same axes as shape letters, e.g. (N, C, D, H, W)
+AXIS_LETTERS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
 def ntuple(value, dims, name="value", layer="op"):
@@ -93,7 +95,7 @@ def check_input(layer, x_shape, expected_channels=None, name="input", unbatched=
     shown = tuple(x_shape)
     if unbatched and len(x_shape) == dims + 1:
         x_shape = (1, *x_shape)
-    axes = ", ".join({1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}.get(dims, ("...",)))
+    axes = ", ".join(AXIS_LETTERS.get(dims, ("...",)))
     if len(x_shape) != dims + 2:
         if unbatched:
             raise ValueError(f"{layer}: expected a {dims + 1}-D (C, {axes}) or {dims + 2}-D (N, C, {axes}) input, "
