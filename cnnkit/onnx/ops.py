@@ -70,6 +70,15 @@ def _require_2d(node, x):
         raise OnnxError(f"{node.describe()}: only 2-D (N, C, H, W) inputs are supported, got shape {tuple(x.shape)}")
 
 
+def _spatial_dims(node, x):
+    """The number of spatial axes of a conv or pooling input: 1, 2 or 3, as cnnkit's 1d/2d/3d ops take."""
+    dims = x.ndim - 2
+    if dims not in (1, 2, 3):
+        raise OnnxError(f"{node.describe()}: only 1-D, 2-D and 3-D (N, C, L), (N, C, H, W) and (N, C, D, H, W) "
+                        f"inputs are supported, got shape {tuple(x.shape)}")
+    return dims
+
+
 # ----------------------------------------------------------------------------------------- padding helpers
 def _auto_pads(node, in_size, kernel, stride, dilation):
     """Explicit ((begin, end), ...) per spatial axis from ``pads`` or ``auto_pad``."""
@@ -101,18 +110,9 @@ def _fits_window(pads, kernel):
 
 
 # ----------------------------------------------------------------------------------------- convolution
-def _conv_dims(node, x):
-    """The number of spatial axes of a Conv / ConvTranspose input: 1, 2 or 3 (cnnkit's conv1d/2d/3d)."""
-    dims = x.ndim - 2
-    if dims not in (1, 2, 3):
-        raise OnnxError(f"{node.describe()}: only 1-D, 2-D and 3-D (N, C, ...) inputs are supported, got shape "
-                        f"{tuple(x.shape)}")
-    return dims
-
-
 @op("Conv")
 def conv(node, x, weight, bias=None):
-    dims = _conv_dims(node, x)
+    dims = _spatial_dims(node, x)
     kernel = tuple(weight.shape[2:])
     stride, dilation = _spatial(node, x, "strides", 1), _spatial(node, x, "dilations", 1)
     pads = _auto_pads(node, x.shape[2:], kernel, stride, dilation)
@@ -122,7 +122,7 @@ def conv(node, x, weight, bias=None):
 
 @op("ConvTranspose")
 def conv_transpose(node, x, weight, bias=None):
-    dims = _conv_dims(node, x)
+    dims = _spatial_dims(node, x)
     kernel = tuple(weight.shape[2:])
     stride, dilation = _spatial(node, x, "strides", 1), _spatial(node, x, "dilations", 1)
     extra = tuple(node.attrs.get("output_padding", [0] * dims))

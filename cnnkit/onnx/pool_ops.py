@@ -13,15 +13,7 @@ from .. import functional as F
 from ..autograd import Tensor
 from ..functional.pooling import window_sum
 from .errors import OnnxError
-from .ops import _auto_pads, _fits_window, _pre_pad, _spatial, _tensor, const, ints, is_tensor, op
-
-_DIMS = (1, 2, 3)  # spatial axes cnnkit's pools take
-
-
-def _require_pool_dims(node, x):
-    if x.ndim - 2 not in _DIMS:
-        raise OnnxError(f"{node.describe()}: only 1-D, 2-D and 3-D (N, C, L), (N, C, H, W) and (N, C, D, H, W) "
-                        f"inputs are supported, got shape {tuple(x.shape)}")
+from .ops import _auto_pads, _fits_window, _pre_pad, _spatial, _spatial_dims, _tensor, const, ints, is_tensor, op
 
 
 def _pooled(name, x):
@@ -31,7 +23,7 @@ def _pooled(name, x):
 
 def _pool_geometry(node, x):
     """``(x, kernel, stride, dilation, pads)`` of a pooling node, each per spatial axis."""
-    _require_pool_dims(node, x)
+    _spatial_dims(node, x)
     kernel = tuple(node.attrs["kernel_shape"])
     stride, dilation = _spatial(node, x, "strides", 1), _spatial(node, x, "dilations", 1)
     pads = _auto_pads(node, x.shape[2:], kernel, stride, dilation)
@@ -160,7 +152,7 @@ def max_unpool(node, x, indices, output_shape=None):
 
     The end padding is what the ONNX reference does with a larger ``output_shape`` (onnxruntime differs).
     """
-    _require_pool_dims(node, x)
+    _spatial_dims(node, x)
     kernel = tuple(node.attrs["kernel_shape"])
     stride = _spatial(node, x, "strides", 1)
     dims = len(kernel)
