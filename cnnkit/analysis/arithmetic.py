@@ -171,14 +171,14 @@ def _layer_spec(layer, index):
                     f"or a module with kernel_size, got {type(layer).__name__}")
 
 
+def _axes_given(value):
+    """len(value) when it is a tuple or list of 1 to 3 sizes, else None (an int stands for every axis)."""
+    return len(value) if isinstance(value, (tuple, list)) and 1 <= len(value) <= 3 else None
+
+
 def _spatial_dims(specs, input_size):
     """How many spatial axes a layer list describes: input_size's length, else the first tuple kernel's, else 2."""
-    if isinstance(input_size, (tuple, list)) and 1 <= len(input_size) <= 3:
-        return len(input_size)
-    for spec in specs:
-        if isinstance(spec[1], (tuple, list)) and 1 <= len(spec[1]) <= 3:
-            return len(spec[1])
-    return 2
+    return next(filter(None, map(_axes_given, [input_size, *(spec[1] for spec in specs)])), 2)
 
 
 def receptive_field(layers, input_size=None):
@@ -219,7 +219,7 @@ def receptive_field(layers, input_size=None):
 def conv_params(in_channels, out_channels, kernel_size, groups=1, bias=True):
     """Parameters of a conv: C_out * (C_in/groups) * kh * kw (+ C_out biases); kernel_size may also be (k,) or
     (kd, kh, kw)."""
-    dims = len(kernel_size) if isinstance(kernel_size, (tuple, list)) and 1 <= len(kernel_size) <= 3 else 2
+    dims = _axes_given(kernel_size) or 2
     kernel = positive_ntuple(kernel_size, dims, "kernel_size", "conv_params")
     in_channels = _checked_int(in_channels, "in_channels", "conv_params")
     out_channels = _checked_int(out_channels, "out_channels", "conv_params")
@@ -234,7 +234,7 @@ def conv_params(in_channels, out_channels, kernel_size, groups=1, bias=True):
 def conv_macs(in_channels, out_channels, kernel_size, output_size=(1, 1), groups=1):
     """Multiply-accumulates of a conv: C_out * H_out * W_out * (C_in/groups) * kh * kw (per image, bias excluded);
     output_size may also be (L,) or (D, H, W)."""
-    dims = len(output_size) if isinstance(output_size, (tuple, list)) and 1 <= len(output_size) <= 3 else 2
+    dims = _axes_given(output_size) or 2
     out_size = ntuple(output_size, dims, "output_size", "conv_macs")
     if min(out_size) < 0:
         raise ValueError(f"conv_macs: output_size must be non-negative, got {output_size!r}")
