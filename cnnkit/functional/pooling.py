@@ -17,7 +17,7 @@ from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..kernels import pick
 from ..kernels.pooling import plane_positions
-from .windows import AXIS_LETTERS, AXIS_NAMES, ntuple, positive_ntuple, resolve_padding, window_output_size
+from .windows import AXIS_LETTERS, AXIS_NAMES, TUPLE_NAMES, ntuple, positive_ntuple, resolve_padding, window_output_size
 
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
            "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d",
@@ -604,7 +604,7 @@ def _adaptive_size(layer, output_size, in_size):
     dims = len(in_size)
     sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * dims
     if len(sizes) != dims or not all(s is None or (isinstance(s, numbers.Integral) and s > 0) for s in sizes):
-        wanted = {1: "a 1-tuple", 2: "a pair", 3: "a triple"}[dims]
+        wanted = TUPLE_NAMES[dims]
         raise ValueError(f"{layer}: output_size must be a positive int or {wanted} of positive ints/None, "
                          f"got {output_size!r}")
     return tuple(in_size[a] if sizes[a] is None else int(sizes[a]) for a in range(dims))

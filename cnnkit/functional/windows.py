@@ -5,7 +5,7 @@ import math
 import numbers
 
 # what an int-or-tuple argument is called in errors, by the number of spatial dimensions
-_TUPLE_NAMES = {1: "a 1-tuple", 2: "a pair", 3: "a triple"}
+TUPLE_NAMES = {1: "a 1-tuple", 2: "a pair", 3: "a triple"}
 # the spatial axes as errors name them, by the number of spatial dimensions
 AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 # the same axes as shape letters, e.g. (N, C, D, H, W)
@@ -19,7 +19,7 @@ def ntuple(value, dims, name="value", layer="op"):
     if (isinstance(value, (tuple, list)) and len(value) == dims
             and all(isinstance(v, numbers.Integral) for v in value)):
         return tuple(int(v) for v in value)
-    kind = _TUPLE_NAMES.get(dims, f"a {dims}-tuple")
+    kind = TUPLE_NAMES.get(dims, f"a {dims}-tuple")
     raise TypeError(f"{layer}: {name} must be an int or {kind} of ints, got {value!r}")
 
 
@@ -74,7 +74,7 @@ def resolve_padding(padding, in_size, kernel, stride, dilation, layer="conv2d"):
             return ((0, 0),) * dims
         if mode == "same":
             return tuple(same_padding(in_size[i], kernel[i], stride[i], dilation[i]) for i in range(dims))
-        raise ValueError(f"{layer}: padding must be an int, {_TUPLE_NAMES.get(dims, 'a tuple')}, "
+        raise ValueError(f"{layer}: padding must be an int, {TUPLE_NAMES.get(dims, 'a tuple')}, "
                          f"{per_side_form(dims)}, 'valid' or 'same', got {padding!r}")
     if (isinstance(padding, (tuple, list)) and len(padding) == dims
             and all(isinstance(p, (tuple, list)) for p in padding)):
