@@ -16,6 +16,7 @@ from ..functional.linear import _Linear
 from ..functional.shuffle import _ChannelShuffle
 from ..kernels.activation import clamp_into
 from ..kernels.conv_infer import conv_forward
+from ..kernels.pooling import offset_views, padded_source
 from ..kernels.threads import parallel_map
 
 _HIGH = {"relu": None, "relu6": 6}
@@ -185,23 +186,8 @@ def _window_views(x, win, fill_value):
 
     The border of the padded input is ``fill_value``, written once; without padding the views read x itself.
     """
-    xp = get_array_module()
-    (top, _), (left, _) = win.pads
-    height, width = win.in_size
-    need_h, need_w = win.needed
-    fill = None
-    if top == 0 and left == 0 and need_h <= height and need_w <= width:
-        source = x
-    else:
-        source = xp.full(x.shape[:2] + (need_h, need_w), fill_value, dtype=x.dtype)
-        rows, cols = min(height, need_h - top), min(width, need_w - left)
-        fill = (source[:, :, top:top + rows, left:left + cols], x[:, :, :rows, :cols])
-    (kernel_h, kernel_w), (stride_h, stride_w), (dil_h, dil_w) = win.kernel, win.stride, win.dilation
-    out_h, out_w = win.out_size
-    views = [source[:, :, i * dil_h:i * dil_h + (out_h - 1) * stride_h + 1:stride_h,
-                    j * dil_w:j * dil_w + (out_w - 1) * stride_w + 1:stride_w]
-             for i in range(kernel_h) for j in range(kernel_w)]
-    return views, fill
+    source, fill = padded_source(x, win, fill_value)
+    return offset_views(source, win, contiguous=False), fill
 
 
 def _reduce_windows(x, win, fill_value, ufunc, out, finish=None):
