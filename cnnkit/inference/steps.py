@@ -15,11 +15,12 @@ from ..functional.conv import ConvNdFunction, correlate
 from ..functional.linear import _Linear
 from ..functional.shuffle import _ChannelShuffle
 from ..kernels.activation import clamp_into
+from ..kernels.conv_epilogue import BOUNDS
 from ..kernels.conv_infer import conv_forward
 from ..kernels.pooling import offset_views, padded_source
 from ..kernels.threads import parallel_map
+from .graph import ACTIVATIONS
 
-_HIGH = {"relu": None, "relu6": 6}
 # Pooling inputs of at least this many elements share their channels over the threads: their passes take a
 # few hundred microseconds, against the tens that handing work to a thread costs.
 SPLIT_MIN_ELEMENTS = 1 << 18
@@ -65,14 +66,14 @@ def _fresh_copy(fn):
 
 
 def with_activation(compute, activation, out):
-    """``compute`` followed by out = clamp(out, 0, high) for a fused ReLU/ReLU6."""
+    """``compute`` followed by out = clamp(out, low, high) for a fused ReLU/ReLU6 (``conv_epilogue.BOUNDS``)."""
     if activation is None:
         return compute
-    high = _HIGH[activation]
+    low, high = BOUNDS[activation]
 
     def run():
         compute()
-        clamp_into(out, 0, high, out)
+        clamp_into(out, low, high, out)
     return run
 
 
@@ -145,9 +146,9 @@ def _linear(node, inputs, out):
 # ------------------------------------------------------------------------------------------ elementwise
 @makes(act._Relu, act._Relu6)
 def _relu(node, inputs, out):
-    high = 6 if type(node.fn) is act._Relu6 else None
+    low, high = BOUNDS[ACTIVATIONS[type(node.fn)]]
     x = inputs[0]
-    return lambda: clamp_into(x, 0, high, out)
+    return lambda: clamp_into(x, low, high, out)
 
 
 @makes(A.Add, A.Sub, A.Mul, A.Div)
