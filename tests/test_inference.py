@@ -241,3 +241,12 @@ def test_one_and_three_dimensional_models_freeze_with_batch_norm_folded(dims):
     frozen = freeze(model, images)
     assert np.abs(frozen(images) - expected).max() <= 1e-5 * np.abs(expected).max()
     assert frozen.program(images).names[0] == f"Conv{dims}d+BatchNorm+relu"
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU(), nn.ReLU6()], ids=repr)
+def test_an_activation_after_a_pool_is_its_own_step_and_clamps(activation):
+    images = _images((2, 3, 8, 8)) * 5  # values beyond 6 and below 0
+    model = nn.Sequential(nn.MaxPool2d(2), activation)
+    frozen = freeze(model, images)
+    assert len(frozen.program(images).names) == 2  # a pool fuses no activation
+    np.testing.assert_array_equal(frozen(images), _eager(model, images))

@@ -15,10 +15,12 @@ from ..functional.conv import ConvNdFunction, correlate
 from ..functional.linear import _Linear
 from ..functional.shuffle import _ChannelShuffle
 from ..kernels.activation import clamp_into
+from ..kernels.conv_epilogue import BOUNDS
 from ..kernels.conv_infer import conv_forward
+from ..kernels.pooling import offset_views, padded_source
 from ..kernels.threads import parallel_map
+from .graph import ACTIVATIONS
 
-_HIGH = {"relu": None, "relu6": 6}
 # Pooling inputs of at least this many elements share their channels over the threads: their passes take a
 # few hundred microseconds, against the tens that handing work to a thread costs.
 SPLIT_MIN_ELEMENTS = 1 << 18
@@ -64,14 +66,14 @@ def _fresh_copy(fn):
 
 
 def with_activation(compute, activation, out):
-    """``compute`` followed by out = clamp(out, 0, high) for a fused ReLU/ReLU6."""
+    """``compute`` followed by out = clamp(out, low, high) for a fused ReLU/ReLU6 (``conv_epilogue.BOUNDS``)."""
     if activation is None:
         return compute
-    high = _HIGH[activation]
+    low, high = BOUNDS[activation]
 
     def run():
         compute()
-        clamp_into(out, 0, high, out)
+        clamp_into(out, low, high, out)
     return run
 
 
@@ -144,9 +146,9 @@ def _linear(node, inputs, out):
 # ------------------------------------------------------------------------------------------ elementwise
 @makes(act._Relu, act._Relu6)
 def _relu(node, inputs, out):
-    high = 6 if type(node.fn) is act._Relu6 else None
+    low, high = BOUNDS[ACTIVATIONS[type(node.fn)]]
     x = inputs[0]
-    return lambda: clamp_into(x, 0, high, out)
+    return lambda: clamp_into(x, low, high, out)
 
 
 @makes(A.Add, A.Sub, A.Mul, A.Div)
@@ -185,23 +187,8 @@ def _window_views(x, win, fill_value):
 
     The border of the padded input is ``fill_value``, written once; without padding the views read x itself.
     """
-    xp = get_array_module()
-    (top, _), (left, _) = win.pads
-    height, width = win.in_size
-    need_h, need_w = win.needed
-    fill = None
-    if top == 0 and left == 0 and need_h <= height and need_w <= width:
-        source = x
-    else:
-        source = xp.full(x.shape[:2] + (need_h, need_w), fill_value, dtype=x.dtype)
-        rows, cols = min(height, need_h - top), min(width, need_w - left)
-        fill = (source[:, :, top:top + rows, left:left + cols], x[:, :, :rows, :cols])
-    (kernel_h, kernel_w), (stride_h, stride_w), (dil_h, dil_w) = win.kernel, win.stride, win.dilation
-    out_h, out_w = win.out_size
-    views = [source[:, :, i * dil_h:i * dil_h + (out_h - 1) * stride_h + 1:stride_h,
-                    j * dil_w:j * dil_w + (out_w - 1) * stride_w + 1:stride_w]
-             for i in range(kernel_h) for j in range(kernel_w)]
-    return views, fill
+    source, fill = padded_source(x, win, fill_value)
+    return offset_views(source, win, contiguous=False), fill
 
 
 def _reduce_windows(x, win, fill_value, ufunc, out, finish=None):

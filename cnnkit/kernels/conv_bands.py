@@ -6,8 +6,8 @@ image is cut into bands of output rows instead: a band's columns (C/groups * kh 
 copied from the padded image, multiplied in one GEMM per group, and written to their rows of the output
 with the bias and the activation applied on the way (``conv_epilogue.finish_into``). The bands are shared
 over cnnkit's threads, each calling a one-thread BLAS, so the copies run in parallel with the products.
-Small maps share their input channels over the threads instead (INPUT_PARTS_MAX_PIXELS), and small
-layers run on the calling thread (SPLIT_MIN_MACS).
+Small maps of an ungrouped layer share their input channels over the threads instead
+(INPUT_PARTS_MAX_PIXELS), and small layers run on the calling thread (SPLIT_MIN_MACS).
 """
 from __future__ import annotations
 

@@ -172,7 +172,7 @@ class OneImageDepthwise(_BatchOfOne):
 
 
 class OneImageShifted(_BatchOfOne):
-    """Depthwise, stride 1, wide rows, one image: shifted multiply-adds (conv_depthwise_shift)."""
+    """Depthwise, wide rows (strided only on 2+ threads), one image: shifted multiply-adds (conv_depthwise_shift)."""
 
     name, op, path = "conv2d.one_image_shifted", "conv2d", "shifted"
 

@@ -12,7 +12,7 @@ from ..backend import get_array_module
 from . import EveryCall, Kernel, register
 from .copy import assign
 
-__all__ = ["OffsetMaxPool", "SeparableWindowSum", "CompareMax", "plane_positions"]
+__all__ = ["OffsetMaxPool", "SeparableWindowSum", "CompareMax", "plane_positions", "padded_source", "offset_views"]
 
 
 def _spatial(slices):
@@ -20,18 +20,29 @@ def _spatial(slices):
     return (slice(None), slice(None)) + tuple(slices)
 
 
-def _padded(x, win, fill):
-    """The padded input cut to the positions the windows read (a view when no padding is needed)."""
+def padded_source(x, win, fill):
+    """(source, copy): the positions the windows read, and the (target, part of x) copy that fills it.
+
+    Without padding ``source`` is a view of x and ``copy`` is None; otherwise ``source`` is a new buffer whose
+    border holds ``fill`` and whose interior the caller fills with ``copy`` (again on each call, if it keeps it).
+    """
     xp = get_array_module()
     befores = [before for before, _ in win.pads]
     needed = win.needed
     if not any(befores) and all(need <= size for need, size in zip(needed, win.in_size)):
-        return x[_spatial(slice(0, need) for need in needed)]
+        return x[_spatial(slice(0, need) for need in needed)], None
     buffer = xp.full(x.shape[:2] + tuple(needed), fill, dtype=x.dtype)
     kept = [min(size, need - before) for size, need, before in zip(win.in_size, needed, befores)]
-    assign(buffer[_spatial(slice(before, before + k) for before, k in zip(befores, kept))],
-           x[_spatial(slice(0, k) for k in kept)])
-    return buffer
+    return buffer, (buffer[_spatial(slice(before, before + k) for before, k in zip(befores, kept))],
+                    x[_spatial(slice(0, k) for k in kept)])
+
+
+def _padded(x, win, fill):
+    """The padded input cut to the positions the windows read (a view when no padding is needed)."""
+    source, copy = padded_source(x, win, fill)
+    if copy is not None:
+        assign(*copy)
+    return source
 
 
 def _unpadded(grad_buffer, win):
@@ -52,7 +63,7 @@ def _strided(start, count, stride):
     return slice(start, start + (count - 1) * stride + 1, stride)
 
 
-def _offset_views(buffer, win, contiguous):
+def offset_views(buffer, win, contiguous):
     """One (N, C, *out) view per kernel offset (row-major): view[t][o] = buffer[o * S + t * d].
 
     With ``contiguous`` and a stride > 1 the buffer is first split into stride phases (one strided copy
@@ -134,7 +145,7 @@ class OffsetMaxPool(EveryCall):
     def values(self, x, win):
         """The window maxima alone (no switches: nothing will need the gradient or the indices)."""
         xp = get_array_module()
-        views = _offset_views(_padded(x, win, -xp.inf), win, contiguous=False)
+        views = offset_views(_padded(x, win, -xp.inf), win, contiguous=False)
         out = views[0].copy()
         for view in views[1:]:
             xp.maximum(out, view, out=out)
@@ -143,7 +154,7 @@ class OffsetMaxPool(EveryCall):
     def forward(self, x, win):
         """(window maxima, switches): the switch is the row-major offset of the first maximum in each window."""
         xp = get_array_module()
-        return _first_max(_offset_views(_padded(x, win, -xp.inf), win, contiguous=True))
+        return _first_max(offset_views(_padded(x, win, -xp.inf), win, contiguous=True))
 
     def backward(self, grad, indices, win):
         """Each output gradient written (added, where windows overlap) at its winner's flat index."""

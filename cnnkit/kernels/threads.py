@@ -154,9 +154,10 @@ _inside = threading.local()  # .share: this thread is running its own share of a
 def parallel_map(fn, tasks):
     """[fn(task) for task in tasks], on up to backend.get_num_threads() threads (inline when one is enough).
 
-    The calling thread runs the first task itself while the pool runs the rest, so it never sleeps and
-    waits to be woken for its own share (waking a thread costs as much as a small task). NumPy's BLAS runs
-    on one thread meanwhile (see narrow_blas) and gets its count back before this returns.
+    The calling thread runs every thread-count-th task from the first itself while the resident workers run
+    the others (``Workers.map``), so it never sleeps and waits to be woken for its own share (waking a thread
+    costs as much as a small task); while another caller's op holds the workers, the tasks run inline. NumPy's
+    BLAS runs on one thread meanwhile (see narrow_blas) and gets its count back before this returns.
     """
     global _pool
     tasks = list(tasks)

@@ -36,10 +36,10 @@ class _Worker:
     def join(self):
         """The job's results, after it has finished; its exception, raised here, when it failed."""
         self.done.acquire()
-        error, self.error = self.error, None
+        (result, error), self.result, self.error = (self.result, self.error), None, None  # hold no arrays between jobs
         if error is not None:
             raise error
-        return self.result
+        return result
 
 
 class Workers:
