@@ -102,8 +102,9 @@ def unpack_layout(layout, whole):
 
 
 class SegmentRing:
-    """A worker's segments: ``fill`` copies a batch into a free one, ``give_back`` frees those the main
-    process no longer uses, ``unlink_all`` removes every name when the worker ends."""
+    """A worker's segments: ``collating`` lends the largest free one for default_collate to stack into,
+    ``fill`` puts a batch into a segment (copying only what was not stacked there), ``give_back`` frees those
+    the main process no longer uses, ``unlink_all`` removes every name when the worker ends."""
 
     def __init__(self):
         self.free, self.lent = {}, {}  # name -> SharedMemory
