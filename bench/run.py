@@ -305,8 +305,6 @@ def _inference_case(name, config, image_shape):
 
         return lambda: frozen(image), theirs_forward, _onnxruntime_forward(ours, image, ARGS.threads)
 
-    return build
-
 
 _training_case("train step LeNet-5 b128 1x28x28 SGD momentum", "lenet5", 128, (1, 28, 28))
 _training_case("train step LeNet-5 (sigmoid, avgpool) b128 1x28x28 SGD momentum", "lenet5_historical", 128, (1, 28, 28))

@@ -32,6 +32,11 @@ def _aligned(nbytes):
     return -(-nbytes // _ALIGN) * _ALIGN
 
 
+def _nbytes(shape, dtype):
+    """Bytes of an array of ``shape`` and ``dtype`` (an np.dtype): itemsize x prod(shape)."""
+    return dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+
+
 _arena = threading.local()  # in a worker, while it collates: the free segment that stacks may fill
 
 
@@ -43,7 +48,7 @@ def stack_output(shape, dtype):
     segment, used = arena
     dtype = np.dtype(dtype)
     offset = _aligned(used)
-    nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+    nbytes = _nbytes(shape, dtype)
     if dtype.hasobject or offset + nbytes > segment.size:
         return None
     _arena.current = (segment, offset + nbytes)
@@ -89,7 +94,7 @@ def unpack_layout(layout, whole):
     if kind in ("tensor", "array"):
         _, offset, shape, dtype = layout
         dtype = np.dtype(dtype)
-        nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        nbytes = _nbytes(shape, dtype)
         # a plain ndarray view whose base is ``whole`` keeps the batch's lease alive as long as it lives
         array = whole[offset:offset + nbytes].view(np.ndarray).view(dtype).reshape(shape)
         return Tensor(array) if kind == "tensor" else array
@@ -102,8 +107,9 @@ def unpack_layout(layout, whole):
 
 
 class SegmentRing:
-    """A worker's segments: ``fill`` copies a batch into a free one, ``give_back`` frees those the main
-    process no longer uses, ``unlink_all`` removes every name when the worker ends."""
+    """A worker's segments: ``collating`` lends the largest free one for default_collate to stack into,
+    ``fill`` puts a batch into a segment (copying only what was not stacked there), ``give_back`` frees those
+    the main process no longer uses, ``unlink_all`` removes every name when the worker ends."""
 
     def __init__(self):
         self.free, self.lent = {}, {}  # name -> SharedMemory

@@ -88,10 +88,12 @@ class DistributedDataParallel(Module):
             self.require_backward_grad_sync = previous
 
     def _average_gradients(self):
-        """Sum each bucket's gradients over processes and divide by the world size, in the same order everywhere."""
+        """Average each bucket's gradients over processes (scaled by 1 / world size, then summed by MPI), in the
+        same order everywhere."""
+        xp = get_array_module()
+        scale = 1.0 / self.world_size
         for index, bucket in enumerate(self._buckets):
             flat = self._bucket_array(index)
-            scale = 1.0 / self.world_size
             offset = 0
             for param in bucket:
                 size = param.data.size
@@ -99,7 +101,7 @@ class DistributedDataParallel(Module):
                     flat[offset:offset + size] = 0  # reduced as zeros: every rank must send the same buckets
                 else:
                     # divided before the sum (as PyTorch does) in the same pass as the copy into the bucket
-                    get_array_module().multiply(param.grad.reshape(-1), scale, out=flat[offset:offset + size])
+                    xp.multiply(param.grad.reshape(-1), scale, out=flat[offset:offset + size])
                 offset += size
             comm.all_reduce(flat)
             offset = 0
