@@ -17,6 +17,7 @@ from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..kernels import pick
 from ..kernels.pooling import plane_positions
+from . import im2col
 from .windows import AXIS_LETTERS, AXIS_NAMES, TUPLE_NAMES, ntuple, positive_ntuple, resolve_padding, window_output_size
 
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
@@ -153,24 +154,23 @@ def _unpadded(grad_padded, win):
 
 
 def _window_view(padded, win):
-    """The (N, C, *out, *kernel) view of every window: [n, c, o..., t...] = padded[n, c, o*S + t*d ...] (no copy)."""
-    xp = get_array_module()
-    batch, channel, *steps = padded.strides
-    return xp.lib.stride_tricks.as_strided(
-        padded, padded.shape[:2] + tuple(win.out_size) + tuple(win.kernel),
-        (batch, channel, *(s * k for s, k in zip(steps, win.stride)), *(s * d for s, d in zip(steps, win.dilation))),
-        writeable=False)
+    """The (N, C, *out, *kernel) view of every window: [n, c, o..., t...] = padded[n, c, o*S + t*d ...] (no copy).
+
+    It is im2col's window view (``im2col.windows``) with the output axes moved before the window axes.
+    """
+    dims = len(win.kernel)
+    outputs_first = (0, 1) + tuple(range(2 + dims, 2 + 2 * dims)) + tuple(range(2, 2 + dims))
+    return im2col.windows(padded, win).transpose(outputs_first)
 
 
 def _fold(taps, win):
     """Adjoint of ``_window_view``: each window's kernel-shaped values added back at the padded positions they
-    came from."""
+    came from (one strided add per tap, as col2im does, since windows may overlap)."""
     xp = get_array_module()
     padded = xp.zeros(taps.shape[:2] + tuple(win.needed), dtype=taps.dtype)
+    target = im2col.windows(padded, win, writeable=True)
     for offset in itertools.product(*(range(k) for k in win.kernel)):
-        reached = tuple(slice(t * d, t * d + (out - 1) * s + 1, s)
-                        for t, d, out, s in zip(offset, win.dilation, win.out_size, win.stride))
-        padded[(Ellipsis,) + reached] += taps[(Ellipsis,) + offset]
+        target[(slice(None), slice(None)) + offset] += taps[(Ellipsis,) + offset]
     return padded
 
 
